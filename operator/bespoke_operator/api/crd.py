@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, NoDefault
+from pydantic_core import core_schema
 
 from bespoke_operator.api.customization import (
     NAME_LENGTH,
@@ -108,13 +110,30 @@ KINDS: Final[tuple[CrdKind, ...]] = (
 )
 
 
+class _FactoryDefaults(GenerateJsonSchema):
+    """Also writes the defaults of `default_factory` lists and maps, so the server applies them.
+
+    Whole sections default to `{}` through their field's `json_schema_extra` instead, so the
+    server fills in each nested default itself.
+    """
+
+    def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
+        factory = schema.get("default_factory")
+        if factory is None or schema.get("default_factory_takes_data"):
+            return super().get_default_value(schema)
+        value = factory()  # type: ignore[call-arg]
+        return NoDefault if isinstance(value, BaseModel) else value
+
+
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema rewritten as a Kubernetes structural schema.
 
     `$ref`s are inlined, `title`s dropped, optional values become `nullable`, and `const`
     becomes a one-value enum: every node carries its own type, as the API server requires.
     """
-    raw = model.model_json_schema(by_alias=True, mode="validation")
+    raw = model.model_json_schema(
+        by_alias=True, mode="validation", schema_generator=_FactoryDefaults
+    )
     definitions = raw.get("$defs", {})
     return _structural(raw, definitions)
 

@@ -519,7 +519,7 @@ class Serving(ApiModel):
         default=None,
         description="Serve exactly this version, whatever the gates say: a rollback or an "
         "approval that lives in Git.",
-        json_schema_extra={"minimum": 1, "x-kubernetes-validations": [_PINNED_RULE]},
+        json_schema_extra={"x-kubernetes-validations": [_PINNED_RULE]},
     )
     rollout_deadline_seconds: int = Field(
         default=600,
