@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from bespoke_operator import manifests
-from bespoke_operator.validate import ValidationFailed, load_file
+from bespoke_operator.validate import ResourceValidationError, load_file
 
 __all__ = ["app", "main"]
 
@@ -35,7 +35,7 @@ def validate(
     for path in files:
         try:
             resources = load_file(path)
-        except ValidationFailed as exc:
+        except ResourceValidationError as exc:
             failed += 1
             for problem in exc.problems:
                 _out.print(str(problem), markup=False)

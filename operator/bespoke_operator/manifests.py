@@ -11,7 +11,7 @@ import yaml
 
 from bespoke_operator.api.crd import GROUP, KINDS, VERSION, CrdKind, crd, openapi_schema
 
-__all__ = ["CRD_DIRS", "API_DOC", "render_all", "stale", "write_all"]
+__all__ = ["API_DOC", "CRD_DIRS", "render_all", "stale", "write_all"]
 
 CRD_DIRS: Final = (Path("crds"), Path("charts/bespoke/crds"))
 API_DOC: Final = Path("docs/api.md")

@@ -1,4 +1,4 @@
-"""Checks resource files against the API models and explains each problem: what is wrong, how to fix it."""
+"""Checks resource files against the API models and says, for each problem, what and how to fix."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from bespoke_operator.api import API_VERSION, ModelCustomization, ModelVersion
 from bespoke_operator.api._base import FORMAT_HINTS
 from bespoke_operator.api.rules import RULE_ERROR_TYPE
 
-__all__ = ["KINDS", "Problem", "Resource", "ValidationFailed", "load_file", "validate_text"]
+__all__ = ["KINDS", "Problem", "Resource", "ResourceValidationError", "load_file", "validate_text"]
 
 Resource = ModelCustomization | ModelVersion
 
@@ -40,7 +40,7 @@ class Problem:
         return f"{self.source}: {where}{self.message}"
 
 
-class ValidationFailed(Exception):
+class ResourceValidationError(Exception):
     """A file holds invalid resources; `problems` lists every one of them."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
@@ -49,14 +49,16 @@ class ValidationFailed(Exception):
 
 
 def load_file(path: Path) -> list[Resource]:
-    """Parses every resource in a file, or raises `ValidationFailed` with all its problems."""
+    """Parses every resource in a file; raises `ResourceValidationError` with all its problems."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationFailed([Problem(str(path), "", f"cannot read the file: {exc}")]) from exc
+        raise ResourceValidationError(
+            [Problem(str(path), "", f"cannot read the file: {exc}")]
+        ) from exc
     resources, problems = validate_text(text, str(path))
     if problems:
-        raise ValidationFailed(problems)
+        raise ResourceValidationError(problems)
     return resources
 
 
@@ -89,7 +91,9 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
 def _validate_document(document: Any, source: str) -> tuple[Resource | None, list[Problem]]:
     if not isinstance(document, dict):
         return None, [
-            Problem(source, "", "a resource must be a mapping with apiVersion, kind, metadata, spec")
+            Problem(
+                source, "", "a resource must be a mapping with apiVersion, kind, metadata, spec"
+            )
         ]
     kind = document.get("kind")
     api_version = document.get("apiVersion")
@@ -144,7 +148,7 @@ def _message(kind: str, ctx: dict[str, Any], value: Any, default: str) -> str:
     if kind == "string_type":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return (
-                f"must be a string, got the number {value!r} — quote it (\"{value}\"): "
+                f'must be a string, got the number {value!r} — quote it ("{value}"): '
                 "the API writes decimals as strings"
             )
         return f"must be a string — got {_type_name(value)}"

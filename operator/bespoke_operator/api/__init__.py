@@ -21,10 +21,11 @@ VERSION = "v1alpha1"
 
 __all__ = [
     "API_VERSION",
-    "Condition",
     "GROUP",
-    "GateResult",
     "METRICS_BY_TASK",
+    "VERSION",
+    "Condition",
+    "GateResult",
     "ModelCustomization",
     "ModelCustomizationSpec",
     "ModelCustomizationStatus",
@@ -32,7 +33,6 @@ __all__ = [
     "ModelVersionSpec",
     "ModelVersionStatus",
     "ObjectMeta",
-    "VERSION",
     "check_update",
     "headline_metric",
 ]

@@ -9,18 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 __all__ = [
-    "ApiModel",
     "DECIMAL_PATTERN",
-    "Decimal",
     "FORMAT_HINTS",
-    "Name",
     "QUANTITY_PATTERN",
+    "SIGNED_DECIMAL_PATTERN",
+    "URI_PATTERN",
+    "ApiModel",
+    "Decimal",
+    "Name",
     "Quantity",
     "SignedDecimal",
-    "SIGNED_DECIMAL_PATTERN",
     "Timestamp",
     "Uri",
-    "URI_PATTERN",
     "parse_decimal",
     "section",
 ]
@@ -39,7 +39,7 @@ FORMAT_HINTS: Final[dict[str, str]] = {
     QUANTITY_PATTERN: 'a Kubernetes quantity, e.g. "500m", "2", "16Gi"',
     URI_PATTERN: "a location such as hf://org/name, pvc://claim/path, s3://bucket/prefix, "
     "file:///abs/path or a relative path",
-    NAME_PATTERN: "a lowercase DNS label: letters, digits and '-', starting and ending alphanumeric",
+    NAME_PATTERN: "a lowercase DNS label: letters, digits and '-', alphanumeric at both ends",
 }
 
 Decimal = Annotated[str, Field(pattern=DECIMAL_PATTERN, max_length=32)]

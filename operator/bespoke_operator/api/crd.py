@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pydantic import BaseModel
@@ -16,7 +17,7 @@ from bespoke_operator.api.customization import (
 )
 from bespoke_operator.api.version import ModelVersionSpec, ModelVersionStatus
 
-__all__ = ["GROUP", "VERSION", "CrdKind", "KINDS", "crd", "openapi_schema", "structural_schema"]
+__all__ = ["GROUP", "KINDS", "VERSION", "CrdKind", "crd", "openapi_schema", "structural_schema"]
 
 GROUP: Final = "bespoke.dev"
 VERSION: Final = "v1alpha1"
@@ -25,29 +26,23 @@ VERSION: Final = "v1alpha1"
 _DROPPED_KEYS: Final = frozenset({"title", "$defs", "discriminator"})
 
 
+@dataclass(frozen=True, kw_only=True)
 class CrdKind:
     """One kind of the API and how it shows in kubectl."""
 
-    def __init__(
-        self,
-        kind: str,
-        plural: str,
-        short_names: list[str],
-        spec: type[BaseModel],
-        status: type[BaseModel],
-        description: str,
-        printer_columns: list[dict[str, Any]],
-        root_rules: list[dict[str, str]] | None = None,
-    ) -> None:
-        self.kind = kind
-        self.plural = plural
-        self.singular = kind.lower()
-        self.short_names = short_names
-        self.spec = spec
-        self.status = status
-        self.description = description
-        self.printer_columns = printer_columns
-        self.root_rules = root_rules or []
+    kind: str
+    plural: str
+    short_names: list[str]
+    spec: type[BaseModel]
+    status: type[BaseModel]
+    description: str
+    printer_columns: list[dict[str, Any]]
+    root_rules: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def singular(self) -> str:
+        """The CRD's singular name."""
+        return self.kind.lower()
 
     @property
     def name(self) -> str:

@@ -19,10 +19,13 @@ from bespoke_operator.api._base import (
 )
 from bespoke_operator.api.conditions import Condition, ObjectMeta
 from bespoke_operator.api.metrics import METRICS_BY_TASK, MetricName, Task
-from bespoke_operator.api.rules import Rule, RuleViolation, raise_violations
+from bespoke_operator.api.rules import Rule, RuleViolation, raise_violations, schema_rules
 
 __all__ = [
     "API_VERSION",
+    "NAME_LENGTH",
+    "SPEC_RULES",
+    "TASK_IMMUTABLE",
     "Augmentation",
     "BaseModelSource",
     "Batching",
@@ -40,7 +43,6 @@ __all__ = [
     "ModelCustomization",
     "ModelCustomizationSpec",
     "ModelCustomizationStatus",
-    "NAME_LENGTH",
     "Monitoring",
     "OnDrift",
     "RequestLimits",
@@ -49,10 +51,8 @@ __all__ = [
     "Rollout",
     "SecretReference",
     "Serving",
-    "SPEC_RULES",
     "Split",
     "Storage",
-    "TASK_IMMUTABLE",
     "Toleration",
     "Training",
     "check_update",
@@ -77,7 +77,7 @@ class BaseModelSource(ApiModel):
     """The pre-trained model to start from."""
 
     model_config = ConfigDict(
-        json_schema_extra={"x-kubernetes-validations": [_TRUST_NEEDS_REVISION.as_crd_validation()]}
+        json_schema_extra=schema_rules(_TRUST_NEEDS_REVISION.as_crd_validation())
     )
 
     uri: Uri = Field(
@@ -120,7 +120,7 @@ class DataSource(ApiModel):
 
 _FRACTION_RULE: Final[dict[str, str]] = {
     "rule": "double(self) > 0.0 && double(self) < 1.0",
-    "message": "must be a fraction strictly between 0 and 1, written as a string, e.g. \"0.1\"",
+    "message": 'must be a fraction strictly between 0 and 1, written as a string, e.g. "0.1"',
 }
 
 
@@ -136,30 +136,28 @@ _SPLIT_SUM: Rule[Split] = Rule(
     message="`validationFraction` + `testFraction` must leave some data for training "
     "(their sum must be below 1)",
     field_path=".testFraction",
-    check=lambda split: parse_decimal(split.validation_fraction)
-    + parse_decimal(split.test_fraction)
-    < 1.0,
+    check=lambda split: (
+        parse_decimal(split.validation_fraction) + parse_decimal(split.test_fraction) < 1.0
+    ),
 )
 
 
 class Split(ApiModel):
     """How to carve validation and test sets out of the training data when none are given."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"x-kubernetes-validations": [_SPLIT_SUM.as_crd_validation()]}
-    )
+    model_config = ConfigDict(json_schema_extra=schema_rules(_SPLIT_SUM.as_crd_validation()))
 
     validation_fraction: Decimal = Field(
         default="0.1",
         description="Share of the training data held out for validation (early stopping), "
         "used when dataset.validation is not set. A string, strictly between 0 and 1.",
-        json_schema_extra={"x-kubernetes-validations": [_FRACTION_RULE]},
+        json_schema_extra=schema_rules(_FRACTION_RULE),
     )
     test_fraction: Decimal = Field(
         default="0.1",
         description="Share of the training data held out for the final evaluation and the gates, "
         "used when dataset.test is not set. A string, strictly between 0 and 1.",
-        json_schema_extra={"x-kubernetes-validations": [_FRACTION_RULE]},
+        json_schema_extra=schema_rules(_FRACTION_RULE),
     )
     seed: int = Field(default=42, ge=0, description="Seed of the split, so it is reproducible.")
 
@@ -184,12 +182,19 @@ class Columns(ApiModel):
     )
 
 
+_AUGMENTATIONS: Final[tuple[Literal["deletion", "swap", "insertion"], ...]] = (
+    "deletion",
+    "swap",
+    "insertion",
+)
+
+
 class Augmentation(ApiModel):
     """Token-level augmentation for small datasets (classification)."""
 
     enabled: bool = Field(default=False, description="Augment the training split.")
     operations: list[Literal["deletion", "swap", "insertion"]] = Field(
-        default_factory=lambda: ["deletion", "swap", "insertion"],
+        default_factory=lambda: list(_AUGMENTATIONS),
         max_length=3,
         description="Operations to apply: random word deletion, swap of neighbouring words, "
         "insertion of a word seen in the same class.",
@@ -232,9 +237,7 @@ class LoraSettings(ApiModel):
     """LoRA adapter settings; the fields mirror PEFT's `LoraConfig`."""
 
     r: int = Field(default=16, ge=1, le=1024, description="Rank of the update matrices (`r`).")
-    alpha: int = Field(
-        default=32, ge=1, le=4096, description="Scaling numerator (`lora_alpha`)."
-    )
+    alpha: int = Field(default=32, ge=1, le=4096, description="Scaling numerator (`lora_alpha`).")
     dropout: Decimal = Field(
         default="0.05", description="Dropout on the adapter input (`lora_dropout`), as a string."
     )
@@ -248,9 +251,7 @@ class LoraSettings(ApiModel):
         default="none", description="Which biases to train (`bias`)."
     )
     use_rslora: bool = Field(default=False, description="Rank-stabilized scaling (`use_rslora`).")
-    use_dora: bool = Field(
-        default=False, description="Weight-decomposed LoRA (`use_dora`)."
-    )
+    use_dora: bool = Field(default=False, description="Weight-decomposed LoRA (`use_dora`).")
 
 
 class Method(ApiModel):
@@ -286,8 +287,8 @@ class Resources(ApiModel):
     """Compute requested for a pod."""
 
     gpus: int = Field(default=0, ge=0, le=64, description="NVIDIA GPUs (`nvidia.com/gpu`).")
-    cpu: Quantity = Field(default="2", description="CPU request, e.g. \"2\" or \"500m\".")
-    memory: Quantity = Field(default="8Gi", description="Memory request and limit, e.g. \"16Gi\".")
+    cpu: Quantity = Field(default="2", description='CPU request, e.g. "2" or "500m".')
+    memory: Quantity = Field(default="8Gi", description='Memory request and limit, e.g. "16Gi".')
 
 
 class Toleration(ApiModel):
@@ -389,9 +390,7 @@ class Gate(ApiModel):
 
     metric: MetricName = Field(description="Metric the gate reads.")
     min: Decimal | None = Field(default=None, description="Lowest acceptable value, as a string.")
-    max: Decimal | None = Field(
-        default=None, description="Highest acceptable value, as a string."
-    )
+    max: Decimal | None = Field(default=None, description="Highest acceptable value, as a string.")
 
 
 class ChampionDelta(ApiModel):
@@ -519,7 +518,7 @@ class Serving(ApiModel):
         default=None,
         description="Serve exactly this version, whatever the gates say: a rollback or an "
         "approval that lives in Git.",
-        json_schema_extra={"x-kubernetes-validations": [_PINNED_RULE]},
+        json_schema_extra=schema_rules(_PINNED_RULE),
     )
     rollout_deadline_seconds: int = Field(
         default=600,
@@ -626,9 +625,9 @@ def _metric_rules(task: str) -> list[Rule[Any]]:
             "`championDelta`",
             "!has(self.evaluation) || !has(self.evaluation.championDelta) || "
             "self.evaluation.championDelta.metric in {allowed}",
-            lambda spec: [spec.evaluation.champion_delta.metric]
-            if spec.evaluation.champion_delta
-            else [],
+            lambda spec: (
+                [spec.evaluation.champion_delta.metric] if spec.evaluation.champion_delta else []
+            ),
             ".evaluation.championDelta.metric",
         ),
         _metric_rule(
@@ -662,8 +661,10 @@ _FAIRNESS_NEEDS_GROUPS: Rule[ModelCustomizationSpec] = Rule(
     message="fairness limits need a text-classification task and `dataset.sensitiveColumn` "
     "naming the group column",
     field_path=".evaluation.fairness",
-    check=lambda spec: not spec.evaluation.fairness.any_set()
-    or (spec.task == "text-classification" and spec.dataset.sensitive_column is not None),
+    check=lambda spec: (
+        not spec.evaluation.fairness.any_set()
+        or (spec.task == "text-classification" and spec.dataset.sensitive_column is not None)
+    ),
 )
 
 _MITIGATION_NEEDS_GROUPS: Rule[ModelCustomizationSpec] = Rule(
@@ -671,8 +672,7 @@ _MITIGATION_NEEDS_GROUPS: Rule[ModelCustomizationSpec] = Rule(
     "!self.training.mitigateBias || has(self.dataset.sensitiveColumn)",
     message="`mitigateBias` needs `dataset.sensitiveColumn` naming the group column",
     field_path=".training.mitigateBias",
-    check=lambda spec: not spec.training.mitigate_bias
-    or spec.dataset.sensitive_column is not None,
+    check=lambda spec: not spec.training.mitigate_bias or spec.dataset.sensitive_column is not None,
 )
 
 #: Every cross-field rule on the spec, in the order they are reported.
@@ -695,16 +695,14 @@ class ModelCustomizationSpec(ApiModel):
     """What the user wants: base model, data, method, gates, serving, monitoring."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [rule.as_crd_validation() for rule in SPEC_RULES]
-        }
+        json_schema_extra=schema_rules(*(rule.as_crd_validation() for rule in SPEC_RULES))
     )
 
     base_model: BaseModelSource = Field(description="The pre-trained model to start from.")
     task: Task = Field(
         description="text-classification (sequence classification head) or causal-lm "
         "(instruction tuning / SFT). Cannot change once created.",
-        json_schema_extra={"x-kubernetes-validations": [TASK_IMMUTABLE]},
+        json_schema_extra=schema_rules(TASK_IMMUTABLE),
     )
     dataset: Dataset = Field(description="The data to adapt the model to.")
     method: Method = section(Method, "How the model is adapted (LoRA by default).")

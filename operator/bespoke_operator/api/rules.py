@@ -3,18 +3,20 @@
 A rule carries one message. The CRD generator puts the CEL expression and the message into
 `x-kubernetes-validations`; the pydantic models run the Python check and raise the same message,
 so `bespoke validate`, the local runtime and the API server reject a file for the same reason in
-the same words. `tests/unit/api/test_rules_agree.py` evaluates both forms over many specs.
+the same words. `tests/unit/api/test_schema_agrees.py` evaluates both forms over many specs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
+from pydantic import JsonValue
+from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
-__all__ = ["Rule", "RuleViolation", "RULE_ERROR_TYPE", "raise_violations"]
+__all__ = ["RULE_ERROR_TYPE", "Rule", "RuleViolation", "raise_violations", "schema_rules"]
 
 RULE_ERROR_TYPE = "bespoke_rule"
 
@@ -55,6 +57,11 @@ class Rule(Generic[Subject]):
         if self.check(subject):
             return None
         return RuleViolation(self.field_path, self.message)
+
+
+def schema_rules(*rules: Mapping[str, str]) -> JsonDict:
+    """A `json_schema_extra` value that puts CEL rules into the generated CRD."""
+    return {"x-kubernetes-validations": cast("list[JsonValue]", [dict(r) for r in rules])}
 
 
 def raise_violations(subject: Any, rules: Iterable[Rule[Any]]) -> None:

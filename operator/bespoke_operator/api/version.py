@@ -9,13 +9,14 @@ from pydantic import Field
 from bespoke_operator.api._base import ApiModel, Decimal, Name, Timestamp
 from bespoke_operator.api.conditions import Condition, ObjectMeta
 from bespoke_operator.api.customization import ModelCustomizationSpec
+from bespoke_operator.api.rules import schema_rules
 
 __all__ = [
+    "SPEC_IMMUTABLE",
     "GateResult",
     "ModelVersion",
     "ModelVersionSpec",
     "ModelVersionStatus",
-    "SPEC_IMMUTABLE",
     "VersionPhase",
 ]
 
@@ -131,6 +132,6 @@ class ModelVersion(ApiModel):
     metadata: ObjectMeta = Field(description="Standard object metadata.")
     spec: ModelVersionSpec = Field(
         description="What the version was trained from (immutable).",
-        json_schema_extra={"x-kubernetes-validations": [SPEC_IMMUTABLE]},
+        json_schema_extra=schema_rules(SPEC_IMMUTABLE),
     )
     status: ModelVersionStatus | None = Field(default=None, description="Outcome.")

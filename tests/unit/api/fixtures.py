@@ -36,4 +36,6 @@ def invalid_fixtures() -> list[InvalidFixture]:
 
 def example_files() -> list[Path]:
     """Every ModelCustomization example in examples/ (one level down too)."""
-    return sorted(p for p in EXAMPLES.rglob("*.yaml") if "kind: ModelCustomization" in p.read_text())
+    return sorted(
+        p for p in EXAMPLES.rglob("*.yaml") if "kind: ModelCustomization" in p.read_text()
+    )

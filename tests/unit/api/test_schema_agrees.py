@@ -1,4 +1,4 @@
-"""The generated openAPIV3Schema (with its CEL rules) and the pydantic models agree on every file."""
+"""The generated openAPIV3Schema (with its CEL rules) and the pydantic models agree."""
 
 from __future__ import annotations
 

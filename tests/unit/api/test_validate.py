@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from bespoke_operator.api import ModelCustomization, check_update
 from bespoke_operator.cli import app
-from bespoke_operator.validate import ValidationFailed, load_file, validate_text
+from bespoke_operator.validate import ResourceValidationError, load_file, validate_text
 
 from .fixtures import FIXTURES, InvalidFixture, example_files, invalid_fixtures
 
@@ -19,7 +19,9 @@ runner = CliRunner()
 
 def test_examples_cover_the_three_documented_kinds_of_customization() -> None:
     specs = [load_file(path)[0] for path in example_files()]
-    methods = {(r.spec.task, r.spec.method.type) for r in specs if isinstance(r, ModelCustomization)}
+    methods = {
+        (r.spec.task, r.spec.method.type) for r in specs if isinstance(r, ModelCustomization)
+    }
     assert ("text-classification", "lora") in methods
     assert ("causal-lm", "lora") in methods
     assert ("causal-lm", "qlora") in methods
@@ -91,7 +93,9 @@ def test_missing_required_field_and_non_mapping_are_explained() -> None:
     doc = yaml.safe_load((example_files()[0]).read_text())
     del doc["spec"]["storage"]
     _, problems = validate_text(yaml.safe_dump(doc), "nostore.yaml")
-    assert [str(p) for p in problems] == ["nostore.yaml: spec.storage: required field is missing — add it"]
+    assert [str(p) for p in problems] == [
+        "nostore.yaml: spec.storage: required field is missing — add it"
+    ]
     _, problems = validate_text("- just\n- a list\n", "list.yaml")
     assert "must be a mapping" in problems[0].message
 
@@ -99,16 +103,17 @@ def test_missing_required_field_and_non_mapping_are_explained() -> None:
 def test_unreadable_and_empty_files_fail_cleanly(tmp_path: Path) -> None:
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing\n")
-    with pytest.raises(ValidationFailed, match="holds no resource"):
+    with pytest.raises(ResourceValidationError, match="holds no resource"):
         load_file(empty)
-    with pytest.raises(ValidationFailed, match="cannot read the file"):
+    with pytest.raises(ResourceValidationError, match="cannot read the file"):
         load_file(tmp_path / "missing.yaml")
 
 
 def test_task_cannot_change_on_update() -> None:
     before = load_file(FIXTURES / "updates" / "task-change" / "before.yaml")[0]
     after = load_file(FIXTURES / "updates" / "task-change" / "after.yaml")[0]
-    assert isinstance(before, ModelCustomization) and isinstance(after, ModelCustomization)
+    assert isinstance(before, ModelCustomization)
+    assert isinstance(after, ModelCustomization)
     expected = InvalidFixture.read(FIXTURES / "updates" / "task-change" / "after.yaml").expect
     assert [v.message for v in check_update(before.spec, before.spec)] == []
     assert expected in check_update(before.spec, after.spec)[0].message
