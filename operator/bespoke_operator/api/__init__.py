@@ -1,1 +1,38 @@
-"""placeholder"""
+"""The Bespoke API (bespoke.dev/v1alpha1): typed models that are the single source of the CRDs."""
+
+from bespoke_operator.api.conditions import Condition, ObjectMeta
+from bespoke_operator.api.customization import (
+    API_VERSION,
+    ModelCustomization,
+    ModelCustomizationSpec,
+    ModelCustomizationStatus,
+    check_update,
+)
+from bespoke_operator.api.metrics import METRICS_BY_TASK, headline_metric
+from bespoke_operator.api.version import (
+    GateResult,
+    ModelVersion,
+    ModelVersionSpec,
+    ModelVersionStatus,
+)
+
+GROUP = "bespoke.dev"
+VERSION = "v1alpha1"
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "METRICS_BY_TASK",
+    "VERSION",
+    "Condition",
+    "GateResult",
+    "ModelCustomization",
+    "ModelCustomizationSpec",
+    "ModelCustomizationStatus",
+    "ModelVersion",
+    "ModelVersionSpec",
+    "ModelVersionStatus",
+    "ObjectMeta",
+    "check_update",
+    "headline_metric",
+]

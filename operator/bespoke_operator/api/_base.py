@@ -1,0 +1,86 @@
+"""Shared building blocks of the API models: the base class, string formats and section fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "DECIMAL_PATTERN",
+    "FORMAT_HINTS",
+    "QUANTITY_PATTERN",
+    "SIGNED_DECIMAL_PATTERN",
+    "URI_PATTERN",
+    "ApiModel",
+    "Decimal",
+    "Name",
+    "Quantity",
+    "SignedDecimal",
+    "Timestamp",
+    "Uri",
+    "parse_decimal",
+    "section",
+]
+
+# The API carries no floats (CONVENTIONS: Kubernetes API); decimals are strings in these formats.
+DECIMAL_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
+SIGNED_DECIMAL_PATTERN: Final = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
+QUANTITY_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+URI_PATTERN: Final = r"^((hf|pvc|s3|file)://[^\s]+|/[^\s]*|\.{0,2}/?[^\s:]+)$"
+NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+#: How to fix a value that does not match one of the patterns above (used by `bespoke validate`).
+FORMAT_HINTS: Final[dict[str, str]] = {
+    DECIMAL_PATTERN: 'a non-negative decimal number written as a string, e.g. "0.0002" or "2e-4"',
+    SIGNED_DECIMAL_PATTERN: 'a decimal number written as a string, e.g. "0.01" or "-0.5"',
+    QUANTITY_PATTERN: 'a Kubernetes quantity, e.g. "500m", "2", "16Gi"',
+    URI_PATTERN: "a location such as hf://org/name, pvc://claim/path, s3://bucket/prefix, "
+    "file:///abs/path or a relative path",
+    NAME_PATTERN: "a lowercase DNS label: letters, digits and '-', alphanumeric at both ends",
+}
+
+Decimal = Annotated[str, Field(pattern=DECIMAL_PATTERN, max_length=32)]
+SignedDecimal = Annotated[str, Field(pattern=SIGNED_DECIMAL_PATTERN, max_length=32)]
+Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=32)]
+Uri = Annotated[str, Field(pattern=URI_PATTERN, min_length=1, max_length=1024)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=63)]
+# Timestamps come from the API server as RFC 3339 strings, so they are parsed leniently.
+Timestamp = Annotated[datetime, Field(strict=False)]
+
+
+def parse_decimal(value: str) -> float:
+    """Turns an API decimal string into a float for arithmetic inside the operator."""
+    return float(value)
+
+
+class ApiModel(BaseModel):
+    """Base of every API model: camelCase on the wire, unknown fields rejected, types exact.
+
+    Strict mode matches what the API server accepts: `epochs: "3"` is as wrong here as it is
+    for the CRD's `type: integer`, so the two can never disagree on a file.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        use_attribute_docstrings=False,
+    )
+
+
+def section(model: type[ApiModel], description: str) -> Any:
+    """A field holding a whole optional section whose every field has a default.
+
+    The CRD declares `default: {}` for it, so the API server fills in the nested defaults and
+    `kubectl get -o yaml` shows the effective configuration.
+    """
+    return Field(
+        default_factory=model,
+        description=description,
+        json_schema_extra={"default": {}},
+    )

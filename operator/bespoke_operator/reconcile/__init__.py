@@ -1,0 +1,55 @@
+"""The reconcile core: pure decisions from a customization and what was observed."""
+
+from bespoke_operator.reconcile.actions import (
+    Action,
+    CreateVersion,
+    DeleteVersion,
+    Deploy,
+    Event,
+    SetVersionStatus,
+    StartTrainer,
+    StopTrainer,
+    Undeploy,
+)
+from bespoke_operator.reconcile.decide import (
+    APPROVAL_ANNOTATION,
+    PERMANENT_EXIT_CODES,
+    Decision,
+    artifact_uri,
+    decide,
+    invalid_spec_status,
+    version_name,
+)
+from bespoke_operator.reconcile.hashing import training_hash
+from bespoke_operator.reconcile.observed import (
+    DriftReport,
+    Observed,
+    ServingState,
+    TrainerRun,
+    TrainerSummary,
+)
+
+__all__ = [
+    "APPROVAL_ANNOTATION",
+    "PERMANENT_EXIT_CODES",
+    "Action",
+    "CreateVersion",
+    "Decision",
+    "DeleteVersion",
+    "Deploy",
+    "DriftReport",
+    "Event",
+    "Observed",
+    "ServingState",
+    "SetVersionStatus",
+    "StartTrainer",
+    "StopTrainer",
+    "TrainerRun",
+    "TrainerSummary",
+    "Undeploy",
+    "artifact_uri",
+    "decide",
+    "invalid_spec_status",
+    "training_hash",
+    "version_name",
+]

@@ -1,0 +1,91 @@
+"""What `decide` asks a runtime to do. Each action is idempotent when applied twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from bespoke_operator.api import ModelVersion, ModelVersionStatus
+
+__all__ = [
+    "Action",
+    "CreateVersion",
+    "DeleteVersion",
+    "Deploy",
+    "Event",
+    "SetVersionStatus",
+    "StartTrainer",
+    "StopTrainer",
+    "Undeploy",
+]
+
+
+@dataclass(frozen=True)
+class CreateVersion:
+    """Create the ModelVersion record (the trainer is started by a separate StartTrainer)."""
+
+    version: ModelVersion
+
+
+@dataclass(frozen=True)
+class StartTrainer:
+    """Start attempt `attempt` of the trainer for a version (its config and its Job)."""
+
+    version: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class StopTrainer:
+    """Stop every trainer run of a version (superseded by a newer spec)."""
+
+    version: int
+
+
+@dataclass(frozen=True)
+class SetVersionStatus:
+    """Write a version's status (through the status subresource)."""
+
+    version: int
+    status: ModelVersionStatus
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """Make the serving Deployment serve `version` from `artifact_uri` (create or update)."""
+
+    version: int
+    artifact_uri: str
+
+
+@dataclass(frozen=True)
+class Undeploy:
+    """Remove the serving Deployment and Service (serving disabled)."""
+
+
+@dataclass(frozen=True)
+class DeleteVersion:
+    """Delete a version beyond the history limit (its record; artifacts stay in storage)."""
+
+    version: int
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event on the customization for a lifecycle transition."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+Action = (
+    CreateVersion
+    | StartTrainer
+    | StopTrainer
+    | SetVersionStatus
+    | Deploy
+    | Undeploy
+    | DeleteVersion
+    | Event
+)

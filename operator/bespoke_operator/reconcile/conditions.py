@@ -1,0 +1,40 @@
+"""Condition bookkeeping: `lastTransitionTime` moves only when a condition's status flips."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal
+
+from bespoke_operator.api import Condition
+
+__all__ = ["ConditionStatus", "set_condition"]
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: bool | None,
+    reason: str,
+    message: str,
+    *,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """The condition list with `type_` set; other conditions keep their place and values."""
+    wanted: ConditionStatus = "Unknown" if status is None else ("True" if status else "False")
+    previous = next((c for c in conditions if c.type == type_), None)
+    since = previous.last_transition_time if previous and previous.status == wanted else now
+    updated = Condition(
+        type=type_,
+        status=wanted,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+    if previous is None:
+        return [*conditions, updated]
+    return [updated if c.type == type_ else c for c in conditions]

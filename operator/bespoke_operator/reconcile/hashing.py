@@ -1,0 +1,42 @@
+"""The training hash: which spec changes mean a new version, and which only a redeploy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Final
+
+from bespoke_operator.api import ModelCustomizationSpec
+
+__all__ = ["training_hash"]
+
+# Fields of spec.training that change where or how fast a trainer runs, not what it learns.
+_SCHEDULING_ONLY: Final = frozenset(
+    {
+        "resources",
+        "node_selector",
+        "tolerations",
+        "priority_class_name",
+        "queue_name",
+        "image",
+        "deadline_seconds",
+        "retry_limit",
+        "gradient_checkpointing",
+        "checkpoint_every_steps",
+    }
+)
+
+
+def training_hash(spec: ModelCustomizationSpec) -> str:
+    """A stable sha256 (hex, 64 chars) of everything that changes what the trainer produces."""
+    relevant = {
+        "baseModel": spec.base_model.model_dump(mode="json", by_alias=True),
+        "task": spec.task,
+        "dataset": spec.dataset.model_dump(mode="json", by_alias=True),
+        "method": spec.method.model_dump(mode="json", by_alias=True),
+        "training": spec.training.model_dump(
+            mode="json", by_alias=True, exclude=set(_SCHEDULING_ONLY)
+        ),
+    }
+    encoded = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode()).hexdigest()

@@ -1,0 +1,98 @@
+"""The generated CRDs: current, structural, valid Kubernetes objects, and what kubectl shows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from bespoke_operator import manifests
+from bespoke_operator.api.crd import KINDS, crd, openapi_schema
+
+KUBERNETES_VERSION = "1.34"
+_FORBIDDEN = {"$ref", "title", "anyOf", "allOf", "oneOf", "not", "const", "$defs"}
+
+
+def _nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, node
+    for name, child in node.get("properties", {}).items():
+        yield from _nodes(child, f"{path}.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            yield from _nodes(node[key], f"{path}[{key}]")
+
+
+def test_committed_generated_files_are_current(repo_root: Path) -> None:
+    assert manifests.stale(repo_root) == [], "run `make manifests` and commit the result"
+
+
+def test_stale_files_are_detected(tmp_path: Path) -> None:
+    manifests.write_all(tmp_path)
+    assert manifests.stale(tmp_path) == []
+    target = tmp_path / "crds" / "bespoke.dev_modelversions.yaml"
+    target.write_text(target.read_text().replace("shortNames", "shortNamez"))
+    assert manifests.stale(tmp_path) == [Path("crds/bespoke.dev_modelversions.yaml")]
+
+
+def test_chart_copy_is_identical_to_crds(repo_root: Path) -> None:
+    for path in (repo_root / "crds").glob("*.yaml"):
+        assert (repo_root / "charts/bespoke/crds" / path.name).read_text() == path.read_text()
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_schema_is_structural(kind: Any) -> None:
+    for path, node in _nodes(openapi_schema(kind)):
+        assert not (_FORBIDDEN & node.keys()), f"{path} has {_FORBIDDEN & node.keys()}"
+        assert "type" in node, f"{path} has no type"
+        assert not ("properties" in node and "additionalProperties" in node), path
+        assert "x-kubernetes-preserve-unknown-fields" not in node, path
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_every_field_is_described_and_bounded(kind: Any) -> None:
+    schema = openapi_schema(kind)
+    for section in ("spec", "status"):
+        for path, node in _nodes(schema["properties"][section], section):
+            if path.endswith("]"):
+                continue  # list items and map values are described by their field
+            assert node.get("description"), f"{path} has no description (kubectl explain)"
+            # Unbounded strings and lists make CEL cost estimates fail on the server.
+            if node["type"] == "string" and "enum" not in node and "format" not in node:
+                assert "maxLength" in node, f"{path} has no maxLength"
+            if node["type"] == "array":
+                assert "maxItems" in node, f"{path} has no maxItems"
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_crd_is_a_valid_kubernetes_object(kind: Any) -> None:
+    kubernetes_validate.validate(crd(kind), KUBERNETES_VERSION, strict=True)
+
+
+def test_status_subresource_names_and_printer_columns() -> None:
+    mc, mv = (crd(k) for k in KINDS)
+    for definition in (mc, mv):
+        version = definition["spec"]["versions"][0]
+        assert version["subresources"] == {"status": {}}
+        assert definition["spec"]["names"]["categories"] == ["bespoke"]
+    assert mc["spec"]["names"]["shortNames"] == ["mc"]
+    assert mv["spec"]["names"]["shortNames"] == ["mv"]
+    columns = [c["name"] for c in mc["spec"]["versions"][0]["additionalPrinterColumns"]]
+    assert columns == ["Production", "Phase", "Metric", "Drift", "Age"]
+
+
+def test_cross_field_rules_are_in_the_schema_with_their_field_paths() -> None:
+    spec = openapi_schema(KINDS[0])["properties"]["spec"]
+    paths = {rule.get("fieldPath") for rule in spec["x-kubernetes-validations"]}
+    assert {".training.resources.gpus", ".evaluation.gates"} <= paths
+    task_rules = spec["properties"]["task"]["x-kubernetes-validations"]
+    assert task_rules[0]["rule"] == "self == oldSelf"
+
+
+def test_generated_yaml_round_trips(repo_root: Path) -> None:
+    for kind in KINDS:
+        text = (repo_root / "crds" / f"bespoke.dev_{kind.plural}.yaml").read_text()
+        assert yaml.safe_load(text) == crd(kind)

@@ -1,0 +1,105 @@
+"""The generated openAPIV3Schema (with its CEL rules) and the pydantic models agree."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from bespoke_operator.api import ModelCustomization
+from bespoke_operator.api.crd import KINDS, openapi_schema
+
+from .fixtures import FIXTURES, InvalidFixture, example_files, invalid_fixtures
+from .openapi import apply_defaults, schema_errors
+
+SCHEMA = openapi_schema(KINDS[0])
+
+
+@pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
+def test_examples_pass_the_generated_schema(path: Any) -> None:
+    assert schema_errors(yaml.safe_load(path.read_text()), SCHEMA) == []
+
+
+@pytest.mark.parametrize(
+    "fixture", [f for f in invalid_fixtures() if f.server], ids=lambda f: f.path.stem
+)
+def test_invalid_fixtures_fail_the_generated_schema_for_the_same_reason(
+    fixture: InvalidFixture,
+) -> None:
+    errors = schema_errors(yaml.safe_load(fixture.path.read_text()), SCHEMA)
+    assert any(fixture.expect in e for e in errors), errors
+
+
+def test_task_change_is_rejected_as_a_transition() -> None:
+    before = yaml.safe_load((FIXTURES / "updates/task-change/before.yaml").read_text())
+    after_path = FIXTURES / "updates/task-change/after.yaml"
+    after = yaml.safe_load(after_path.read_text())
+    assert schema_errors(after, SCHEMA) == []  # valid as a new object
+    errors = schema_errors(after, SCHEMA, old=before)
+    assert any(InvalidFixture.read(after_path).expect in e for e in errors)
+
+
+def test_server_defaults_equal_model_defaults() -> None:
+    """What the API server stores after defaulting is what the models assume."""
+    for path in example_files():
+        document = yaml.safe_load(path.read_text())
+        defaulted = apply_defaults(document, SCHEMA)
+        model = ModelCustomization.model_validate(document)
+        assert defaulted["spec"] == model.spec.model_dump(by_alias=True, exclude_none=True)
+
+
+_BASE = yaml.safe_load((FIXTURES / "updates/task-change/before.yaml").read_text())
+_METRICS = st.sampled_from(["accuracy", "macroF1", "evalLoss", "perplexity", "tokenF1"])
+_FRACTION = st.sampled_from(["0", "0.1", "0.5", "0.6", "0.95", "1", "1.5"])
+
+
+@st.composite
+def _specs(draw: st.DrawFn) -> dict[str, Any]:
+    doc = copy.deepcopy(_BASE)
+    spec = doc["spec"]
+    spec["task"] = draw(st.sampled_from(["text-classification", "causal-lm"]))
+    spec["method"] = {"type": draw(st.sampled_from(["lora", "qlora", "full"]))}
+    spec["training"] = {
+        "resources": {"gpus": draw(st.integers(0, 2))},
+        "mitigateBias": draw(st.booleans()),
+    }
+    if draw(st.booleans()):
+        spec["training"]["earlyStopping"] = {"metric": draw(_METRICS)}
+    if draw(st.booleans()):
+        spec["baseModel"]["trustRemoteCode"] = True
+        if draw(st.booleans()):
+            spec["baseModel"]["revision"] = "abc123"
+    spec["dataset"]["split"] = {
+        "validationFraction": draw(_FRACTION),
+        "testFraction": draw(_FRACTION),
+    }
+    if draw(st.booleans()):
+        spec["dataset"]["sensitiveColumn"] = "group"
+    evaluation: dict[str, Any] = {
+        "gates": [{"metric": m, "min": "0.1"} for m in draw(st.lists(_METRICS, max_size=3))]
+    }
+    if draw(st.booleans()):
+        evaluation["championDelta"] = {"metric": draw(_METRICS)}
+    if draw(st.booleans()):
+        evaluation["fairness"] = {"minWorstGroupAccuracy": "0.7"}
+    spec["evaluation"] = evaluation
+    if draw(st.booleans()):
+        spec["serving"] = {"pinnedVersion": draw(st.integers(-1, 3))}
+    return doc
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_specs())
+def test_models_and_schema_accept_exactly_the_same_specs(document: dict[str, Any]) -> None:
+    try:
+        ModelCustomization.model_validate(document)
+        model_ok = True
+    except ValidationError:
+        model_ok = False
+    errors = schema_errors(document, SCHEMA)
+    assert model_ok == (errors == []), errors
