@@ -13,7 +13,13 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from envtest_cluster import REPO_ROOT, BinariesMissing, EnvtestCluster, find_binaries
+
+from tests.cluster.envtest_cluster import (
+    REPO_ROOT,
+    BinariesMissingError,
+    EnvtestCluster,
+    find_binaries,
+)
 
 _started: list[EnvtestCluster] = []
 
@@ -21,7 +27,7 @@ _started: list[EnvtestCluster] = []
 def _binaries_or_skip(*, controller_manager: bool) -> None:
     try:
         find_binaries(controller_manager=controller_manager)
-    except BinariesMissing as missing:
+    except BinariesMissingError as missing:
         if os.environ.get("BESPOKE_ENVTEST_REQUIRED") == "1":
             pytest.fail(f"BESPOKE_ENVTEST_REQUIRED=1 but {missing}", pytrace=False)
         pytest.skip(str(missing))

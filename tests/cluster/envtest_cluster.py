@@ -40,7 +40,7 @@ __all__ = [
     "K8S_VERSION",
     "REPO_ROOT",
     "ApiResponse",
-    "BinariesMissing",
+    "BinariesMissingError",
     "EnvtestCluster",
     "EnvtestError",
     "binary_dir",
@@ -64,7 +64,7 @@ class EnvtestError(RuntimeError):
     """A control-plane process failed to start or to become ready."""
 
 
-class BinariesMissing(EnvtestError):
+class BinariesMissingError(EnvtestError):
     """The binaries are not in the cache and were not built (run ``hack/envtest.sh``)."""
 
 
@@ -78,13 +78,13 @@ def binary_dir() -> Path:
 
 
 def find_binaries(*, controller_manager: bool) -> dict[str, Path]:
-    """Return the paths of the needed binaries, or raise :class:`BinariesMissing` saying why."""
+    """Return the paths of the needed binaries, or raise :class:`BinariesMissingError`."""
     directory = binary_dir()
     names = ["etcd", "kube-apiserver"] + (["kube-controller-manager"] if controller_manager else [])
     paths = {name: directory / name for name in names}
     missing = [name for name, path in paths.items() if not os.access(path, os.X_OK)]
     if missing:
-        raise BinariesMissing(
+        raise BinariesMissingError(
             f"{', '.join(missing)} not found in {directory}: run `hack/envtest.sh` "
             f"(or `make test-cluster`) to fetch or build Kubernetes {K8S_VERSION}"
         )
@@ -369,7 +369,8 @@ class EnvtestCluster:
         return client_url
 
     def _start_apiserver(self, etcd_url: str) -> None:
-        assert self.work_dir is not None and self._pki is not None
+        assert self.work_dir is not None
+        assert self._pki is not None
         pki = self._pki
         port = _free_port()
         self.server = f"https://127.0.0.1:{port}"
@@ -401,7 +402,8 @@ class EnvtestCluster:
 
         Idempotent, so a test that needs it can ask for it on a cluster started without it.
         """
-        assert self.work_dir is not None and self._pki is not None
+        assert self.work_dir is not None
+        assert self._pki is not None
         if any(p.name == "kube-controller-manager" for p in self._processes):
             return
         if "kube-controller-manager" not in self.binaries:
@@ -425,7 +427,8 @@ class EnvtestCluster:
         )
 
     def _write_kubeconfig(self) -> None:
-        assert self.work_dir is not None and self._pki is not None
+        assert self.work_dir is not None
+        assert self._pki is not None
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -547,7 +550,7 @@ class EnvtestCluster:
         executable = binary_dir() / "kubectl"
         program = str(executable) if os.access(executable, os.X_OK) else shutil.which("kubectl")
         if program is None:
-            raise BinariesMissing("kubectl is neither in the envtest cache nor on PATH")
+            raise BinariesMissingError("kubectl is neither in the envtest cache nor on PATH")
         return subprocess.run(
             [program, f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
             input=input_text,
@@ -588,7 +591,8 @@ class EnvtestCluster:
         This is how a test runs the operator with exactly the RBAC of the chart's ServiceAccount:
         the API server authenticates the token and authorizes every request against its roles.
         """
-        assert self.work_dir is not None and self._pki is not None
+        assert self.work_dir is not None
+        assert self._pki is not None
         answer = self.request(
             "POST",
             f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",

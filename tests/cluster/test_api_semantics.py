@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from envtest_cluster import EnvtestCluster
+
+from tests.cluster.envtest_cluster import EnvtestCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 import pytest
-from envtest_cluster import ApiResponse, EnvtestCluster, wait_for
+
+from tests.cluster.envtest_cluster import ApiResponse, EnvtestCluster, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from envtest_cluster import BinariesMissing, EnvtestCluster, find_binaries
+
+from tests.cluster.envtest_cluster import BinariesMissingError, EnvtestCluster, find_binaries
 
 
 def _alive(pid: int) -> bool:
@@ -22,9 +23,13 @@ def test_missing_binaries_name_the_script(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("BESPOKE_ENVTEST_BIN_DIR", str(tmp_path))
     (tmp_path / "etcd").write_text("#!/bin/sh\n")
     (tmp_path / "etcd").chmod(0o755)
-    with pytest.raises(BinariesMissing, match=r"kube-apiserver not found in .*hack/envtest\.sh"):
+    with pytest.raises(
+        BinariesMissingError, match=r"kube-apiserver not found in .*hack/envtest\.sh"
+    ):
         find_binaries(controller_manager=False)
-    with pytest.raises(BinariesMissing, match="kube-apiserver, kube-controller-manager not found"):
+    with pytest.raises(
+        BinariesMissingError, match="kube-apiserver, kube-controller-manager not found"
+    ):
         find_binaries(controller_manager=True)
 
 
@@ -34,21 +39,28 @@ def test_stop_leaves_no_process_even_when_the_test_fails(envtest: EnvtestCluster
     cluster = EnvtestCluster(controller_manager=True)
     pids: list[int] = []
     work_dir: Path | None = None
-    with pytest.raises(RuntimeError, match="test failure"), cluster:
-        pids = cluster.pids
-        work_dir = cluster.work_dir
-        assert cluster.request("GET", "/readyz").status == 200
-        raise RuntimeError("test failure")
+
+    def failing_test() -> None:
+        nonlocal pids, work_dir
+        with cluster:
+            pids = cluster.pids
+            work_dir = cluster.work_dir
+            assert cluster.request("GET", "/readyz").status == 200
+            raise RuntimeError("test failure")
+
+    with pytest.raises(RuntimeError, match="test failure"):
+        failing_test()
     assert len(pids) == 3
     assert not [pid for pid in pids if _alive(pid)]
-    assert work_dir is not None and not work_dir.exists()
+    assert work_dir is not None
+    assert not work_dir.exists()
     cluster.stop()  # A second stop is harmless.
 
 
 @pytest.mark.cluster
 def test_a_process_that_dies_at_start_is_reported_with_its_log(envtest: EnvtestCluster) -> None:
     cluster = EnvtestCluster(extra_apiserver_args=["--no-such-flag"])
-    with pytest.raises(Exception, match="kube-apiserver exited with 1:(.|\n)*no-such-flag"):
+    with pytest.raises(Exception, match=r"kube-apiserver exited with 1:(.|\n)*no-such-flag"):
         cluster.start()
     assert cluster.pids == []
 

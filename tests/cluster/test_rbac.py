@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from envtest_cluster import EnvtestCluster, wait_for
+
+from tests.cluster.envtest_cluster import EnvtestCluster, wait_for
 
 pytestmark = pytest.mark.cluster
 
