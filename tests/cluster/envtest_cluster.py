@@ -310,7 +310,10 @@ class EnvtestCluster:
         log.info("Envtest control plane ready at %s in %.1fs", self.server, self.startup_seconds)
 
     def stop(self) -> None:
-        """Stop every process (process group SIGTERM, then SIGKILL) and remove the data dir."""
+        """Stop every process (process group SIGTERM, then SIGKILL) and remove the data dir.
+
+        ``BESPOKE_ENVTEST_KEEP=1`` keeps the data dir with each process's log for a post-mortem.
+        """
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -319,7 +322,10 @@ class EnvtestCluster:
             _terminate(proc.popen)
         self._processes.clear()
         if self._owns_work_dir and self.work_dir is not None:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+            if os.environ.get("BESPOKE_ENVTEST_KEEP") == "1":
+                log.warning("Keeping the envtest logs and data in %s", self.work_dir)
+            else:
+                shutil.rmtree(self.work_dir, ignore_errors=True)
             self.work_dir = None
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)

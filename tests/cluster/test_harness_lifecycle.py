@@ -34,7 +34,10 @@ def test_missing_binaries_name_the_script(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 @pytest.mark.cluster
-def test_stop_leaves_no_process_even_when_the_test_fails(envtest: EnvtestCluster) -> None:
+def test_stop_leaves_no_process_even_when_the_test_fails(
+    envtest: EnvtestCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BESPOKE_ENVTEST_KEEP", raising=False)
     # A second, private control plane: the session one must stay up for the other tests.
     cluster = EnvtestCluster(controller_manager=True)
     pids: list[int] = []
