@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.cluster.envtest_cluster import BinariesMissingError, EnvtestCluster, find_binaries
+from tests.cluster.envtest_cluster import (
+    REPO_ROOT,
+    BinariesMissingError,
+    EnvtestCluster,
+    find_binaries,
+    wait_for,
+)
 
 
 def _alive(pid: int) -> bool:
@@ -76,3 +86,31 @@ def test_session_cluster_serves_the_pinned_version(envtest: EnvtestCluster) -> N
     )
     assert envtest.kubeconfig.is_file()
     assert envtest.server.startswith("https://127.0.0.1:")
+
+
+@pytest.mark.cluster
+def test_killing_the_test_runner_takes_the_control_plane_with_it(envtest: EnvtestCluster) -> None:
+    # SIGKILL runs no finalizer and no atexit: only PR_SET_PDEATHSIG can clean up after it.
+    runner = textwrap.dedent(
+        """
+        import time
+        from tests.cluster.envtest_cluster import EnvtestCluster
+        cluster = EnvtestCluster()
+        cluster.start()
+        print(cluster.work_dir, *cluster.pids, flush=True)
+        time.sleep(300)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", runner], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        work_dir, *pids = process.stdout.readline().split()
+    finally:
+        process.kill()
+        process.wait()
+    shutil.rmtree(work_dir, ignore_errors=True)
+    assert len(pids) == 2
+    alive = wait_for(lambda: [pid for pid in map(int, pids) if _alive(pid)], lambda left: not left)
+    assert alive == []
