@@ -1,0 +1,124 @@
+"""The generated CRDs on the real API server, and its verdicts agree with `bespoke validate`."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bespoke_operator.api import ModelCustomization
+from bespoke_operator.validate import validate_text
+from tests.cluster.envtest_cluster import REPO_ROOT, EnvtestCluster
+from tests.unit.api.fixtures import FIXTURES, InvalidFixture, invalid_fixtures
+
+pytestmark = pytest.mark.cluster
+
+CRD_FILES = sorted((REPO_ROOT / "crds").glob("*.yaml"))
+EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
+SERVER_FIXTURES = [f for f in invalid_fixtures() if f.server]
+GROUP_PATH = "/apis/bespoke.dev/v1alpha1"
+
+
+@pytest.fixture
+def namespace(envtest: EnvtestCluster) -> str:
+    name = f"crd-{uuid.uuid4().hex[:8]}"
+    envtest.create_namespace(name)
+    return name
+
+
+def test_the_checkout_has_crds_and_examples() -> None:
+    assert len(CRD_FILES) >= 2
+    assert EXAMPLES
+
+
+@pytest.mark.parametrize("path", CRD_FILES, ids=lambda p: p.name)
+def test_crd_is_established_and_structural(envtest: EnvtestCluster, path: Path) -> None:
+    name = yaml.safe_load(path.read_text())["metadata"]["name"]
+    crd = envtest.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+    assert crd.status == 200, crd.message
+    conditions = {c["type"]: c["status"] for c in crd.body["status"]["conditions"]}
+    assert conditions["Established"] == "True"
+    assert conditions["NamesAccepted"] == "True"
+    assert conditions.get("NonStructuralSchema", "False") == "False"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_applies_server_side_and_validates(
+    envtest: EnvtestCluster, namespace: str, path: Path
+) -> None:
+    result = envtest.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=bespoke-envtest",
+        "-n",
+        namespace,
+        "-f",
+        str(path),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    _, problems = validate_text(path.read_text(), str(path))
+    assert problems == []
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_server_defaults_equal_model_defaults(
+    envtest: EnvtestCluster, namespace: str, path: Path
+) -> None:
+    for document in yaml.safe_load_all(path.read_text()):
+        if not document or document.get("kind") != "ModelCustomization":
+            continue
+        name = document["metadata"]["name"]
+        created = envtest.request(
+            "POST", f"{GROUP_PATH}/namespaces/{namespace}/modelcustomizations", document
+        )
+        assert created.status == 201, created.message
+        model = ModelCustomization.model_validate(document)
+        assert created.body["spec"] == model.spec.model_dump(by_alias=True, exclude_none=True)
+        assert created.body["metadata"]["name"] == name
+
+
+@pytest.mark.parametrize("fixture", SERVER_FIXTURES, ids=lambda f: f.path.stem)
+def test_invalid_resource_is_rejected_by_server_and_validate_alike(
+    envtest: EnvtestCluster, namespace: str, fixture: InvalidFixture
+) -> None:
+    result = envtest.kubectl(
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        str(fixture.path),
+        check=False,
+    )
+    assert result.returncode != 0, f"{fixture.path.name} was accepted by the API server"
+    assert fixture.expect in result.stderr
+    assert fixture.field in result.stderr
+
+    _, problems = validate_text(fixture.path.read_text(), str(fixture.path))
+    assert any(fixture.expect in str(p) and p.path == fixture.field for p in problems), problems
+
+
+def test_task_change_is_rejected_as_a_transition(envtest: EnvtestCluster, namespace: str) -> None:
+    updates = FIXTURES / "updates" / "task-change"
+    before = envtest.kubectl(
+        "apply",
+        "--server-side",
+        "-n",
+        namespace,
+        "-f",
+        str(updates / "before.yaml"),
+        check=False,
+    )
+    assert before.returncode == 0, before.stderr
+    after_path = updates / "after.yaml"
+    after = envtest.kubectl(
+        "apply", "--server-side", "-n", namespace, "-f", str(after_path), check=False
+    )
+    expected = InvalidFixture.read(after_path)
+    assert after.returncode != 0
+    assert expected.expect in after.stderr
+    assert expected.field in after.stderr
