@@ -63,7 +63,7 @@ class OperatorMetrics:
         )
         self.version_metric = Gauge(
             "bespoke_version_metric",
-            "Test metric of the production version",
+            "Headline test metric of the production version",
             [*labels, "version", "metric"],
             registry=self.registry,
         )
@@ -90,6 +90,12 @@ class OperatorMetrics:
         self, namespace: str, customization: str, status: ModelCustomizationStatus
     ) -> None:
         """Sets the production-version gauges from a new status."""
-        if status.production_version is None:
+        version = status.production_version
+        if version is None:
             return
-        self.production_version.labels(namespace, customization).set(status.production_version)
+        self.production_version.labels(namespace, customization).set(version)
+        if status.headline_metric and "=" in status.headline_metric:
+            metric, _, value = status.headline_metric.partition("=")
+            self.version_metric.labels(namespace, customization, str(version), metric).set(
+                float(value)
+            )
