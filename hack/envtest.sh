@@ -3,16 +3,13 @@
 #
 # For one pinned Kubernetes version, each binary comes from the first of:
 #   1. the cache: ${XDG_CACHE_HOME:-~/.cache}/bespoke/envtest/<version>/
-#   2. the official envtest release (kube-apiserver, etcd, kubectl; needs that network)
+#   2. the official envtest release (kube-apiserver, etcd; needs that network)
 #   3. a build from the Kubernetes Go modules through the Go module proxy (hack/envtest/go.mod)
-# kubectl is optional: without a cached one the tests use the kubectl on PATH, so it is built
-# only when there is none there (or BESPOKE_ENVTEST_KUBECTL=1 asks for a version-matched one).
 # Idempotent: a second run only checks the cache. Prints the cache directory on its last line.
 #
 # Environment:
 #   BESPOKE_ENVTEST_K8S_VERSION  pinned version (default below; hack/envtest/go.mod must match)
 #   BESPOKE_ENVTEST_NO_DOWNLOAD  set to 1 to skip the download attempt
-#   BESPOKE_ENVTEST_KUBECTL      set to 1 to also build kubectl when one is on PATH
 #   BESPOKE_ENVTEST_JOBS         parallel compile jobs for go build (default: number of CPUs)
 #   BESPOKE_ENVTEST_LOG          also append progress to this file
 set -euo pipefail
@@ -39,20 +36,12 @@ die() {
 
 # A cached binary counts only if it runs: a half-written file from an interrupted build does not.
 usable() {
-  if [[ "$(basename "$1")" == kubectl ]]; then
-    [[ -x "$1" ]] && "$1" version --client >/dev/null 2>&1
-  else
-    [[ -x "$1" ]] && "$1" --version >/dev/null 2>&1
-  fi
-}
-
-want_kubectl() {
-  [[ "${BESPOKE_ENVTEST_KUBECTL:-0}" == "1" ]] || ! command -v kubectl >/dev/null
+  [[ -x "$1" ]] && "$1" --version >/dev/null 2>&1
 }
 
 all_usable() {
   usable "${CACHE_DIR}/kube-apiserver" && usable "${CACHE_DIR}/kube-controller-manager" \
-    && usable "${CACHE_DIR}/etcd" && { ! want_kubectl || usable "${CACHE_DIR}/kubectl"; }
+    && usable "${CACHE_DIR}/etcd"
 }
 
 try_download() {
@@ -74,7 +63,7 @@ try_download() {
   fi
   tar -xzf "${tmp}/envtest.tar.gz" -C "${tmp}"
   local name
-  for name in kube-apiserver etcd kubectl; do
+  for name in kube-apiserver etcd; do
     local found
     found="$(find "${tmp}" -type f -name "${name}" | head -n1)"
     [[ -n "${found}" ]] || { log "Download lacks ${name}"; rm -rf "${tmp}"; return 1; }
@@ -121,22 +110,12 @@ main() {
   usable "${CACHE_DIR}/kube-apiserver" || go_build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
   usable "${CACHE_DIR}/kube-controller-manager" \
     || go_build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
-  if ! usable "${CACHE_DIR}/kubectl"; then
-    if want_kubectl; then
-      go_build kubectl k8s.io/kubernetes/cmd/kubectl
-    else
-      log "Using the kubectl on PATH ($(kubectl version --client 2>/dev/null | head -n1))"
-    fi
-  fi
 
   all_usable || die "Some binaries are still missing in ${CACHE_DIR}"
   local name
   for name in etcd kube-apiserver kube-controller-manager; do
     log "${name}: $("${CACHE_DIR}/${name}" --version 2>&1 | head -n1)"
   done
-  if [[ -x "${CACHE_DIR}/kubectl" ]]; then
-    log "kubectl: $("${CACHE_DIR}/kubectl" version --client 2>&1 | head -n1)"
-  fi
   log "Done in $(($(date +%s) - START_TS))s"
   echo "${CACHE_DIR}"
 }

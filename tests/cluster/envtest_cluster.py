@@ -557,14 +557,17 @@ class EnvtestCluster:
         program = str(executable) if os.access(executable, os.X_OK) else shutil.which("kubectl")
         if program is None:
             raise BinariesMissingError("kubectl is neither in the envtest cache nor on PATH")
-        return subprocess.run(
+        result = subprocess.run(
             [program, f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
             input=input_text,
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
             timeout=120,
         )
+        if check and result.returncode != 0:
+            raise EnvtestError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
 
     def env(self) -> dict[str, str]:
         """Environment for a subprocess (or a kopf runner) that should talk to this cluster."""
