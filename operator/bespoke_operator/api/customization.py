@@ -461,7 +461,7 @@ class Evaluation(ApiModel):
 class Batching(ApiModel):
     """BentoML adaptive batching."""
 
-    max_batch_size: int = Field(default=32, ge=1, le=1024, description="Largest batch.")
+    max_batch_size: int = Field(default=32, ge=2, le=1024, description="Largest batch (2 or more).")
     max_latency_ms: int = Field(
         default=100, ge=1, le=60000, description="Longest a request waits for a batch to fill."
     )

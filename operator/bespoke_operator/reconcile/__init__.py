@@ -27,6 +27,7 @@ from bespoke_operator.reconcile.observed import (
     ServingState,
     TrainerRun,
     TrainerSummary,
+    drift_report,
 )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "Undeploy",
     "artifact_uri",
     "decide",
+    "drift_report",
     "invalid_spec_status",
     "training_hash",
     "version_name",

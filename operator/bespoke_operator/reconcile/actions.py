@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from bespoke_operator.api import ModelVersion, ModelVersionStatus
 
@@ -29,10 +29,11 @@ class CreateVersion:
 
 @dataclass(frozen=True)
 class StartTrainer:
-    """Start attempt `attempt` of the trainer for a version (its config and its Job)."""
+    """Start attempt `attempt` of the trainer for a version with this trainer config."""
 
     version: int
     attempt: int
+    config: dict[str, Any] = field(compare=False, hash=False, default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from bespoke_operator.reconcile.conditions import set_condition
 from bespoke_operator.reconcile.gates import evaluate_gates, format_number
 from bespoke_operator.reconcile.hashing import training_hash
 from bespoke_operator.reconcile.observed import Observed, TrainerSummary
+from bespoke_operator.reconcile.trainer_config import trainer_config
 
 __all__ = [
     "APPROVAL_ANNOTATION",
@@ -269,7 +270,17 @@ def _progress_version(plan: _Plan, number: int) -> None:
 
 
 def _start(plan: _Plan, number: int, attempt: int) -> None:
-    plan.actions.append(StartTrainer(number, attempt))
+    spec = plan.specs[number]
+    parent = spec.parent_version
+    champion = plan.production if plan.production != number else None
+    config = trainer_config(
+        spec,
+        warm_start_uri=_artifacts(plan, parent)
+        if parent is not None and parent in plan.specs
+        else None,
+        champion_uri=_artifacts(plan, champion) if champion is not None else None,
+    )
+    plan.actions.append(StartTrainer(number, attempt, config))
     started = plan.statuses[number].started_at or plan.now
     plan.update(
         number, phase="Training", reason="TrainerStarted", attempts=attempt, started_at=started

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +17,7 @@ __all__ = [
     "ServingState",
     "TrainerRun",
     "TrainerSummary",
+    "drift_report",
 ]
 
 
@@ -72,6 +74,23 @@ class DriftReport:
     dataset_drift: bool
     window_rows: int = 0
     drifted_features: tuple[str, ...] = ()
+
+
+def drift_report(payload: Mapping[str, Any]) -> DriftReport | None:
+    """Parses the serving service's `/drift` JSON; None before its first reading."""
+    checked = payload.get("checkedAt")
+    version = payload.get("version")
+    if not checked or not isinstance(version, int):
+        return None
+    drifted = payload.get("driftedFeatures") or []
+    return DriftReport(
+        version=version,
+        checked_at=datetime.fromisoformat(str(checked).replace("Z", "+00:00")),
+        drift_share=float(payload.get("driftShare", 0.0)),
+        dataset_drift=bool(payload.get("datasetDrift", False)),
+        window_rows=int(payload.get("windowRows", 0)),
+        drifted_features=tuple(str(f) for f in drifted),
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,95 @@
+"""The operator's Prometheus metrics, served on its own `/metrics` endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bespoke_operator.api import ModelCustomizationStatus
+from bespoke_operator.reconcile import Event
+
+__all__ = ["OperatorMetrics"]
+
+# Event reasons that count versions by outcome (the label values the dashboards use).
+_OUTCOMES: Final = {
+    "Promoted": "Promoted",
+    "Approved": "Promoted",
+    "Rejected": "Rejected",
+    "TrainingFailed": "Failed",
+    "AwaitingApproval": "AwaitingApproval",
+}
+
+
+class OperatorMetrics:
+    """Reconcile counters and durations, version outcomes, promotions, rollbacks, retrains."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        labels = ["namespace", "customization"]
+        self.reconciles = Counter(
+            "bespoke_reconcile",
+            "Reconcile passes by result (success, error, temporary)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.reconcile_seconds = Histogram(
+            "bespoke_reconcile_duration_seconds",
+            "Duration of one reconcile pass",
+            ["result"],
+            registry=self.registry,
+        )
+        self.versions = Counter(
+            "bespoke_versions",
+            "Versions decided, by outcome",
+            [*labels, "outcome"],
+            registry=self.registry,
+        )
+        self.promotions = Counter(
+            "bespoke_promotions", "Versions promoted", labels, registry=self.registry
+        )
+        self.rollbacks = Counter(
+            "bespoke_rollbacks", "Rollouts rolled back", labels, registry=self.registry
+        )
+        self.drift_retrains = Counter(
+            "bespoke_drift_retrains",
+            "Versions trained because of drift",
+            labels,
+            registry=self.registry,
+        )
+        self.production_version = Gauge(
+            "bespoke_production_version", "Version in production", labels, registry=self.registry
+        )
+        self.version_metric = Gauge(
+            "bespoke_version_metric",
+            "Test metric of the production version",
+            [*labels, "version", "metric"],
+            registry=self.registry,
+        )
+
+    def observe_reconcile(self, result: str, seconds: float) -> None:
+        """Counts one pass (`success`, `error` or `temporary`) and its duration."""
+        self.reconciles.labels(result).inc()
+        self.reconcile_seconds.labels(result).observe(seconds)
+
+    def observe_events(self, namespace: str, customization: str, events: Iterable[Event]) -> None:
+        """Counts the lifecycle transitions a pass emitted."""
+        for event in events:
+            outcome = _OUTCOMES.get(event.reason)
+            if outcome is not None:
+                self.versions.labels(namespace, customization, outcome).inc()
+            if event.reason in ("Promoted", "Approved"):
+                self.promotions.labels(namespace, customization).inc()
+            elif event.reason == "RolledBack":
+                self.rollbacks.labels(namespace, customization).inc()
+            elif event.reason == "RetrainingStarted":
+                self.drift_retrains.labels(namespace, customization).inc()
+
+    def observe_status(
+        self, namespace: str, customization: str, status: ModelCustomizationStatus
+    ) -> None:
+        """Sets the production-version gauges from a new status."""
+        if status.production_version is None:
+            return
+        self.production_version.labels(namespace, customization).set(status.production_version)

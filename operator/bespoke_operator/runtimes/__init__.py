@@ -1,0 +1,1 @@
+"""Runtimes: turn the reconcile core's actions into objects (Kubernetes) or processes (local)."""

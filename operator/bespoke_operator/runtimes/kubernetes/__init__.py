@@ -1,0 +1,1 @@
+"""The Kubernetes runtime: child objects, observation and the API client."""

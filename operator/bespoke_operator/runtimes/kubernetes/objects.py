@@ -1,0 +1,386 @@
+"""Builds the child objects of a customization: trainer ConfigMap and Job, serving Deployment,
+Service and PodDisruptionBudget. Pure functions of the spec; names are deterministic."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from bespoke_operator.api import ModelCustomizationSpec, ModelVersionSpec
+from bespoke_operator.reconcile.decide import version_name
+from bespoke_operator.reconcile.serving_env import serving_env
+
+__all__ = [
+    "CONFIG_KEY",
+    "PVC_ROOT",
+    "TRAINER_CONTAINER",
+    "Images",
+    "OwnerRef",
+    "serving_deployment",
+    "serving_name",
+    "serving_pdb",
+    "serving_service",
+    "trainer_configmap",
+    "trainer_job",
+    "trainer_job_name",
+]
+
+PVC_ROOT: Final = "/mnt/pvc"
+CONFIG_KEY: Final = "config.json"
+TRAINER_CONTAINER: Final = "trainer"
+SERVING_PORT: Final = 3000
+#: Exit codes the trainer uses for failures a retry cannot fix (see bespoke_trainer.errors).
+_FAIL_FAST_EXIT_CODES: Final = [2, 3, 5]
+_PART_OF: Final = {
+    "app.kubernetes.io/part-of": "bespoke",
+    "app.kubernetes.io/managed-by": "bespoke",
+}
+
+
+@dataclass(frozen=True)
+class Images:
+    """Default images, set by the chart to the operator's own version."""
+
+    trainer: str
+    serving: str
+
+
+@dataclass(frozen=True)
+class OwnerRef:
+    """The owner reference every child carries, so deletion garbage-collects it."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def trainer_job_name(customization: str, version: int, attempt: int) -> str:
+    """The Job of one trainer attempt."""
+    return f"{version_name(customization, version)}-train-{attempt}"
+
+
+def serving_name(customization: str) -> str:
+    """The Deployment, Service and PodDisruptionBudget serving a customization."""
+    return f"{customization}-serving"
+
+
+def _labels(customization: str, component: str, **extra: str) -> dict[str, str]:
+    return {
+        **_PART_OF,
+        "app.kubernetes.io/name": f"bespoke-{component}",
+        "app.kubernetes.io/instance": customization,
+        "app.kubernetes.io/component": component,
+        "bespoke.dev/customization": customization,
+        **extra,
+    }
+
+
+def _metadata(name: str, namespace: str, labels: dict[str, str], owner: OwnerRef) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "ownerReferences": [owner.as_dict()],
+    }
+
+
+def trainer_configmap(
+    version: ModelVersionSpec, config: dict[str, Any], namespace: str, owner: OwnerRef
+) -> dict[str, Any]:
+    """The trainer config as a ConfigMap (mounted read-only into the trainer pod)."""
+    name = f"{version_name(version.customization, version.version)}-trainer"
+    labels = _labels(
+        version.customization, "trainer", **{"bespoke.dev/version": str(version.version)}
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(name, namespace, labels, owner),
+        "data": {CONFIG_KEY: json.dumps(config, indent=2, sort_keys=True)},
+    }
+
+
+def _pvc_claims(uris: Iterable[str | None]) -> list[str]:
+    claims = {
+        u.removeprefix("pvc://").split("/", 1)[0] for u in uris if u and u.startswith("pvc://")
+    }
+    return sorted(claims)
+
+
+def _spec_uris(spec: ModelCustomizationSpec) -> list[str | None]:
+    data = spec.dataset
+    drift = spec.monitoring.on_drift.dataset
+    return [
+        spec.base_model.uri,
+        spec.storage.uri,
+        data.train.uri,
+        data.validation.uri if data.validation else None,
+        data.test.uri if data.test else None,
+        drift.uri if drift else None,
+    ]
+
+
+def _volumes(claims: list[str], extra: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}, *extra]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    for index, claim in enumerate(claims):
+        volumes.append({"name": f"pvc-{index}", "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": f"pvc-{index}", "mountPath": f"{PVC_ROOT}/{claim}"})
+    return volumes, mounts
+
+
+def _pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _resources(gpus: int, cpu: str, memory: str) -> dict[str, Any]:
+    requests: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    limits: dict[str, Any] = {"memory": memory}
+    if gpus:
+        requests["nvidia.com/gpu"] = str(gpus)
+        limits["nvidia.com/gpu"] = str(gpus)
+    return {"requests": requests, "limits": limits}
+
+
+def _common_env(secret: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    env = [
+        {"name": "BESPOKE_PVC_ROOT", "value": PVC_ROOT},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "HF_HOME", "value": "/tmp/huggingface"},
+    ]
+    env_from = [{"secretRef": {"name": secret}}] if secret else []
+    return env, env_from
+
+
+def trainer_job(
+    version: ModelVersionSpec,
+    attempt: int,
+    namespace: str,
+    owner: OwnerRef,
+    images: Images,
+) -> dict[str, Any]:
+    """The Job that runs one attempt of the trainer for a version."""
+    spec = version.snapshot
+    training = spec.training
+    name = trainer_job_name(version.customization, version.version, attempt)
+    configmap = f"{version_name(version.customization, version.version)}-trainer"
+    labels = _labels(
+        version.customization,
+        "trainer",
+        **{"bespoke.dev/version": str(version.version), "bespoke.dev/attempt": str(attempt)},
+    )
+    if training.queue_name:
+        labels["kueue.x-k8s.io/queue-name"] = training.queue_name
+    config_volume = {"name": "config", "configMap": {"name": configmap}}
+    volumes, mounts = _volumes(_pvc_claims(_spec_uris(spec)), [config_volume])
+    mounts.append({"name": "config", "mountPath": "/etc/bespoke", "readOnly": True})
+    env, env_from = _common_env(spec.storage.secret_ref.name if spec.storage.secret_ref else None)
+    gpus = training.resources.gpus
+    container: dict[str, Any] = {
+        "name": TRAINER_CONTAINER,
+        "image": training.image or images.trainer,
+        "args": ["--config", f"/etc/bespoke/{CONFIG_KEY}"],
+        "env": env,
+        "resources": _resources(gpus, training.resources.cpu, training.resources.memory),
+        "volumeMounts": mounts,
+        "securityContext": _container_security(),
+        # The trainer writes its JSON summary here; the operator reads it from the pod status.
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if env_from:
+        container["envFrom"] = env_from
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": _pod_security(),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if training.node_selector:
+        pod_spec["nodeSelector"] = dict(training.node_selector)
+    if training.tolerations:
+        pod_spec["tolerations"] = [
+            t.model_dump(mode="json", by_alias=True, exclude_none=True)
+            for t in training.tolerations
+        ]
+    if training.priority_class_name:
+        pod_spec["priorityClassName"] = training.priority_class_name
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(name, namespace, labels, owner),
+        "spec": {
+            # Retries are attempts counted by the operator; the Job itself never retries a
+            # real failure, but a pod lost to preemption or eviction is replaced for free.
+            "backoffLimit": 0,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "Ignore",
+                        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                    },
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": TRAINER_CONTAINER,
+                            "operator": "In",
+                            "values": _FAIL_FAST_EXIT_CODES,
+                        },
+                    },
+                ]
+            },
+            "activeDeadlineSeconds": training.deadline_seconds,
+            "ttlSecondsAfterFinished": 7 * 24 * 3600,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def serving_deployment(
+    spec: ModelCustomizationSpec,
+    *,
+    customization: str,
+    version: int,
+    artifact_uri: str,
+    namespace: str,
+    owner: OwnerRef,
+    images: Images,
+) -> dict[str, Any]:
+    """The Deployment serving `version` (a zero-downtime rolling update moves it)."""
+    serving = spec.serving
+    name = serving_name(customization)
+    selector = {
+        "app.kubernetes.io/instance": customization,
+        "app.kubernetes.io/component": "serving",
+    }
+    labels = _labels(customization, "serving", **{"bespoke.dev/version": str(version)})
+    env_values = serving_env(
+        spec,
+        version=version,
+        artifact_uri=artifact_uri,
+        namespace=namespace,
+        customization=customization,
+    )
+    common, env_from = _common_env(
+        spec.storage.secret_ref.name if spec.storage.secret_ref else None
+    )
+    env = common + [{"name": k, "value": v} for k, v in env_values.items()]
+    claims = _pvc_claims([spec.base_model.uri, artifact_uri])
+    volumes, mounts = _volumes(claims, [])
+    probe = {"httpGet": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
+    container: dict[str, Any] = {
+        "name": "serving",
+        "image": serving.image or images.serving,
+        "ports": [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}],
+        "env": env,
+        "resources": _resources(
+            serving.resources.gpus, serving.resources.cpu, serving.resources.memory
+        ),
+        "volumeMounts": mounts,
+        "securityContext": _container_security(),
+        "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}},
+        "livenessProbe": {
+            **probe,
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "initialDelaySeconds": 30,
+            "failureThreshold": 6,
+        },
+        "startupProbe": {
+            **probe,
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "failureThreshold": 60,
+        },
+    }
+    if env_from:
+        container["envFrom"] = env_from
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(name, namespace, labels, owner),
+        "spec": {
+            "replicas": serving.replicas,
+            "selector": {"matchLabels": selector},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": _pod_security(),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def serving_service(customization: str, namespace: str, owner: OwnerRef) -> dict[str, Any]:
+    """The ClusterIP Service in front of the serving pods (the customization's endpoint)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(
+            serving_name(customization), namespace, _labels(customization, "serving"), owner
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {
+                "app.kubernetes.io/instance": customization,
+                "app.kubernetes.io/component": "serving",
+            },
+            "ports": [{"name": "http", "port": SERVING_PORT, "targetPort": "http"}],
+        },
+    }
+
+
+def serving_pdb(customization: str, namespace: str, owner: OwnerRef) -> dict[str, Any]:
+    """Keeps one serving pod through voluntary disruptions (only when replicas > 1)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(
+            serving_name(customization), namespace, _labels(customization, "serving"), owner
+        ),
+        "spec": {
+            "minAvailable": 1,
+            "selector": {
+                "matchLabels": {
+                    "app.kubernetes.io/instance": customization,
+                    "app.kubernetes.io/component": "serving",
+                }
+            },
+        },
+    }

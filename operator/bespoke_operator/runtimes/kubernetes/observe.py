@@ -1,0 +1,149 @@
+"""Reads a customization's children from listed API objects into the core's `Observed` values.
+
+Pure functions over JSON, so the parsing of Job, Pod and Deployment status is tested without
+a server; `KubernetesRuntime` does the listing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from bespoke_operator.api import ModelVersion
+from bespoke_operator.reconcile import APPROVAL_ANNOTATION, ServingState, TrainerRun, TrainerSummary
+from bespoke_operator.runtimes.kubernetes.objects import TRAINER_CONTAINER
+
+__all__ = ["approved_versions", "parse_versions", "serving_state", "trainer_runs"]
+
+_log = logging.getLogger(__name__)
+
+
+def parse_versions(items: Iterable[Mapping[str, Any]]) -> list[ModelVersion]:
+    """ModelVersion objects; one that does not parse is skipped with a log line, not fatal."""
+    versions = []
+    for item in items:
+        try:
+            versions.append(ModelVersion.model_validate(_without_server_fields(item)))
+        except ValidationError as exc:
+            name = item.get("metadata", {}).get("name")
+            _log.warning("Skipping ModelVersion %s that does not parse: %s", name, exc)
+    return versions
+
+
+def _without_server_fields(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: v for k, v in item.items() if k in ("apiVersion", "kind", "metadata", "spec", "status")
+    }
+
+
+def approved_versions(versions: Iterable[ModelVersion]) -> frozenset[int]:
+    """Versions a person approved with the annotation bespoke.dev/approved=true."""
+    return frozenset(
+        v.spec.version
+        for v in versions
+        if v.metadata.annotations.get(APPROVAL_ANNOTATION, "").lower() == "true"
+    )
+
+
+def trainer_runs(
+    jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
+) -> list[TrainerRun]:
+    """One run per trainer Job, with the summary its pod left in its termination message."""
+    pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        job = pod.get("metadata", {}).get("labels", {}).get("batch.kubernetes.io/job-name")
+        if job:
+            pods_by_job.setdefault(job, []).append(pod)
+    runs = []
+    for job in jobs:
+        labels = job["metadata"].get("labels", {})
+        try:
+            version = int(labels["bespoke.dev/version"])
+            attempt = int(labels["bespoke.dev/attempt"])
+        except (KeyError, ValueError):
+            continue
+        runs.append(_run(job, version, attempt, pods_by_job.get(job["metadata"]["name"], [])))
+    return runs
+
+
+def _condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for condition in obj.get("status", {}).get("conditions", []) or []:
+        if condition.get("type") == type_ and condition.get("status") == "True":
+            return condition  # type: ignore[no-any-return]
+    return None
+
+
+def _run(
+    job: Mapping[str, Any], version: int, attempt: int, pods: list[Mapping[str, Any]]
+) -> TrainerRun:
+    status = job.get("status", {})
+    failed = _condition(job, "Failed")
+    if _condition(job, "Complete") or status.get("succeeded", 0) >= 1:
+        state = "Succeeded"
+    elif failed:
+        state = "Failed"
+    else:
+        return TrainerRun(version, attempt, "Running")
+    pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), default=None)
+    summary = _summary(pod) if pod is not None else None
+    if summary is None and failed is not None:
+        reason = failed.get("reason") or "TrainerFailed"
+        summary = TrainerSummary(outcome="Failed", reason=reason, message=failed.get("message", ""))
+    disrupted = pod is not None and _condition(pod, "DisruptionTarget") is not None
+    return TrainerRun(version, attempt, state, summary=summary, disrupted=disrupted)  # type: ignore[arg-type]
+
+
+def _summary(pod: Mapping[str, Any]) -> TrainerSummary | None:
+    for container in pod.get("status", {}).get("containerStatuses", []) or []:
+        if container.get("name") != TRAINER_CONTAINER:
+            continue
+        terminated = container.get("state", {}).get("terminated")
+        if not terminated:
+            return None
+        exit_code = terminated.get("exitCode")
+        try:
+            data = json.loads(terminated.get("message") or "")
+            summary = TrainerSummary.model_validate(data)
+        except (ValueError, ValidationError):
+            # No summary (a crash before it was written): the log tail is the best reason.
+            tail = (terminated.get("message") or terminated.get("reason") or "")[-512:]
+            return TrainerSummary(
+                outcome="Succeeded" if exit_code == 0 else "Failed",
+                reason=None if exit_code == 0 else "TrainerCrashed",
+                message=tail,
+                exit_code=exit_code,
+            )
+        if summary.exit_code is None:
+            summary = summary.model_copy(update={"exit_code": exit_code})
+        return summary
+    return None
+
+
+def serving_state(deployment: Mapping[str, Any] | None, endpoint: str) -> ServingState | None:
+    """The version the Deployment serves and whether its rollout is complete and available."""
+    if deployment is None:
+        return None
+    labels = deployment["spec"]["template"]["metadata"].get("labels", {})
+    try:
+        version = int(labels["bespoke.dev/version"])
+    except (KeyError, ValueError):
+        return None
+    spec, status = deployment["spec"], deployment.get("status", {})
+    wanted = spec.get("replicas", 1)
+    current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    available = (
+        current
+        and status.get("updatedReplicas", 0) >= wanted
+        and status.get("availableReplicas", 0) >= wanted
+        and status.get("replicas", 0) == status.get("updatedReplicas", 0)
+    )
+    return ServingState(
+        version=version,
+        available=bool(available),
+        ready_replicas=status.get("readyReplicas", 0),
+        endpoint=endpoint,
+    )

@@ -1,0 +1,278 @@
+"""The Kubernetes runtime: observes a customization's children, asks `decide`, applies actions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import aiohttp
+from pydantic import ValidationError
+
+from bespoke_operator.api import API_VERSION, ModelCustomization, ModelCustomizationStatus
+from bespoke_operator.reconcile import (
+    Action,
+    CreateVersion,
+    Decision,
+    DeleteVersion,
+    Deploy,
+    DriftReport,
+    Event,
+    Observed,
+    SetVersionStatus,
+    StartTrainer,
+    StopTrainer,
+    Undeploy,
+    decide,
+    drift_report,
+    invalid_spec_status,
+    version_name,
+)
+from bespoke_operator.runtimes.kubernetes import objects, observe
+from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
+
+__all__ = ["KubernetesRuntime", "Outcome", "status_patch"]
+
+_log = logging.getLogger(__name__)
+_VERSIONS: Final = "modelversions"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile did: the status to write and the decision behind it."""
+
+    status: ModelCustomizationStatus
+    decision: Decision | None
+
+
+def status_patch(status: ModelCustomizationStatus) -> dict[str, Any]:
+    """The status as a merge patch: fields that became empty are nulled, lists written whole."""
+    return status.model_dump(mode="json", by_alias=True)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class KubernetesRuntime:
+    """Turns the core's actions into API objects; every action is idempotent."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        images: objects.Images,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.api = api
+        self.images = images
+        self.clock = clock
+
+    async def reconcile(self, body: Mapping[str, Any], drift: DriftReport | None = None) -> Outcome:
+        """One level-triggered pass over a customization (its body as the API returned it)."""
+        metadata = body.get("metadata", {})
+        try:
+            mc = ModelCustomization.model_validate(
+                {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec", "status")}
+            )
+        except ValidationError as exc:
+            previous = _previous_status(body)
+            message = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            return Outcome(
+                invalid_spec_status(previous, metadata.get("generation"), message, self.clock()),
+                None,
+            )
+        owner = objects.OwnerRef(
+            API_VERSION, "ModelCustomization", mc.metadata.name, metadata["uid"]
+        )
+        observed, uids = await self._observe(mc, drift)
+        decision = decide(mc, observed)
+        for action in decision.actions:
+            await self._apply(mc, action, owner, uids)
+        return Outcome(decision.status, decision)
+
+    async def read_drift(self, mc: ModelCustomization) -> DriftReport | None:
+        """The serving service's latest drift reading, or None when it cannot be had now."""
+        status = mc.status
+        if status is None or status.endpoint is None or not mc.spec.monitoring.enabled:
+            return None
+        timeout = aiohttp.ClientTimeout(total=5)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(f"{status.endpoint}/drift") as response,
+            ):
+                if response.status != 200:
+                    return None
+                return drift_report(await response.json())
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            _log.info("No drift reading from %s: %s", status.endpoint, exc)
+            return None
+
+    async def _observe(
+        self, mc: ModelCustomization, drift: DriftReport | None
+    ) -> tuple[Observed, dict[int, str]]:
+        namespace = mc.metadata.namespace
+        name = mc.metadata.name
+        selector = f"bespoke.dev/customization={name}"
+        version_items = await self.api.list(
+            resource_path(API_VERSION, _VERSIONS, namespace), selector
+        )
+        versions = observe.parse_versions(version_items)
+        uids = {
+            int(item["spec"]["version"]): item["metadata"]["uid"]
+            for item in version_items
+            if "uid" in item.get("metadata", {})
+        }
+        trainer = f"{selector},app.kubernetes.io/component=trainer"
+        jobs = await self.api.list(resource_path("batch/v1", "jobs", namespace), trainer)
+        pods = await self.api.list(resource_path("v1", "pods", namespace), trainer) if jobs else []
+        deployment = await self.api.get(
+            resource_path("apps/v1", "deployments", namespace, objects.serving_name(name))
+        )
+        endpoint = f"http://{objects.serving_name(name)}.{namespace}.svc:{objects.SERVING_PORT}"
+        observed = Observed(
+            now=self.clock(),
+            versions=tuple(versions),
+            trainer_runs=tuple(observe.trainer_runs(jobs, pods)),
+            serving=observe.serving_state(deployment, endpoint),
+            drift=drift,
+            approved_versions=observe.approved_versions(versions),
+        )
+        return observed, uids
+
+    async def _apply(
+        self,
+        mc: ModelCustomization,
+        action: Action,
+        owner: objects.OwnerRef,
+        uids: dict[int, str],
+    ) -> None:
+        namespace = mc.metadata.namespace or "default"
+        name = mc.metadata.name
+        if isinstance(action, CreateVersion):
+            body = action.version.model_dump(mode="json", by_alias=True, exclude_none=True)
+            body["metadata"]["ownerReferences"] = [owner.as_dict()]
+            path = resource_path(API_VERSION, _VERSIONS, namespace)
+            created = await self.api.create(path, body)
+            if created is None:  # it already existed: a repeated pass
+                created = await self.api.get(f"{path}/{body['metadata']['name']}") or {}
+            uids[action.version.spec.version] = created.get("metadata", {}).get("uid", "")
+        elif isinstance(action, SetVersionStatus):
+            path = resource_path(
+                API_VERSION, _VERSIONS, namespace, version_name(name, action.version), "status"
+            )
+            await self.api.merge_patch(
+                path, {"status": action.status.model_dump(mode="json", by_alias=True)}
+            )
+        elif isinstance(action, StartTrainer):
+            await self._start_trainer(mc, action, uids)
+        elif isinstance(action, StopTrainer):
+            selector = (
+                f"bespoke.dev/customization={name},app.kubernetes.io/component=trainer,"
+                f"bespoke.dev/version={action.version}"
+            )
+            jobs_path = resource_path("batch/v1", "jobs", namespace)
+            for job in await self.api.list(jobs_path, selector):
+                await self.api.delete(f"{jobs_path}/{job['metadata']['name']}")
+        elif isinstance(action, Deploy):
+            await self._deploy(mc, action, owner)
+        elif isinstance(action, Undeploy):
+            serving = objects.serving_name(name)
+            for api_version, plural in (
+                ("apps/v1", "deployments"),
+                ("v1", "services"),
+                ("policy/v1", "poddisruptionbudgets"),
+            ):
+                await self.api.delete(resource_path(api_version, plural, namespace, serving))
+        elif isinstance(action, DeleteVersion):
+            await self.api.delete(
+                resource_path(API_VERSION, _VERSIONS, namespace, version_name(name, action.version))
+            )
+        elif isinstance(action, Event):
+            await self._event(mc, owner, action)
+
+    async def _start_trainer(
+        self, mc: ModelCustomization, action: StartTrainer, uids: dict[int, str]
+    ) -> None:
+        namespace = mc.metadata.namespace or "default"
+        version_object = version_name(mc.metadata.name, action.version)
+        path = resource_path(API_VERSION, _VERSIONS, namespace, version_object)
+        version = await self.api.get(path)
+        if version is None:
+            raise RuntimeError(f"ModelVersion {version_object} vanished before its trainer started")
+        uid = uids.get(action.version) or version["metadata"]["uid"]
+        owner = objects.OwnerRef(API_VERSION, "ModelVersion", version_object, uid)
+        spec = observe.parse_versions([version])[0].spec
+        await self.api.create(
+            resource_path("v1", "configmaps", namespace),
+            objects.trainer_configmap(spec, action.config, namespace, owner),
+        )
+        await self.api.create(
+            resource_path("batch/v1", "jobs", namespace),
+            objects.trainer_job(spec, action.attempt, namespace, owner, self.images),
+        )
+
+    async def _deploy(
+        self, mc: ModelCustomization, action: Deploy, owner: objects.OwnerRef
+    ) -> None:
+        namespace = mc.metadata.namespace or "default"
+        name = mc.metadata.name
+        serving = objects.serving_name(name)
+        deployment = objects.serving_deployment(
+            mc.spec,
+            customization=name,
+            version=action.version,
+            artifact_uri=action.artifact_uri,
+            namespace=namespace,
+            owner=owner,
+            images=self.images,
+        )
+        await self.api.apply(
+            resource_path("apps/v1", "deployments", namespace, serving), deployment
+        )
+        await self.api.apply(
+            resource_path("v1", "services", namespace, serving),
+            objects.serving_service(name, namespace, owner),
+        )
+        pdb_path = resource_path("policy/v1", "poddisruptionbudgets", namespace, serving)
+        if mc.spec.serving.replicas > 1:
+            await self.api.apply(pdb_path, objects.serving_pdb(name, namespace, owner))
+        else:
+            await self.api.delete(pdb_path)
+
+    async def _event(self, mc: ModelCustomization, owner: objects.OwnerRef, event: Event) -> None:
+        namespace = mc.metadata.namespace or "default"
+        now = self.clock().isoformat().replace("+00:00", "Z")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{mc.metadata.name}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": owner.api_version,
+                "kind": owner.kind,
+                "name": owner.name,
+                "namespace": namespace,
+                "uid": owner.uid,
+            },
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "type": event.type,
+            "source": {"component": "bespoke-operator"},
+            "reportingComponent": "bespoke.dev/operator",
+            "reportingInstance": "bespoke-operator",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self.api.create(resource_path("v1", "events", namespace), body)
+
+
+def _previous_status(body: Mapping[str, Any]) -> ModelCustomizationStatus | None:
+    try:
+        return ModelCustomizationStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        return None

@@ -1,0 +1,208 @@
+"""The Kubernetes runtime's child objects and its reading of Job, Pod and Deployment status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from bespoke_operator.api import ModelCustomization
+from bespoke_operator.reconcile import CreateVersion, decide
+from bespoke_operator.runtimes.kubernetes import objects
+from bespoke_operator.runtimes.kubernetes.observe import serving_state, trainer_runs
+
+from ..api.fixtures import example_files
+from ..reconcile.world import START, InMemoryWorld
+
+OWNER = objects.OwnerRef("bespoke.dev/v1alpha1", "ModelCustomization", "x", "uid-1")
+IMAGES = objects.Images(trainer="ghcr.io/bespoke-dev/bespoke-trainer:0.1.0", serving="s:0.1.0")
+
+
+def _children(path: Path) -> list[dict[str, Any]]:
+    document = yaml.safe_load(path.read_text())
+    document["metadata"]["namespace"] = "ml"
+    mc = ModelCustomization.model_validate(document)
+    world = InMemoryWorld(document)
+    created = [a for a in decide(mc, world.observed()).actions if isinstance(a, CreateVersion)]
+    version = created[0].version.spec
+    name = mc.metadata.name
+    return [
+        objects.trainer_configmap(version, {"version": 1}, "ml", OWNER),
+        objects.trainer_job(version, 1, "ml", OWNER, IMAGES),
+        objects.serving_deployment(
+            mc.spec,
+            customization=name,
+            version=1,
+            artifact_uri=version.artifact_uri,
+            namespace="ml",
+            owner=OWNER,
+            images=IMAGES,
+        ),
+        objects.serving_service(name, "ml", OWNER),
+        objects.serving_pdb(name, "ml", OWNER),
+    ]
+
+
+@pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
+def test_children_are_valid_kubernetes_objects_with_owner_and_short_names(path: Path) -> None:
+    for child in _children(path):
+        kubernetes_validate.validate(child, "1.34", strict=True)
+        assert child["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+        assert len(child["metadata"]["name"]) <= 63
+
+
+def _pod_specs(path: Path) -> list[dict[str, Any]]:
+    return [
+        c["spec"]["template"]["spec"] for c in _children(path) if c["kind"] in ("Job", "Deployment")
+    ]
+
+
+@pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
+def test_pod_templates_meet_the_restricted_pod_security_profile(path: Path) -> None:
+    for pod in _pod_specs(path):
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"] == {"drop": ["ALL"]}
+            assert security["readOnlyRootFilesystem"] is True
+        for volume in pod["volumes"]:
+            assert "hostPath" not in volume
+
+
+def test_gpu_job_carries_scheduling_queue_and_failure_policy() -> None:
+    path = next(p for p in example_files() if p.name == "qlora-gpu.yaml")
+    job = next(c for c in _children(path) if c["kind"] == "Job")
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-team-a"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert pod["priorityClassName"] == "ml-training"
+    assert pod["restartPolicy"] == "Never"
+    assert job["spec"]["activeDeadlineSeconds"] == 43200
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+    assert rules[1]["onExitCodes"]["values"] == [2, 3, 5]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/mnt/pvc/legal-data", "/mnt/pvc/legal-artifacts", "/etc/bespoke"} <= mounts
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_serving_deployment_rolls_without_unavailability_and_probes_readiness() -> None:
+    path = next(p for p in example_files() if p.name == "text-classification-lora.yaml")
+    deployment = next(c for c in _children(path) if c["kind"] == "Deployment")
+    spec = deployment["spec"]
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    container = spec["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["BESPOKE_VERSION"] == "1"
+    assert env["BESPOKE_MODEL_URI"] == "pvc://bespoke-artifacts/sentiment/versions/v1"
+    assert env["BESPOKE_MAX_TEXTS_PER_REQUEST"] == "32"
+    assert spec["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "serving"
+
+
+def _job(state: str | None, **labels: str) -> dict[str, Any]:
+    conditions = (
+        [{"type": state, "status": "True", "reason": "BackoffLimitExceeded"}] if state else []
+    )
+    return {
+        "metadata": {
+            "name": "x-v1-train-1",
+            "labels": {"bespoke.dev/version": "1", "bespoke.dev/attempt": "1", **labels},
+        },
+        "status": {"conditions": conditions},
+    }
+
+
+def _pod(message: str, exit_code: int, *, disrupted: bool = False) -> dict[str, Any]:
+    conditions = [{"type": "DisruptionTarget", "status": "True"}] if disrupted else []
+    return {
+        "metadata": {
+            "labels": {"batch.kubernetes.io/job-name": "x-v1-train-1"},
+            "creationTimestamp": START.isoformat(),
+        },
+        "status": {
+            "conditions": conditions,
+            "containerStatuses": [
+                {
+                    "name": "trainer",
+                    "state": {"terminated": {"exitCode": exit_code, "message": message}},
+                }
+            ],
+        },
+    }
+
+
+def test_completed_job_yields_the_summary_from_the_termination_message() -> None:
+    summary = {"outcome": "Succeeded", "metrics": {"accuracy": 0.9}, "exitCode": 0}
+    [run] = trainer_runs([_job("Complete")], [_pod(json.dumps(summary), 0)])
+    assert run.state == "Succeeded"
+    assert run.summary is not None
+    assert run.summary.metrics == {"accuracy": 0.9}
+
+
+def test_failed_job_without_summary_keeps_the_log_tail_and_exit_code() -> None:
+    [run] = trainer_runs([_job("Failed")], [_pod("Traceback ... CUDA error", 1)])
+    assert run.state == "Failed"
+    assert run.summary is not None
+    assert run.summary.reason == "TrainerCrashed"
+    assert run.summary.exit_code == 1
+    assert "CUDA error" in (run.summary.message or "")
+
+
+def test_disrupted_pod_and_running_job_are_told_apart() -> None:
+    [disrupted] = trainer_runs([_job("Failed")], [_pod("", 143, disrupted=True)])
+    assert disrupted.disrupted is True
+    [running] = trainer_runs([_job(None)], [])
+    assert running.state == "Running"
+    assert trainer_runs([_job(None, **{"bespoke.dev/attempt": "x"})], []) == []
+
+
+def _rollout(*, observed: int, updated: int, available: int, total: int) -> dict[str, int]:
+    return {
+        "observedGeneration": observed,
+        "updatedReplicas": updated,
+        "availableReplicas": available,
+        "replicas": total,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "available"),
+    [
+        (
+            {"observedGeneration": 2, "updatedReplicas": 2, "availableReplicas": 2, "replicas": 2},
+            True,
+        ),
+        (
+            {"observedGeneration": 1, "updatedReplicas": 2, "availableReplicas": 2, "replicas": 2},
+            False,
+        ),
+        (
+            {"observedGeneration": 2, "updatedReplicas": 1, "availableReplicas": 2, "replicas": 3},
+            False,
+        ),
+    ],
+)
+def test_serving_is_available_only_when_the_rollout_is_complete(
+    status: dict[str, int], available: bool
+) -> None:
+    deployment = {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 2, "template": {"metadata": {"labels": {"bespoke.dev/version": "3"}}}},
+        "status": status,
+    }
+    state = serving_state(deployment, "http://x")
+    assert state is not None
+    assert state.version == 3
+    assert state.available is available
