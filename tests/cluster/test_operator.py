@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from kopf.testing import KopfRunner
+from kubernetes_asyncio.config import kube_config
 
 from tests.cluster.envtest_cluster import REPO_ROOT, ApiResponse, EnvtestCluster, wait_for
 
@@ -35,9 +36,15 @@ def namespace(envtest_controller_manager: EnvtestCluster) -> str:
 
 @pytest.fixture
 def operator(
-    envtest_controller_manager: EnvtestCluster, namespace: str, monkeypatch: pytest.MonkeyPatch
+    envtest: EnvtestCluster,
+    envtest_controller_manager: EnvtestCluster,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[KopfRunner]:
-    monkeypatch.setenv("KUBECONFIG", str(envtest_controller_manager.kubeconfig))
+    kubeconfig = str(envtest_controller_manager.kubeconfig)
+    monkeypatch.setenv("KUBECONFIG", kubeconfig)
+    # kubernetes_asyncio reads KUBECONFIG once, at import time; kopf's login goes through it.
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", kubeconfig)
     monkeypatch.setenv("BESPOKE_METRICS_PORT", "0")
     args = ["run", "--standalone", f"--namespace={namespace}", "-m", "bespoke_operator.handlers"]
     with KopfRunner(args, timeout=60) as runner:
