@@ -1,30 +1,34 @@
-"""The operator under kopf's KopfRunner against the real API server and controller-manager.
+"""The operator's real handlers (kopf.testing.KopfRunner) against the real kube-apiserver.
 
-No kubelet runs here: the test plays the node by writing the trainer Pod's terminated state (with
-the trainer summary as its termination message) through the Pod's status subresource; the
-controller-manager's Job controller then completes the Job, as on a cluster.
+No kubelet runs here: the test plays it by writing Pod status (a trainer container that
+terminated with its summary, a serving container that became Ready) through the status
+subresource, and kube-controller-manager's Job, ReplicaSet, Deployment and garbage-collector
+controllers do the rest as on a cluster.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kopf.testing import KopfRunner
-from kubernetes_asyncio.config import kube_config
 
-from tests.cluster.envtest_cluster import REPO_ROOT, ApiResponse, EnvtestCluster, wait_for
+from tests.cluster.envtest_cluster import EnvtestCluster, wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-EXAMPLE = REPO_ROOT / "examples" / "text-classification-lora.yaml"
-MC_PATH = "/apis/bespoke.dev/v1alpha1/namespaces/{ns}/modelcustomizations"
-MV_PATH = "/apis/bespoke.dev/v1alpha1/namespaces/{ns}/modelversions"
+# The handlers module reads its timer interval at import, which KopfRunner does later: a short
+# interval lets rollout deadlines expire within the test.
+os.environ.setdefault("BESPOKE_RECONCILE_INTERVAL_SECONDS", "3")
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "text-classification-lora.yaml"
+GROUP_PATH = "/apis/bespoke.dev/v1alpha1"
 
 
 @pytest.fixture
@@ -35,141 +39,231 @@ def namespace(envtest_controller_manager: EnvtestCluster) -> str:
 
 
 @pytest.fixture
-def operator(
-    envtest: EnvtestCluster,
-    envtest_controller_manager: EnvtestCluster,
-    namespace: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[KopfRunner]:
-    kubeconfig = str(envtest_controller_manager.kubeconfig)
-    monkeypatch.setenv("KUBECONFIG", kubeconfig)
-    # kubernetes_asyncio reads KUBECONFIG once, at import time; kopf's login goes through it.
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", kubeconfig)
+def operator_env(
+    envtest_controller_manager: EnvtestCluster, monkeypatch: pytest.MonkeyPatch
+) -> EnvtestCluster:
+    monkeypatch.setenv("KUBECONFIG", str(envtest_controller_manager.kubeconfig))
     monkeypatch.setenv("BESPOKE_METRICS_PORT", "0")
-    args = ["run", "--standalone", f"--namespace={namespace}", "-m", "bespoke_operator.handlers"]
-    with KopfRunner(args, timeout=60) as runner:
-        yield runner
-    assert runner.exception is None, runner.output
+    return envtest_controller_manager
 
 
-def get(cluster: EnvtestCluster, path: str) -> ApiResponse:
-    return wait_for(lambda: cluster.request("GET", path), lambda answer: answer.status == 200)
+def _runner(namespace: str) -> KopfRunner:
+    args = ["run", "--standalone", "--namespace", namespace, "-m", "bespoke_operator.handlers"]
+    return KopfRunner(args, timeout=60)
 
 
-def owner_uids(obj: dict[str, Any]) -> set[str]:
-    return {ref["uid"] for ref in obj["metadata"].get("ownerReferences", []) if ref["controller"]}
+class Cluster:
+    """Small helpers over the raw API for the assertions below."""
 
+    def __init__(self, envtest: EnvtestCluster, namespace: str) -> None:
+        self.envtest = envtest
+        self.ns = namespace
 
-def trainer_summary() -> str:
-    return json.dumps(
-        {
-            "outcome": "Succeeded",
-            "version": 1,
-            "metrics": {"accuracy": 0.91, "macroF1": 0.9, "calibrationError": 0.05},
-            "championMetrics": None,
-            "fairness": None,
-            "artifactUri": "pvc://bespoke-artifacts/sentiment/versions/v1",
-            "dataFingerprint": "sha256:" + "0" * 64,
-            "reason": None,
-            "message": "trained",
-            "exitCode": 0,
-        }
-    )
+    def get(self, path: str) -> dict[str, Any] | None:
+        answer = self.envtest.request("GET", path)
+        return answer.body if answer.status == 200 else None
 
+    def items(self, path: str, selector: str) -> list[dict[str, Any]]:
+        answer = self.envtest.request("GET", path, params={"labelSelector": selector})
+        assert answer.status == 200, answer.message
+        items: list[dict[str, Any]] = answer.body["items"]
+        return items
 
-def finish_trainer_pod(cluster: EnvtestCluster, namespace: str, job: str) -> None:
-    """Do what the kubelet would: the trainer container ran and exited 0 with its summary."""
-    pods = wait_for(
-        lambda: cluster.request(
-            "GET",
-            f"/api/v1/namespaces/{namespace}/pods",
-            params={"labelSelector": f"batch.kubernetes.io/job-name={job}"},
-        ),
-        lambda answer: bool(answer.body.get("items")),
-    )
-    pod = pods.body["items"][0]
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    statuses = [
-        {
-            "name": container["name"],
-            "image": container["image"],
-            "imageID": "",
-            "ready": False,
-            "restartCount": 0,
-            "state": {
-                "terminated": {
-                    "exitCode": 0,
-                    "reason": "Completed",
-                    "message": trainer_summary(),
-                    "startedAt": now,
-                    "finishedAt": now,
-                }
+    def mc(self, name: str = "sentiment") -> dict[str, Any] | None:
+        return self.get(f"{GROUP_PATH}/namespaces/{self.ns}/modelcustomizations/{name}")
+
+    def mv(self, number: int) -> dict[str, Any] | None:
+        return self.get(f"{GROUP_PATH}/namespaces/{self.ns}/modelversions/sentiment-v{number}")
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self.items(
+            f"/apis/batch/v1/namespaces/{self.ns}/jobs", "bespoke.dev/customization=sentiment"
+        )
+
+    def deployment(self) -> dict[str, Any] | None:
+        return self.get(f"/apis/apps/v1/namespaces/{self.ns}/deployments/sentiment-serving")
+
+    def pods(self, selector: str) -> list[dict[str, Any]]:
+        return self.items(f"/api/v1/namespaces/{self.ns}/pods", selector)
+
+    def patch_status(self, path: str, status: dict[str, Any]) -> None:
+        answer = self.envtest.request(
+            "PATCH",
+            f"{path}/status",
+            {"status": status},
+            content_type="application/merge-patch+json",
+        )
+        assert answer.status == 200, answer.message
+
+    def finish_trainer(self, job: str, summary: dict[str, Any]) -> None:
+        """Plays the kubelet: the trainer pod of `job` terminated with this summary."""
+        pods = wait_for(lambda: self.pods(f"batch.kubernetes.io/job-name={job}"), bool)
+        assert pods, f"the Job controller made no pod for {job}"
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        name = pods[0]["metadata"]["name"]
+        self.patch_status(
+            f"/api/v1/namespaces/{self.ns}/pods/{name}",
+            {
+                "phase": "Succeeded",
+                "containerStatuses": [
+                    {
+                        "name": "trainer",
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": pods[0]["spec"]["containers"][0]["image"],
+                        "imageID": "",
+                        "state": {
+                            "terminated": {
+                                "exitCode": 0,
+                                "reason": "Completed",
+                                "message": json.dumps(summary),
+                                "startedAt": now,
+                                "finishedAt": now,
+                            }
+                        },
+                    }
+                ],
             },
-        }
-        for container in pod["spec"]["containers"]
-    ]
-    answer = cluster.request(
-        "PATCH",
-        f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}/status",
-        {"status": {"phase": "Succeeded", "containerStatuses": statuses}},
-        content_type="application/strategic-merge-patch+json",
+        )
+
+    def serving_pods_ready(self, version: int) -> None:
+        """Plays the kubelet: every serving pod of `version` runs and passes its probes."""
+        selector = f"app.kubernetes.io/component=serving,bespoke.dev/version={version}"
+        pods = wait_for(lambda: self.pods(selector), bool)
+        assert pods, "the Deployment made no serving pod"
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for pod in pods:
+            self.patch_status(
+                f"/api/v1/namespaces/{self.ns}/pods/{pod['metadata']['name']}",
+                {
+                    "phase": "Running",
+                    "conditions": [
+                        {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                        {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                    ],
+                    "containerStatuses": [
+                        {
+                            "name": "serving",
+                            "ready": True,
+                            "started": True,
+                            "restartCount": 0,
+                            "image": pod["spec"]["containers"][0]["image"],
+                            "imageID": "",
+                            "state": {"running": {"startedAt": now}},
+                        }
+                    ],
+                },
+            )
+
+
+@pytest.fixture
+def cluster(operator_env: EnvtestCluster, namespace: str) -> Cluster:
+    return Cluster(operator_env, namespace)
+
+
+def _summary(version: int, accuracy: float) -> dict[str, Any]:
+    return {
+        "outcome": "Succeeded",
+        "version": version,
+        "metrics": {"accuracy": accuracy, "macroF1": accuracy - 0.01, "evalLoss": 0.3},
+        "artifactUri": f"pvc://bespoke-artifacts/sentiment/versions/v{version}",
+        "dataFingerprint": "sha256:" + "0" * 64,
+        "exitCode": 0,
+    }
+
+
+def _condition(body: dict[str, Any] | None, type_: str) -> str | None:
+    conditions = ((body or {}).get("status") or {}).get("conditions") or []
+    return next((c["status"] for c in conditions if c["type"] == type_), None)
+
+
+def test_lifecycle_train_gate_deploy_restart_rollback_and_delete(cluster: Cluster) -> None:
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["metadata"]["namespace"] = cluster.ns
+    document["spec"]["serving"]["rolloutDeadlineSeconds"] = 30
+    answer = cluster.envtest.request(
+        "POST", f"{GROUP_PATH}/namespaces/{cluster.ns}/modelcustomizations", document
     )
-    assert answer.status == 200, answer.message
+    assert answer.status == 201, answer.message
 
+    with _runner(cluster.ns) as runner:
+        # A version, its config and its trainer Job, owned so deletion cascades.
+        version = wait_for(lambda: cluster.mv(1), lambda v: v is not None)
+        assert version is not None
+        jobs = wait_for(cluster.jobs, bool)
+        assert [j["metadata"]["name"] for j in jobs] == ["sentiment-v1-train-1"]
+        assert jobs[0]["metadata"]["ownerReferences"][0]["kind"] == "ModelVersion"
+        assert version["metadata"]["ownerReferences"][0]["kind"] == "ModelCustomization"
+        configmap = cluster.get(f"/api/v1/namespaces/{cluster.ns}/configmaps/sentiment-v1-trainer")
+        assert configmap is not None
+        assert json.loads(configmap["data"]["config.json"])["version"] == 1
+        mc = wait_for(cluster.mc, lambda b: _condition(b, "Reconciling") == "True")
+        assert mc is not None
+        assert mc["status"]["observedGeneration"] == mc["metadata"]["generation"]
+    assert runner.exception is None
 
-def test_customization_trains_gates_serves_and_garbage_collects(
-    envtest_controller_manager: EnvtestCluster, namespace: str, operator: KopfRunner
-) -> None:
-    cluster = envtest_controller_manager
-    body = yaml.safe_load(EXAMPLE.read_text())
-    created = cluster.request("POST", MC_PATH.format(ns=namespace), body)
-    assert created.status == 201, created.message
-    name = created.body["metadata"]["name"]
-    mc_uid = created.body["metadata"]["uid"]
+    # Restarted mid-training, the operator finds its Job and creates no duplicate.
+    with _runner(cluster.ns) as runner:
+        cluster.finish_trainer("sentiment-v1-train-1", _summary(1, 0.93))
+        promoted = wait_for(
+            lambda: cluster.mv(1), lambda v: (v or {}).get("status", {}).get("phase") == "Promoted"
+        )
+        assert promoted is not None
+        assert [j["metadata"]["name"] for j in cluster.jobs()] == ["sentiment-v1-train-1"]
+        gates = {g["name"]: g["passed"] for g in promoted["status"]["gates"]}
+        assert gates == {"accuracy>=": True, "macroF1>=": True, "championDelta": True}
+        deployment = wait_for(cluster.deployment, lambda d: d is not None)
+        assert deployment is not None
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["bespoke.dev/version"] == "1"
+        service = cluster.get(f"/api/v1/namespaces/{cluster.ns}/services/sentiment-serving")
+        assert service is not None
 
-    # The version record, the trainer config and the trainer Job, each owned by the chain.
-    version = get(cluster, f"{MV_PATH.format(ns=namespace)}/{name}-v1").body
-    assert owner_uids(version) == {mc_uid}
-    config = get(cluster, f"/api/v1/namespaces/{namespace}/configmaps/{name}-v1-trainer").body
-    job = get(cluster, f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}-v1-train-1").body
-    assert owner_uids(config) & {mc_uid, version["metadata"]["uid"]}
-    assert owner_uids(job) & {mc_uid, version["metadata"]["uid"]}
-    assert json.loads(next(iter(config["data"].values())))
+        cluster.serving_pods_ready(1)
+        ready = wait_for(cluster.mc, lambda b: _condition(b, "Ready") == "True", timeout_s=90)
+        assert _condition(ready, "Ready") == "True", ready
+        assert ready is not None
+        assert ready["status"]["productionVersion"] == 1
 
-    mc_path = f"{MC_PATH.format(ns=namespace)}/{name}"
-    observed = wait_for(
-        lambda: cluster.request("GET", mc_path),
-        lambda answer: answer.body.get("status", {}).get("observedGeneration") == 1,
-    )
-    assert observed.body["metadata"]["generation"] == 1
-    assert observed.body["status"]["observedGeneration"] == 1
+        # A new spec trains v2; it passes the gates but its pods never become ready: rollback.
+        answer = cluster.envtest.request(
+            "PATCH",
+            f"{GROUP_PATH}/namespaces/{cluster.ns}/modelcustomizations/sentiment",
+            {"spec": {"training": {"epochs": 5}}},
+            content_type="application/merge-patch+json",
+        )
+        assert answer.status == 200, answer.message
+        wait_for(lambda: [j for j in cluster.jobs() if "-v2-" in j["metadata"]["name"]], bool)
+        cluster.finish_trainer("sentiment-v2-train-1", _summary(2, 0.95))
+        rolled_back = wait_for(
+            lambda: cluster.mv(2),
+            lambda v: (v or {}).get("status", {}).get("reason") == "RolloutFailed",
+            timeout_s=120,
+        )
+        assert rolled_back is not None
+        assert rolled_back["status"]["phase"] == "Failed"
+        deployment = wait_for(
+            cluster.deployment,
+            lambda d: (
+                d is not None
+                and d["spec"]["template"]["metadata"]["labels"]["bespoke.dev/version"] == "1"
+            ),
+        )
+        assert deployment is not None
+        events = cluster.items(f"/api/v1/namespaces/{cluster.ns}/events", "")
+        reasons = {e["reason"] for e in events}
+        assert {"Promoted", "RolledBack"} <= reasons
 
-    # The trainer finishes; its gates pass; the version goes to serving.
-    finish_trainer_pod(cluster, namespace, job["metadata"]["name"])
-    decided = wait_for(
-        lambda: cluster.request("GET", f"{MV_PATH.format(ns=namespace)}/{name}-v1"),
-        lambda answer: bool(answer.body.get("status", {}).get("gates")),
-    )
-    gates = decided.body["status"]["gates"]
-    assert gates
-    assert all(gate["passed"] for gate in gates), gates
-    deployment = get(cluster, f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}-serving")
-    service = get(cluster, f"/api/v1/namespaces/{namespace}/services/{name}-serving")
-    assert owner_uids(deployment.body) == {mc_uid}
-    assert owner_uids(service.body) == {mc_uid}
-
-    # Deleting the customization: the operator lets go, the garbage collector removes the rest.
-    assert cluster.request("DELETE", mc_path).status == 200
-    children = [
-        mc_path,
-        f"{MV_PATH.format(ns=namespace)}/{name}-v1",
-        f"/api/v1/namespaces/{namespace}/configmaps/{name}-v1-trainer",
-        f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}-v1-train-1",
-        f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}-serving",
-        f"/api/v1/namespaces/{namespace}/services/{name}-serving",
-    ]
-    left = wait_for(
-        lambda: [path for path in children if cluster.request("GET", path).status != 404],
-        lambda remaining: not remaining,
-    )
-    assert left == []
+        # Deleting the customization garbage-collects every child through owner references (the
+        # operator is running: kopf's finalizer is released by it).
+        answer = cluster.envtest.request(
+            "DELETE", f"{GROUP_PATH}/namespaces/{cluster.ns}/modelcustomizations/sentiment"
+        )
+        assert answer.status == 200, answer.message
+        gone = wait_for(
+            lambda: (cluster.mv(1), cluster.jobs(), cluster.deployment()),
+            lambda state: state == (None, [], None),
+            timeout_s=90,
+        )
+        assert gone == (None, [], None)
+    assert runner.exception is None

@@ -83,7 +83,8 @@ KINDS: Final[tuple[CrdKind, ...]] = (
             },
             _AGE,
         ],
-        root_rules=[NAME_LENGTH.as_crd_validation()],
+        # The server accepts no fieldPath into metadata (the schema does not describe it).
+        root_rules=[{k: v for k, v in NAME_LENGTH.as_crd_validation().items() if k != "fieldPath"}],
     ),
     CrdKind(
         kind="ModelVersion",
