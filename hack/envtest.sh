@@ -156,4 +156,7 @@ main() {
   echo "${CACHE_DIR}"
 }
 
-main "$@"
+# Sourcing the script (the tests do) defines the functions without running anything.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi
