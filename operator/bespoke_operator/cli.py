@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from bespoke_operator import manifests
+from bespoke_operator import local_run, manifests
+from bespoke_operator.runtimes.local.state import CustomizationState
+from bespoke_operator.traffic import load_texts, replay
 from bespoke_operator.validate import ResourceValidationError, load_file
 
 __all__ = ["app", "main"]
@@ -70,6 +72,96 @@ def crds(
         _out.print(f"Wrote {path}", markup=False)
     if not changed:
         _out.print("Generated files are current", markup=False)
+
+
+_STATE_DIR = typer.Option(help="Where local runs keep versions, artifacts and logs.")
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="A ModelCustomization file.", show_default=False)],
+    state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
+    traffic: Annotated[
+        local_run.Traffic,
+        typer.Option(help="Replay the example's traffic once served, until drift is handled."),
+    ] = "none",
+    keep_serving: Annotated[
+        bool, typer.Option("--keep-serving", help="Leave the service running at the end.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 3600.0,
+) -> None:
+    """Run the whole loop on this machine: train, gate, serve, watch drift, retrain."""
+    options = local_run.RunOptions(file, state_dir, traffic, keep_serving, timeout)
+    raise typer.Exit(code=local_run.run(options, _out))
+
+
+@app.command()
+def status(
+    name: Annotated[
+        str | None, typer.Argument(help="Customization name (all when omitted).")
+    ] = None,
+    state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
+) -> None:
+    """Show local customizations: phase, production version, metric, drift, endpoint."""
+    raise typer.Exit(code=local_run.print_status(_out, state_dir, name))
+
+
+@app.command()
+def versions(
+    name: Annotated[str, typer.Argument(help="Customization name.", show_default=False)],
+    state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
+) -> None:
+    """List a local customization's versions with metrics and gate verdicts."""
+    found = CustomizationState(state_dir, name).versions()
+    if not found:
+        _out.print(f"No versions of {name} in {state_dir}", markup=False)
+        raise typer.Exit(code=1)
+    local_run.print_versions(_out, found)
+
+
+@app.command()
+def rollback(
+    name: Annotated[str, typer.Argument(help="Customization name.", show_default=False)],
+    version: Annotated[int, typer.Argument(help="Version to serve.", show_default=False, min=1)],
+    state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
+) -> None:
+    """Serve an earlier version (locally; on a cluster set spec.serving.pinnedVersion)."""
+    raise typer.Exit(code=local_run.rollback(_out, state_dir, name, version))
+
+
+@app.command()
+def stop(
+    name: Annotated[str, typer.Argument(help="Customization name.", show_default=False)],
+    state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
+) -> None:
+    """Stop a local customization's serving process and trainers."""
+    raise typer.Exit(code=local_run.stop(_out, state_dir, name))
+
+
+@app.command("traffic")
+def traffic_command(
+    url: Annotated[str, typer.Argument(help="Service URL, e.g. http://127.0.0.1:3000.")],
+    profile: Annotated[
+        str, typer.Option(help="Traffic file name under --example-dir/traffic/ (no suffix).")
+    ] = "reference",
+    example_dir: Annotated[Path, typer.Option(help="Example with a traffic/ folder.")] = Path(
+        "examples/support-tickets"
+    ),
+    rate: Annotated[float, typer.Option(help="Requests per second.", min=0.1, max=200)] = 5.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run.", min=1, max=3600)] = 60.0,
+) -> None:
+    """Replay example traffic against an endpoint (local or port-forwarded)."""
+    source = example_dir / "traffic" / f"{profile}.jsonl"
+    if not source.exists():
+        _out.print(f"{source} does not exist — pick a profile in {example_dir / 'traffic'}")
+        raise typer.Exit(code=1)
+    stats = replay(url, load_texts(source), rate=rate, duration=duration)
+    _out.print(
+        f"Sent {stats.requests} requests ({stats.texts} texts), {stats.errors} errors; "
+        f"labels: {dict(sorted(stats.labels.items()))}",
+        markup=False,
+    )
+    raise typer.Exit(code=1 if stats.errors and not stats.texts else 0)
 
 
 def main() -> None:

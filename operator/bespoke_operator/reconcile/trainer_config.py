@@ -46,6 +46,8 @@ def trainer_config(
     if version.trigger == "Drift" and drift_data is not None:
         dataset["extraTrain"] = [_json(drift_data)]
     training = {k: v for k, v in _json(spec.training).items() if k not in _OPERATOR_ONLY}
+    # warmStart asks for the production adapter; without a production version it starts fresh.
+    training["warmStart"] = warm_start_uri is not None
     config: dict[str, Any] = {
         "version": version.version,
         "task": spec.task,

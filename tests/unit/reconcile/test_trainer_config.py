@@ -37,6 +37,7 @@ def test_first_version_config_carries_the_spec_and_no_champion() -> None:
     assert "resources" not in training  # pod placement is the operator's business
     assert "championUri" not in config
     assert "warmStartUri" not in config
+    assert training["warmStart"] is False  # nothing to start from yet
 
 
 def test_later_versions_are_evaluated_against_production_and_warm_started() -> None:
@@ -46,6 +47,9 @@ def test_later_versions_are_evaluated_against_production_and_warm_started() -> N
     config = _config(world)
     assert config["championUri"] == "pvc://bespoke-artifacts/sentiment/versions/v1"
     assert config["warmStartUri"] == "pvc://bespoke-artifacts/sentiment/versions/v1"
+    training = config["training"]
+    assert isinstance(training, dict)
+    assert training["warmStart"] is True
 
 
 def test_drift_versions_add_the_drift_dataset_to_training() -> None:

@@ -1,0 +1,328 @@
+"""`bespoke run`: the whole loop on one machine, with progress and a summary at the end."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from bespoke_operator.api import ModelCustomization, ModelVersion
+from bespoke_operator.reconcile import Event
+from bespoke_operator.runtimes.local.runtime import LocalRuntime, MissingLocation, Step, prepare
+from bespoke_operator.runtimes.local.state import CustomizationState
+from bespoke_operator.traffic import load_texts, replay
+from bespoke_operator.validate import ResourceValidationError, load_file
+
+__all__ = ["RunOptions", "print_status", "print_versions", "rollback", "run", "stop"]
+
+Traffic = Literal["none", "reference", "drifted"]
+_POLL_SECONDS: Final = 1.0
+#: With reference traffic, this many drift readings without drift end the run.
+_QUIET_READINGS: Final = 3
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `bespoke run` was asked to do."""
+
+    file: Path
+    state_dir: Path
+    traffic: Traffic = "none"
+    keep_serving: bool = False
+    timeout_seconds: float = 3600.0
+
+
+@dataclass
+class _Progress:
+    """What the loop has seen so far (for the stop condition and the summary)."""
+
+    log_offsets: dict[Path, int] = field(default_factory=dict)
+    readings: set[object] = field(default_factory=set)
+    drift_seen: bool = False
+    traffic_thread: threading.Thread | None = None
+    stop_traffic: threading.Event = field(default_factory=threading.Event)
+
+
+class RunFailed(Exception):  # noqa: N818 - reads as what happened
+    """The file cannot be run; the message says why (already formatted for the terminal)."""
+
+
+def _load(options: RunOptions) -> tuple[dict[str, Any], CustomizationState]:
+    try:
+        resources = load_file(options.file)
+    except ResourceValidationError as exc:
+        raise RunFailed("\n".join(str(p) for p in exc.problems)) from exc
+    customizations = [r for r in resources if isinstance(r, ModelCustomization)]
+    if len(customizations) != 1:
+        raise RunFailed(f"{options.file}: expected exactly one ModelCustomization")
+    name = customizations[0].metadata.name
+    raw = next(
+        d
+        for d in yaml.safe_load_all(options.file.read_text())
+        if d and d.get("kind") == "ModelCustomization"
+    )
+    state = CustomizationState(options.state_dir, name)
+    try:
+        return prepare(raw, options.file.parent.resolve(), state), state
+    except MissingLocation as exc:
+        raise RunFailed(f"{options.file}: {exc}") from exc
+
+
+def run(options: RunOptions, console: Console) -> int:
+    """Runs the lifecycle until served (and, with traffic, until the drift policy acted)."""
+    try:
+        document, state = _load(options)
+    except RunFailed as exc:
+        console.print(str(exc), markup=False)
+        return 1
+    runtime = LocalRuntime(
+        state,
+        on_event=lambda e: _print_event(console, e),
+        env={"PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
+    resumed = state.load_customization() is not None
+    mc = runtime.admit(document)
+    console.print(
+        f"[bold]{'Resuming' if resumed else 'Running'}[/] {mc.metadata.name} (state in {state.dir})"
+    )
+    progress = _Progress()
+    deadline = time.monotonic() + options.timeout_seconds
+    step: Step | None = None
+    try:
+        while time.monotonic() < deadline:
+            step = runtime.step(read_drift=options.traffic != "none")
+            _stream_trainer_logs(console, state, progress)
+            if _finished(step, options, progress, console, runtime):
+                break
+            time.sleep(_POLL_SECONDS)
+        else:
+            console.print(f"[yellow]Stopped after {options.timeout_seconds:.0f}s[/]")
+    except KeyboardInterrupt:
+        console.print("\n[yellow]Interrupted: stopping what this run started[/]")
+    finally:
+        progress.stop_traffic.set()
+        if progress.traffic_thread is not None:
+            progress.traffic_thread.join(timeout=10)
+        runtime.stop_trainers()
+        if not options.keep_serving:
+            runtime.stop_serving()
+    _summary(console, runtime, options)
+    status = runtime.customization().status
+    return 0 if status is not None and status.phase in ("Ready", "RollingOut") else 2
+
+
+def _finished(
+    step: Step,
+    options: RunOptions,
+    progress: _Progress,
+    console: Console,
+    runtime: LocalRuntime,
+) -> bool:
+    status = step.decision.status
+    if status.phase == "Failed":
+        return True
+    if status.phase != "Ready":
+        return False
+    if options.traffic == "none":
+        return True
+    if progress.traffic_thread is None and status.endpoint:
+        _start_traffic(options, status.endpoint, progress, console)
+    drift = step.observed.drift
+    if drift is not None:
+        progress.readings.add(drift.checked_at)
+        progress.drift_seen |= status.drift is not None and status.drift.detected
+    if options.traffic == "reference":
+        return len(progress.readings) >= _QUIET_READINGS
+    policy = runtime.customization().spec.monitoring.on_drift
+    if not progress.drift_seen:
+        return False
+    if policy.action == "alert":
+        return True
+    # Retrain policy: done once a drift-triggered version has been trained and decided.
+    decided = ("Promoted", "Rejected", "Failed", "AwaitingApproval", "Retired")
+    return any(
+        v.spec.trigger == "Drift" and v.status is not None and v.status.phase in decided
+        for v in runtime.state.versions()
+    )
+
+
+def _start_traffic(
+    options: RunOptions, endpoint: str, progress: _Progress, console: Console
+) -> None:
+    source = options.file.parent / "traffic" / f"{options.traffic}.jsonl"
+    if not source.exists():
+        console.print(f"[yellow]No {source}: running without traffic[/]")
+        progress.traffic_thread = threading.Thread(target=lambda: None)
+        return
+    texts = load_texts(source)
+    console.print(f"Replaying {options.traffic} traffic from {source} to {endpoint}")
+    progress.traffic_thread = threading.Thread(
+        target=replay,
+        args=(endpoint, texts),
+        kwargs={"rate": 4.0, "duration": options.timeout_seconds, "stop": progress.stop_traffic},
+        daemon=True,
+    )
+    progress.traffic_thread.start()
+
+
+def _stream_trainer_logs(console: Console, state: CustomizationState, progress: _Progress) -> None:
+    """Echoes the trainer's progress lines (step, loss, metric, throughput, ETA) as they come."""
+    for run in state.runs():
+        if not run.log.exists():
+            continue
+        offset = progress.log_offsets.get(run.log, 0)
+        with run.log.open("rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read()
+        complete = chunk.rfind(b"\n") + 1
+        progress.log_offsets[run.log] = offset + complete
+        for line in chunk[:complete].decode("utf-8", "replace").splitlines():
+            if " bespoke_trainer" in line and (" INFO " in line or " ERROR " in line):
+                text = line.split(": ", 1)[-1]
+                console.print(
+                    f"  [dim]v{run.version} trainer[/] {text}", markup=True, highlight=False
+                )
+
+
+def _print_event(console: Console, event: Event) -> None:
+    colour = "red" if event.type == "Warning" else "green"
+    console.print(f"[{colour}]{event.reason}[/]: {event.message}", highlight=False)
+
+
+def _summary(console: Console, runtime: LocalRuntime, options: RunOptions) -> None:
+    mc = runtime.customization()
+    console.print()
+    print_versions(console, runtime.state.versions())
+    status = mc.status
+    if status is None:
+        return
+    console.print(
+        f"Phase: [bold]{status.phase}[/]  production version: {status.production_version}"
+    )
+    if status.endpoint and options.keep_serving:
+        console.print(
+            f"Serving at {status.endpoint}  (POST /classify, GET /metrics, GET /drift); "
+            f"stop it with `bespoke stop {mc.metadata.name}`"
+        )
+    if status.drift is not None:
+        drift = status.drift
+        console.print(
+            f"Drift: share {drift.share} over {drift.window_rows} requests "
+            f"({'detected' if drift.detected else 'none'})"
+        )
+    stalled = next(
+        (c for c in status.conditions if c.type == "Stalled" and c.status == "True"), None
+    )
+    if stalled is not None:
+        console.print(f"[red]Stalled ({stalled.reason})[/]: {stalled.message}", markup=True)
+    if status.production_version:
+        card = (
+            runtime.state.artifacts / "versions" / f"v{status.production_version}" / "model-card.md"
+        )
+        console.print(f"Model card: {card}")
+    console.print(
+        "Next: `bespoke versions NAME`, `bespoke run FILE --traffic drifted --keep-serving`, "
+        "`bespoke rollback NAME VERSION`".replace("NAME", mc.metadata.name).replace(
+            "FILE", str(options.file)
+        )
+    )
+
+
+def print_versions(console: Console, versions: list[ModelVersion]) -> None:
+    """The registry: one row per version with its metrics and gate verdicts."""
+    table = Table(title="Versions")
+    for column in ("version", "trigger", "phase", "metric", "gates", "reason"):
+        table.add_column(column)
+    for version in versions:
+        status = version.status
+        gates = " ".join(
+            f"{'✓' if g.passed else '✗'}{g.name}" for g in (status.gates if status else [])
+        )
+        table.add_row(
+            f"v{version.spec.version}",
+            version.spec.trigger,
+            (status.phase if status else None) or "Pending",
+            (status.headline_metric if status else None) or "",
+            gates,
+            (status.reason if status else None) or "",
+        )
+    console.print(table)
+
+
+def print_status(console: Console, state_dir: Path, name: str | None) -> int:
+    """One line per customization in the state directory (or the one named)."""
+    names = (
+        [name]
+        if name
+        else sorted(p.name for p in state_dir.glob("*") if (p / "customization.json").exists())
+    )
+    if not names:
+        console.print(f"No customizations in {state_dir}")
+        return 1
+    table = Table(title="Customizations")
+    for column in ("name", "phase", "production", "metric", "drift", "endpoint"):
+        table.add_column(column)
+    for each in names:
+        mc = CustomizationState(state_dir, each).load_customization()
+        if mc is None:
+            console.print(f"No customization {each} in {state_dir}")
+            return 1
+        status = mc.status
+        table.add_row(
+            each,
+            (status.phase if status else None) or "",
+            str(status.production_version or "") if status else "",
+            (status.headline_metric if status else None) or "",
+            status.drift.share if status and status.drift else "",
+            (status.endpoint if status else None) or "",
+        )
+    console.print(table)
+    return 0
+
+
+def rollback(console: Console, state_dir: Path, name: str, version: int) -> int:
+    """Pins `version` (until the next `bespoke run` of the file) and redeploys it if serving."""
+    state = CustomizationState(state_dir, name)
+    mc = state.load_customization()
+    if mc is None:
+        console.print(f"No customization {name} in {state_dir}")
+        return 1
+    if not any(v.spec.version == version for v in state.versions()):
+        console.print(f"{name} has no version {version}: see `bespoke versions {name}`")
+        return 1
+    serving = mc.spec.serving.model_copy(update={"pinned_version": version})
+    state.save_customization(
+        mc.model_copy(update={"spec": mc.spec.model_copy(update={"serving": serving})})
+    )
+    runtime = LocalRuntime(state, on_event=lambda e: _print_event(console, e))
+    if state.serving() is None:
+        console.print(f"Pinned v{version}; it is served from the next `bespoke run`")
+        return 0
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = runtime.step().decision.status
+        if status.phase == "Ready" and status.production_version == version:
+            console.print(f"v{version} is serving at {status.endpoint}")
+            return 0
+        time.sleep(_POLL_SECONDS)
+    console.print(f"[red]v{version} did not become ready; see {state.serving_log}[/]")
+    return 1
+
+
+def stop(console: Console, state_dir: Path, name: str) -> int:
+    """Stops the serving process and any trainer of a customization."""
+    state = CustomizationState(state_dir, name)
+    if state.load_customization() is None:
+        console.print(f"No customization {name} in {state_dir}")
+        return 1
+    runtime = LocalRuntime(state)
+    runtime.stop_trainers()
+    runtime.stop_serving()
+    console.print(f"Stopped {name}")
+    return 0

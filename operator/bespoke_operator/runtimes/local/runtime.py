@@ -1,0 +1,283 @@
+"""The local runtime: the operator's decision core driving subprocesses and files.
+
+The same `decide` as on a cluster; trainer Jobs become `python -m bespoke_trainer` processes,
+the serving Deployment a `bentoml serve` process on a free local port, ModelVersions and status
+files in the state directory. Every action is idempotent, so a killed run picks up where it was.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from bespoke_operator.api import ModelCustomization, ModelCustomizationStatus
+from bespoke_operator.reconcile import (
+    Action,
+    CreateVersion,
+    Decision,
+    DeleteVersion,
+    Deploy,
+    DriftReport,
+    Event,
+    Observed,
+    ServingState,
+    SetVersionStatus,
+    StartTrainer,
+    StopTrainer,
+    TrainerRun,
+    TrainerSummary,
+    Undeploy,
+    decide,
+    drift_report,
+)
+from bespoke_operator.reconcile.serving_env import serving_env
+from bespoke_operator.runtimes.local import processes
+from bespoke_operator.runtimes.local.state import (
+    CustomizationState,
+    ServingRecord,
+    TrainerRunDir,
+    write_json,
+)
+
+__all__ = ["LocalRuntime", "MissingLocation", "prepare"]
+
+_SCHEMES: Final = ("hf://", "s3://", "pvc://", "file://")
+
+
+class MissingLocation(Exception):  # noqa: N818 - reads as what happened
+    """A local model or data location of the customization does not exist."""
+
+
+def _resolve(uri: str, base: Path) -> str:
+    """Relative paths are relative to the customization file, as a person reading it expects."""
+    if uri.startswith(_SCHEMES) or Path(uri).is_absolute():
+        return uri
+    return str((base / uri).resolve())
+
+
+def prepare(document: Mapping[str, Any], base: Path, state: CustomizationState) -> dict[str, Any]:
+    """The customization as the local runtime runs it: paths resolved, storage in the state dir.
+
+    Raises `MissingLocation` naming the field and the location when a local file is missing, so
+    nothing starts on a typo.
+    """
+    doc = copy.deepcopy(dict(document))
+    spec = doc["spec"]
+    places: list[tuple[str, dict[str, Any]]] = [("spec.baseModel.uri", spec["baseModel"])]
+    dataset = spec["dataset"]
+    places += [
+        (f"spec.dataset.{k}.uri", dataset[k])
+        for k in ("train", "validation", "test")
+        if dataset.get(k)
+    ]
+    drift_data = spec.get("monitoring", {}).get("onDrift", {}).get("dataset")
+    if drift_data:
+        places.append(("spec.monitoring.onDrift.dataset.uri", drift_data))
+    for field, holder in places:
+        holder["uri"] = _resolve(holder["uri"], base)
+        uri = holder["uri"].removeprefix("file://")
+        if not uri.startswith(_SCHEMES) and not Path(uri).exists():
+            raise MissingLocation(f"{field}: {holder['uri']} does not exist — check the path")
+    spec["storage"] = {"uri": str(state.artifacts)}
+    return doc
+
+
+@dataclass(frozen=True)
+class Step:
+    """One reconcile pass: what was observed and decided."""
+
+    observed: Observed
+    decision: Decision
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LocalRuntime:
+    """Observes the state directory and child processes, decides, applies."""
+
+    def __init__(
+        self,
+        state: CustomizationState,
+        *,
+        on_event: Callable[[Event], None] = lambda _: None,
+        clock: Callable[[], datetime] = _utcnow,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.state = state
+        self.on_event = on_event
+        self.clock = clock
+        self.env = dict(env or {})
+
+    # --- the customization ---------------------------------------------------------------------
+
+    def admit(self, document: Mapping[str, Any]) -> ModelCustomization:
+        """Stores the wanted customization, keeping status; a changed spec bumps the generation."""
+        previous = self.state.load_customization()
+        generation = 1
+        status = None
+        if previous is not None:
+            status = previous.status
+            old_spec = previous.spec.model_dump(mode="json", by_alias=True)
+            wanted = ModelCustomization.model_validate({**document, "status": None})
+            changed = wanted.spec.model_dump(mode="json", by_alias=True) != old_spec
+            generation = (previous.metadata.generation or 1) + (1 if changed else 0)
+        body = copy.deepcopy(dict(document))
+        body["metadata"] = {**body["metadata"], "generation": generation, "namespace": "local"}
+        body["status"] = status.model_dump(mode="json", by_alias=True) if status else None
+        mc = ModelCustomization.model_validate(body)
+        self.state.save_customization(mc)
+        return mc
+
+    def customization(self) -> ModelCustomization:
+        mc = self.state.load_customization()
+        if mc is None:
+            raise FileNotFoundError(f"no customization in {self.state.dir}")
+        return mc
+
+    # --- one pass --------------------------------------------------------------------------------
+
+    def step(self, *, read_drift: bool = False) -> Step:
+        """Observe, decide, apply, store the status."""
+        mc = self.customization()
+        observed = self.observe(mc, read_drift=read_drift)
+        decision = decide(mc, observed)
+        for action in decision.actions:
+            self._apply(mc, action)
+        self._save_status(decision.status)
+        return Step(observed, decision)
+
+    def observe(self, mc: ModelCustomization, *, read_drift: bool) -> Observed:
+        serving = self._serving_state()
+        drift = self._drift(serving) if read_drift and serving and serving.available else None
+        versions = self.state.versions()
+        approved = frozenset(
+            v.spec.version
+            for v in versions
+            if v.metadata.annotations.get("bespoke.dev/approved", "").lower() == "true"
+        )
+        return Observed(
+            now=self.clock(),
+            versions=tuple(versions),
+            trainer_runs=tuple(self._run(r) for r in self.state.runs()),
+            serving=serving,
+            drift=drift,
+            approved_versions=approved,
+        )
+
+    def _run(self, run: TrainerRunDir) -> TrainerRun:
+        pid = int(run.pid.read_text()) if run.pid.exists() else None
+        if pid is not None and processes.alive(pid):
+            return TrainerRun(run.version, run.attempt, "Running")
+        if run.summary.exists():
+            try:
+                summary = TrainerSummary.model_validate_json(
+                    run.summary.read_text(encoding="utf-8")
+                )
+            except ValueError:
+                summary = None
+            if summary is not None and summary.outcome == "Succeeded":
+                return TrainerRun(run.version, run.attempt, "Succeeded", summary=summary)
+            if summary is not None:
+                return TrainerRun(run.version, run.attempt, "Failed", summary=summary)
+        # Ended without a summary: stopped from outside (Ctrl-C, a kill). Like a preempted pod
+        # it is restarted without using a retry, and the trainer resumes from its checkpoint.
+        return TrainerRun(run.version, run.attempt, "Failed", disrupted=True)
+
+    def _serving_state(self) -> ServingState | None:
+        record = self.state.serving()
+        if record is None or not processes.alive(record.pid):
+            return None
+        return ServingState(
+            version=record.version,
+            available=processes.ready(record.endpoint),
+            ready_replicas=1,
+            endpoint=record.endpoint,
+        )
+
+    def _drift(self, serving: ServingState) -> DriftReport | None:
+        payload = processes.get_json(f"{serving.endpoint}/drift")
+        return drift_report(payload) if isinstance(payload, dict) else None
+
+    # --- actions ---------------------------------------------------------------------------------
+
+    def _apply(self, mc: ModelCustomization, action: Action) -> None:
+        if isinstance(action, CreateVersion):
+            self.state.save_version(action.version)
+        elif isinstance(action, SetVersionStatus):
+            current = next(v for v in self.state.versions() if v.spec.version == action.version)
+            self.state.save_version(current.model_copy(update={"status": action.status}))
+        elif isinstance(action, StartTrainer):
+            self._start_trainer(action)
+        elif isinstance(action, StopTrainer):
+            for run in self.state.runs():
+                if run.version == action.version and run.pid.exists():
+                    processes.stop(int(run.pid.read_text()))
+        elif isinstance(action, Deploy):
+            self._deploy(mc, action)
+        elif isinstance(action, Undeploy):
+            self.stop_serving()
+        elif isinstance(action, DeleteVersion):
+            self.state.delete_version(action.version)
+        elif isinstance(action, Event):
+            self.state.append_event(
+                {
+                    "time": self.clock(),
+                    "type": action.type,
+                    "reason": action.reason,
+                    "message": action.message,
+                }
+            )
+            self.on_event(action)
+
+    def _start_trainer(self, action: StartTrainer) -> None:
+        run = self.state.run_dir(action.version, action.attempt)
+        if run.pid.exists():
+            return  # started in an earlier pass: idempotent like a Job create
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_json(run.config, action.config)
+        pid = processes.start_trainer(run.config, run.summary, run.log, self.env)
+        run.pid.write_text(str(pid))
+
+    def _deploy(self, mc: ModelCustomization, action: Deploy) -> None:
+        env = serving_env(
+            mc.spec,
+            version=action.version,
+            artifact_uri=action.artifact_uri,
+            namespace="local",
+            customization=mc.metadata.name,
+        )
+        digest = hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()[:16]
+        record = self.state.serving()
+        if record is not None and record.env_digest == digest and processes.alive(record.pid):
+            return
+        self.stop_serving()
+        port = processes.free_port()
+        pid = processes.start_serving(port, self.state.serving_log, {**self.env, **env})
+        self.state.save_serving(
+            ServingRecord(pid, port, action.version, action.artifact_uri, digest)
+        )
+
+    def stop_serving(self) -> None:
+        """Stops the serving process, if any."""
+        record = self.state.serving()
+        if record is not None:
+            processes.stop(record.pid)
+        self.state.save_serving(None)
+
+    def stop_trainers(self) -> None:
+        """Stops every running trainer (they resume from their checkpoints next time)."""
+        for run in self.state.runs():
+            if run.pid.exists():
+                processes.stop(int(run.pid.read_text()))
+
+    def _save_status(self, status: ModelCustomizationStatus) -> None:
+        mc = self.customization()
+        self.state.save_customization(mc.model_copy(update={"status": status}))

@@ -1,0 +1,145 @@
+"""The local runtime's state directory: what Kubernetes would store, as files.
+
+Layout under `<state-dir>/<customization>/`:
+
+| path | holds |
+|---|---|
+| `customization.json` | the customization as last run, with its status |
+| `versions/v<N>.json` | each ModelVersion (spec and status) |
+| `runs/v<N>-<attempt>/` | a trainer attempt: `config.json`, `summary.json`, `trainer.log`, `pid` |
+| `artifacts/versions/v<N>/` | the trainer's artifacts (the storage location of local runs) |
+| `serving.json`, `serving.log` | the `bentoml serve` process: pid, port, version |
+| `events.jsonl` | lifecycle events |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bespoke_operator.api import ModelCustomization, ModelVersion
+
+__all__ = ["CustomizationState", "ServingRecord", "TrainerRunDir", "write_json"]
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Writes JSON atomically: a crash leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class TrainerRunDir:
+    """The files of one trainer attempt."""
+
+    path: Path
+    version: int
+    attempt: int
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "trainer.log"
+
+    @property
+    def pid(self) -> Path:
+        return self.path / "pid"
+
+
+@dataclass(frozen=True)
+class ServingRecord:
+    """The serving process as started."""
+
+    pid: int
+    port: int
+    version: int
+    artifact_uri: str
+    env_digest: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class CustomizationState:
+    """Reads and writes one customization's state directory."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.dir = root / name
+        self.name = name
+
+    @property
+    def artifacts(self) -> Path:
+        """The storage root of local runs (versions go to `versions/v<N>/` under it)."""
+        return self.dir / "artifacts"
+
+    @property
+    def events(self) -> Path:
+        return self.dir / "events.jsonl"
+
+    @property
+    def serving_log(self) -> Path:
+        return self.dir / "serving.log"
+
+    def load_customization(self) -> ModelCustomization | None:
+        path = self.dir / "customization.json"
+        if not path.exists():
+            return None
+        return ModelCustomization.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def save_customization(self, mc: ModelCustomization) -> None:
+        write_json(self.dir / "customization.json", mc.model_dump(mode="json", by_alias=True))
+
+    def versions(self) -> list[ModelVersion]:
+        folder = self.dir / "versions"
+        return [
+            ModelVersion.model_validate_json(p.read_text(encoding="utf-8"))
+            for p in sorted(folder.glob("v*.json"))
+        ]
+
+    def save_version(self, version: ModelVersion) -> None:
+        path = self.dir / "versions" / f"v{version.spec.version}.json"
+        write_json(path, version.model_dump(mode="json", by_alias=True))
+
+    def delete_version(self, number: int) -> None:
+        (self.dir / "versions" / f"v{number}.json").unlink(missing_ok=True)
+
+    def run_dir(self, version: int, attempt: int) -> TrainerRunDir:
+        return TrainerRunDir(self.dir / "runs" / f"v{version}-{attempt}", version, attempt)
+
+    def runs(self) -> Iterator[TrainerRunDir]:
+        for path in sorted((self.dir / "runs").glob("v*-*")):
+            version, _, attempt = path.name[1:].partition("-")
+            if version.isdigit() and attempt.isdigit():
+                yield TrainerRunDir(path, int(version), int(attempt))
+
+    def serving(self) -> ServingRecord | None:
+        path = self.dir / "serving.json"
+        if not path.exists():
+            return None
+        return ServingRecord(**json.loads(path.read_text(encoding="utf-8")))
+
+    def save_serving(self, record: ServingRecord | None) -> None:
+        path = self.dir / "serving.json"
+        if record is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_json(path, record.__dict__)
+
+    def append_event(self, event: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with self.events.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(event, default=str) + "\n")
