@@ -37,13 +37,19 @@ die() {
   exit 1
 }
 
-# A cached binary counts only if it runs: a half-written file from an interrupted build does not.
+# A cached binary counts only if it runs and reports the pinned version: a half-written file, or
+# one left from another version or from a build without version stamps, is replaced.
 usable() {
-  if [[ "$(basename "$1")" == kubectl ]]; then
-    [[ -x "$1" ]] && "$1" version --client >/dev/null 2>&1
-  else
-    [[ -x "$1" ]] && "$1" --version >/dev/null 2>&1
-  fi
+  local output
+  [[ -x "$1" ]] || return 1
+  case "$(basename "$1")" in
+    kubectl) output="$("$1" version --client 2>&1)" || return 1 ;;
+    *) output="$("$1" --version 2>&1)" || return 1 ;;
+  esac
+  case "$(basename "$1")" in
+    etcd) [[ "${output}" == *"etcd Version: ${ETCD_VERSION}"* ]] ;;
+    *) [[ "${output}" == *"v${K8S_VERSION}"* ]] ;;
+  esac
 }
 
 want_kubectl() {
@@ -91,11 +97,20 @@ go_build() {
   log "Building ${name} from ${pkg} (long on a small machine; nice -n 10)"
   local t0
   t0="$(date +%s)"
-  # -trimpath and no VCS stamping keep the build reproducible and independent of the checkout.
+  # The version stamps that Kubernetes' own build (hack/lib/version.sh) sets: without them the
+  # binaries report v0.0.0-master, which kubectl and the version checks misread.
+  local ldflags="-s -w" pkgpath minor="${K8S_VERSION#*.}"
+  minor="${minor%%.*}"
+  for pkgpath in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X ${pkgpath}.gitVersion=v${K8S_VERSION} -X ${pkgpath}.gitMajor=1"
+    ldflags+=" -X ${pkgpath}.gitMinor=${minor} -X ${pkgpath}.gitTreeState=clean"
+    ldflags+=" -X ${pkgpath}.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  done
+  # -trimpath and no VCS stamping keep the build independent of the checkout.
   (
     cd "${MODULE_DIR}"
     CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" nice -n 10 go build -trimpath \
-      -p "${BESPOKE_ENVTEST_JOBS:-$(nproc)}" -ldflags "-s -w" \
+      -p "${BESPOKE_ENVTEST_JOBS:-$(nproc)}" -ldflags "${ldflags}" \
       -o "${CACHE_DIR}/${name}.tmp" "${pkg}"
   ) || die "Building ${name} failed"
   mv -f "${CACHE_DIR}/${name}.tmp" "${CACHE_DIR}/${name}"
@@ -141,4 +156,7 @@ main() {
   echo "${CACHE_DIR}"
 }
 
-main "$@"
+# Sourcing the script (the tests do) defines the functions without running anything.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import httpx
+import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -45,6 +46,7 @@ __all__ = [
     "EnvtestError",
     "binary_dir",
     "find_binaries",
+    "require_binaries",
     "running_cluster",
     "wait_for",
 ]
@@ -89,6 +91,20 @@ def find_binaries(*, controller_manager: bool) -> dict[str, Path]:
             f"(or `make test-cluster`) to fetch or build Kubernetes {K8S_VERSION}"
         )
     return paths
+
+
+def require_binaries(*, controller_manager: bool) -> dict[str, Path]:
+    """:func:`find_binaries`, or skip the test saying how to get them.
+
+    With ``BESPOKE_ENVTEST_REQUIRED=1`` (``make test-cluster``, CI) missing binaries fail the test
+    instead, so a broken build cannot pass as a row of skips.
+    """
+    try:
+        return find_binaries(controller_manager=controller_manager)
+    except BinariesMissingError as missing:
+        if os.environ.get("BESPOKE_ENVTEST_REQUIRED") == "1":
+            pytest.fail(f"BESPOKE_ENVTEST_REQUIRED=1 but {missing}", pytrace=False)
+        pytest.skip(str(missing))
 
 
 def _free_port() -> int:
@@ -557,14 +573,17 @@ class EnvtestCluster:
         program = str(executable) if os.access(executable, os.X_OK) else shutil.which("kubectl")
         if program is None:
             raise BinariesMissingError("kubectl is neither in the envtest cache nor on PATH")
-        return subprocess.run(
+        result = subprocess.run(
             [program, f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
             input=input_text,
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
             timeout=120,
         )
+        if check and result.returncode != 0:
+            raise EnvtestError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
 
     def env(self) -> dict[str, str]:
         """Environment for a subprocess (or a kopf runner) that should talk to this cluster."""

@@ -17,9 +17,9 @@ GROUP_PATH = "/apis/envtest.bespoke.dev/v1alpha1"
 
 
 @pytest.fixture(scope="module")
-def widgets(envtest: EnvtestCluster) -> EnvtestCluster:
-    assert envtest.apply_crds([WIDGETS_CRD]) == ["widgets.envtest.bespoke.dev"]
-    return envtest
+def widgets(envtest_control_plane: EnvtestCluster) -> EnvtestCluster:
+    assert envtest_control_plane.apply_crds([WIDGETS_CRD]) == ["widgets.envtest.bespoke.dev"]
+    return envtest_control_plane
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ def test_missing_binaries_name_the_script(tmp_path: Path, monkeypatch: pytest.Mo
 
 @pytest.mark.cluster
 def test_stop_leaves_no_process_even_when_the_test_fails(
-    envtest: EnvtestCluster, monkeypatch: pytest.MonkeyPatch
+    envtest_control_plane: EnvtestCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("BESPOKE_ENVTEST_KEEP", raising=False)
     # A second, private control plane: the session one must stay up for the other tests.
@@ -71,7 +71,9 @@ def test_stop_leaves_no_process_even_when_the_test_fails(
 
 
 @pytest.mark.cluster
-def test_a_process_that_dies_at_start_is_reported_with_its_log(envtest: EnvtestCluster) -> None:
+def test_a_process_that_dies_at_start_is_reported_with_its_log(
+    envtest_control_plane: EnvtestCluster,
+) -> None:
     cluster = EnvtestCluster(extra_apiserver_args=["--no-such-flag"])
     with pytest.raises(Exception, match=r"kube-apiserver exited with 1:(.|\n)*no-such-flag"):
         cluster.start()
@@ -79,17 +81,19 @@ def test_a_process_that_dies_at_start_is_reported_with_its_log(envtest: EnvtestC
 
 
 @pytest.mark.cluster
-def test_session_cluster_serves_the_pinned_version(envtest: EnvtestCluster) -> None:
-    version = envtest.request("GET", "/version").body
+def test_session_cluster_serves_the_pinned_version(envtest_control_plane: EnvtestCluster) -> None:
+    version = envtest_control_plane.request("GET", "/version").body
     assert version["gitVersion"].startswith(
         f"v{os.environ.get('BESPOKE_ENVTEST_K8S_VERSION', '1.34.4')}"
     )
-    assert envtest.kubeconfig.is_file()
-    assert envtest.server.startswith("https://127.0.0.1:")
+    assert envtest_control_plane.kubeconfig.is_file()
+    assert envtest_control_plane.server.startswith("https://127.0.0.1:")
 
 
 @pytest.mark.cluster
-def test_killing_the_test_runner_takes_the_control_plane_with_it(envtest: EnvtestCluster) -> None:
+def test_killing_the_test_runner_takes_the_control_plane_with_it(
+    envtest_control_plane: EnvtestCluster,
+) -> None:
     # SIGKILL runs no finalizer and no atexit: only PR_SET_PDEATHSIG can clean up after it.
     runner = textwrap.dedent(
         """
@@ -101,15 +105,14 @@ def test_killing_the_test_runner_takes_the_control_plane_with_it(envtest: Envtes
         time.sleep(300)
         """
     )
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", runner], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        work_dir, *pids = process.stdout.readline().split()
-    finally:
-        process.kill()
-        process.wait()
+    ) as process:
+        try:
+            assert process.stdout is not None
+            work_dir, *pids = process.stdout.readline().split()
+        finally:
+            process.kill()
     shutil.rmtree(work_dir, ignore_errors=True)
     assert len(pids) == 2
     alive = wait_for(lambda: [pid for pid in map(int, pids) if _alive(pid)], lambda left: not left)

@@ -11,20 +11,20 @@ from tests.cluster.envtest_cluster import EnvtestCluster, wait_for
 pytestmark = pytest.mark.cluster
 
 
-def test_service_account_is_bound_by_its_role(envtest: EnvtestCluster) -> None:
+def test_service_account_is_bound_by_its_role(envtest_control_plane: EnvtestCluster) -> None:
     namespace = f"rbac-{uuid.uuid4().hex[:8]}"
-    envtest.create_namespace(namespace)
+    envtest_control_plane.create_namespace(namespace)
     assert (
-        envtest.request(
+        envtest_control_plane.request(
             "POST",
             f"/api/v1/namespaces/{namespace}/serviceaccounts",
             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "operator"}},
         ).status
         == 201
     )
-    kubeconfig = envtest.service_account_kubeconfig(namespace, "operator")
+    kubeconfig = envtest_control_plane.service_account_kubeconfig(namespace, "operator")
 
-    denied = envtest.kubectl(
+    denied = envtest_control_plane.kubectl(
         "get", "configmaps", "-n", namespace, kubeconfig=kubeconfig, check=False
     )
     assert denied.returncode != 0
@@ -33,7 +33,7 @@ def test_service_account_is_bound_by_its_role(envtest: EnvtestCluster) -> None:
         in denied.stderr
     )
 
-    envtest.kubectl(
+    envtest_control_plane.kubectl(
         "create",
         "role",
         "read-configmaps",
@@ -42,7 +42,7 @@ def test_service_account_is_bound_by_its_role(envtest: EnvtestCluster) -> None:
         "--verb=get,list",
         "--resource=configmaps",
     )
-    envtest.kubectl(
+    envtest_control_plane.kubectl(
         "create",
         "rolebinding",
         "operator-reads",
@@ -53,14 +53,14 @@ def test_service_account_is_bound_by_its_role(envtest: EnvtestCluster) -> None:
     )
     # The authorizer reads roles from an informer cache, so a new binding takes effect shortly.
     allowed = wait_for(
-        lambda: envtest.kubectl(
+        lambda: envtest_control_plane.kubectl(
             "get", "configmaps", "-n", namespace, kubeconfig=kubeconfig, check=False
         ),
         lambda result: result.returncode == 0,
     )
     assert allowed.returncode == 0, allowed.stderr
 
-    still_denied = envtest.kubectl(
+    still_denied = envtest_control_plane.kubectl(
         "create", "configmap", "x", "-n", namespace, kubeconfig=kubeconfig, check=False
     )
     assert 'cannot create resource "configmaps"' in still_denied.stderr
