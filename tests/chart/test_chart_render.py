@@ -46,7 +46,8 @@ def test_every_toggle_adds_its_object(render: Render) -> None:
     assert {m["kind"] for m in manifests} >= MONITORING_KINDS
     dashboard = one(manifests, "ConfigMap", "-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert json.loads(dashboard["data"]["bespoke.json"])["uid"] == "bespoke-overview"
+    shipped = json.loads((CHART_DIR / "dashboards" / "bespoke.json").read_text())
+    assert json.loads(dashboard["data"]["bespoke.json"]) == shipped
 
 
 def test_dashboard_sidecar_label_and_folder_are_configurable(render: Render) -> None:
