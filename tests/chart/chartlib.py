@@ -14,8 +14,19 @@ from typing import Any
 import yaml
 
 __all__ = [
-    "ALL_TOGGLES", "CHART_DIR", "KNOWN_METRICS", "NAMESPACED", "REPO_ROOT", "TOOLS_HINT",
-    "Manifest", "Render", "by_kind", "find_tool", "metric_names", "one", "run_helm",
+    "ALL_TOGGLES",
+    "CHART_DIR",
+    "KNOWN_METRICS",
+    "NAMESPACED",
+    "REPO_ROOT",
+    "TOOLS_HINT",
+    "Manifest",
+    "Render",
+    "by_kind",
+    "find_tool",
+    "metric_names",
+    "one",
+    "run_helm",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -72,9 +83,6 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
-Render = Callable[..., list[Manifest]]
-
-
 def find_tool(name: str) -> str | None:
     """Return the path of a tool from PATH or the hack/tools.sh cache directory."""
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bespoke" / "tools"
@@ -89,8 +97,9 @@ def find_tool(name: str) -> str | None:
     return shutil.which(name)
 
 
-def run_helm(helm: str, *args: str, values: list[Manifest] | None = None,
-             tmp_dir: Path) -> subprocess.CompletedProcess[str]:
+def run_helm(
+    helm: str, *args: str, values: list[Manifest] | None = None, tmp_dir: Path
+) -> subprocess.CompletedProcess[str]:
     """Run helm with each values dict written to its own file, in order."""
     command = [helm, *args]
     for index, value in enumerate(values or []):

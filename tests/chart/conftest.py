@@ -35,8 +35,14 @@ def render(helm: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rend
         key = yaml.safe_dump([namespace, *values])
         if key not in cache:
             result = run_helm(
-                helm, "template", "rel", str(CHART_DIR), "--namespace", namespace,
-                values=list(values), tmp_dir=tmp_path_factory.mktemp("values"),
+                helm,
+                "template",
+                "rel",
+                str(CHART_DIR),
+                "--namespace",
+                namespace,
+                values=list(values),
+                tmp_dir=tmp_path_factory.mktemp("values"),
             )
             assert result.returncode == 0, result.stderr
             cache[key] = [doc for doc in yaml.safe_load_all(result.stdout) if doc]

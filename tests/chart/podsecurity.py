@@ -16,17 +16,34 @@ __all__ = ["check_restricted", "pod_spec_of"]
 
 # Volume types the restricted profile allows.
 _ALLOWED_VOLUMES = frozenset(
-    {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-     "projected", "secret"}
+    {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
 )
 _SAFE_SYSCTLS = frozenset(
-    {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-     "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-     "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
-     "net.ipv4.tcp_keepalive_probes"}
+    {
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+    }
 )
-_SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm_t",
-                            "container_engine_t"})
+_SELINUX_TYPES = frozenset(
+    {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+)
 _SECCOMP_OK = frozenset({"RuntimeDefault", "Localhost"})
 _APPARMOR_OK = frozenset({"RuntimeDefault", "Localhost"})
 
@@ -113,7 +130,8 @@ def _check_container(where: str, container: Spec, pod_sc: Spec) -> list[str]:
     seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
     if seccomp not in _SECCOMP_OK:
         problems.append(
-            f"seccomp: {where} (or the pod) must set seccompProfile.type RuntimeDefault or Localhost"
+            f"seccomp: {where} (or the pod) must set seccompProfile.type"
+            " RuntimeDefault or Localhost"
         )
     capabilities: Spec = sc.get("capabilities") or {}
     if "ALL" not in (capabilities.get("drop") or []):

@@ -25,7 +25,9 @@ EXPECTED_ALERTS = {
 
 
 def _groups(render: Render, *values: dict[str, Any]) -> list[dict[str, Any]]:
-    groups: list[dict[str, Any]] = one(render(RULES_ON, *values), "PrometheusRule")["spec"]["groups"]
+    groups: list[dict[str, Any]] = one(render(RULES_ON, *values), "PrometheusRule")["spec"][
+        "groups"
+    ]
     return groups
 
 
@@ -40,7 +42,9 @@ def _write_rules(render: Render, directory: Path) -> Path:
 
 
 def _promtool(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool, *args], capture_output=True, text=True, check=False, timeout=120)
+    return subprocess.run(
+        [promtool, *args], capture_output=True, text=True, check=False, timeout=120
+    )
 
 
 def test_promtool_check_rules_passes(render: Render, promtool: str, tmp_path: Path) -> None:
@@ -115,9 +119,13 @@ def test_every_runbook_url_points_at_a_section_that_says_what_to_do(render: Rend
 
 
 def test_runbook_base_and_extra_labels_are_configurable(render: Render) -> None:
-    values = {"prometheusRule": {"runbookBaseUrl": "https://wiki.example.com/bespoke",
-                                 "additionalAlertLabels": {"team": "ml-platform"},
-                                 "driftFor": "1h"}}
+    values = {
+        "prometheusRule": {
+            "runbookBaseUrl": "https://wiki.example.com/bespoke",
+            "additionalAlertLabels": {"team": "ml-platform"},
+            "driftFor": "1h",
+        }
+    }
     alerts = {a["alert"]: a for a in _alerts(render, values)}
     assert all(a["labels"]["team"] == "ml-platform" for a in alerts.values())
     assert alerts["BespokeDriftDetected"]["for"] == "1h"

@@ -36,8 +36,17 @@ def test_helm_lint_strict_passes(helm: str, values: Manifest, tmp_path: Path) ->
 def test_defaults_render_only_core_objects(render: Render) -> None:
     kinds = sorted(m["kind"] for m in render())
     assert kinds == sorted(
-        ["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole",
-         "ClusterRoleBinding", "ClusterRoleBinding", "Service", "Deployment"]
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterRoleBinding",
+            "Service",
+            "Deployment",
+        ]
     )
 
 
@@ -51,9 +60,15 @@ def test_every_toggle_adds_its_object(render: Render) -> None:
 
 
 def test_dashboard_sidecar_label_and_folder_are_configurable(render: Render) -> None:
-    values = {"grafanaDashboard": {"enabled": True, "sidecarLabel": "grafana.io/dashboard",
-                                   "sidecarLabelValue": "bespoke", "folder": "ML",
-                                   "namespace": "monitoring"}}
+    values = {
+        "grafanaDashboard": {
+            "enabled": True,
+            "sidecarLabel": "grafana.io/dashboard",
+            "sidecarLabelValue": "bespoke",
+            "folder": "ML",
+            "namespace": "monitoring",
+        }
+    }
     dashboard = one(render(values), "ConfigMap", "-dashboard")
     assert dashboard["metadata"]["labels"]["grafana.io/dashboard"] == "bespoke"
     assert "grafana_dashboard" not in dashboard["metadata"]["labels"]
@@ -80,16 +95,20 @@ def test_operator_runs_one_replica_replaced_not_rolled(render: Render) -> None:
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
-        "metrics": 9090, "health": 8080,
+        "metrics": 9090,
+        "health": 8080,
     }
     assert "--all-namespaces" in container["args"]
 
 
 def test_namespaced_mode_passes_each_namespace_to_kopf(render: Render) -> None:
-    args = one(render(NAMESPACED), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = one(render(NAMESPACED), "Deployment")["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ]
     assert "--all-namespaces" not in args
     assert [a for a in args if a.startswith("--namespace=")] == [
-        "--namespace=team-a", "--namespace=team-b",
+        "--namespace=team-a",
+        "--namespace=team-b",
     ]
 
 
@@ -107,14 +126,18 @@ def test_images_follow_the_app_version(render: Render) -> None:
     assert env["BESPOKE_SERVING_IMAGE"] == f"ghcr.io/bespoke-dev/bespoke-serving:{APP_VERSION}"
     annotated = yaml.safe_load(CHART["annotations"]["artifacthub.io/images"])
     assert {i["image"] for i in annotated} == {
-        container["image"], env["BESPOKE_TRAINER_IMAGE"], env["BESPOKE_SERVING_IMAGE"],
+        container["image"],
+        env["BESPOKE_TRAINER_IMAGE"],
+        env["BESPOKE_SERVING_IMAGE"],
     }
 
 
 def test_image_digest_pins_the_image(render: Render) -> None:
     digest = "sha256:" + "a" * 64
-    values = {"operator": {"image": {"tag": "0.0.9", "digest": digest}},
-              "trainer": {"image": {"digest": digest}}}
+    values = {
+        "operator": {"image": {"tag": "0.0.9", "digest": digest}},
+        "trainer": {"image": {"digest": digest}},
+    }
     manifests = render(values)
     container = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"ghcr.io/bespoke-dev/bespoke-operator:0.0.9@{digest}"
@@ -191,7 +214,8 @@ def test_podmonitor_follows_the_watched_namespaces(render: Render) -> None:
     cluster = one(render(ALL_TOGGLES), "PodMonitor")["spec"]
     assert cluster["namespaceSelector"] == {"any": True}
     assert cluster["selector"]["matchLabels"] == {
-        "app.kubernetes.io/component": "serving", "app.kubernetes.io/part-of": "bespoke",
+        "app.kubernetes.io/component": "serving",
+        "app.kubernetes.io/part-of": "bespoke",
     }
     assert cluster["podMetricsEndpoints"][0]["port"] == "http"
     namespaced = one(render(ALL_TOGGLES, NAMESPACED), "PodMonitor")["spec"]
@@ -258,7 +282,8 @@ def test_every_value_is_typed_in_the_schema_and_documented_in_the_readme() -> No
     assert [p for p in leaves if not _schema_has(schema, p)] == []
     # A map-valued default (resources) is documented as a whole.
     undocumented = [
-        p for p in leaves
+        p
+        for p in leaves
         if not any(f"`{'.'.join(p.split('.')[:n])}`" in readme for n in range(1, p.count(".") + 2))
     ]
     assert undocumented == []
@@ -278,8 +303,16 @@ def _render_notes(helm: str, tmp_path: Path, values: Manifest, namespace: str) -
         '{{ include "notes-under-test" . | indent 4 }}\n'
     )
     result = run_helm(
-        helm, "template", "rel", str(chart), "--namespace", namespace,
-        "--show-only", "templates/notes-under-test.yaml", values=[values], tmp_dir=tmp_path,
+        helm,
+        "template",
+        "rel",
+        str(chart),
+        "--namespace",
+        namespace,
+        "--show-only",
+        "templates/notes-under-test.yaml",
+        values=[values],
+        tmp_dir=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     return str(yaml.safe_load(result.stdout)["data"]["notes"])

@@ -1,5 +1,4 @@
-"""Every rendered manifest against the Kubernetes schemas, and every pod template against the
-Pod Security `restricted` profile."""
+"""Rendered manifests against the Kubernetes schemas and pod templates against PSS restricted."""
 
 from __future__ import annotations
 
@@ -15,8 +14,12 @@ KUBERNETES_VERSION = kubernetes_validate.latest_version()
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 WORKLOAD_KINDS = {"Deployment", "Job", "StatefulSet", "DaemonSet", "CronJob", "Pod"}
 
-VALUE_SETS = {"defaults": {}, "all-toggles": ALL_TOGGLES, "namespaced": NAMESPACED,
-              "namespaced-all-toggles": {**ALL_TOGGLES, **NAMESPACED}}
+VALUE_SETS = {
+    "defaults": {},
+    "all-toggles": ALL_TOGGLES,
+    "namespaced": NAMESPACED,
+    "namespaced-all-toggles": {**ALL_TOGGLES, **NAMESPACED},
+}
 
 
 @pytest.mark.parametrize("name", VALUE_SETS)

@@ -1,5 +1,7 @@
-"""The Grafana dashboard: stable uid, data source variable, and PromQL that promtool parses and
-that only names metrics the components export."""
+"""The Grafana dashboard: stable uid, data source variable, PromQL that promtool parses.
+
+Every query names only metrics the operator, the serving service or BentoML export.
+"""
 
 from __future__ import annotations
 
@@ -70,8 +72,11 @@ def test_panels_have_unique_ids_and_do_not_overlap() -> None:
     for panel in DASHBOARD["panels"]:
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24, panel["title"]
-        area = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
-                for y in range(grid["y"], grid["y"] + grid["h"])}
+        area = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
         assert not area & cells, panel["title"]
         cells |= area
 
@@ -97,8 +102,10 @@ def test_the_issue_views_are_on_the_dashboard(needle: str) -> None:
 
 def test_latency_percentiles_come_from_bentoml_histograms() -> None:
     latency = next(p for p in _panels() if p["title"] == "Latency percentiles")
-    quantiles = {re.search(r"histogram_quantile\(([0-9.]+)", t["expr"]).group(1)  # type: ignore[union-attr]
-                 for t in latency["targets"]}
+    quantiles = {
+        re.search(r"histogram_quantile\(([0-9.]+)", t["expr"]).group(1)  # type: ignore[union-attr]
+        for t in latency["targets"]
+    }
     assert quantiles == {"0.5", "0.95", "0.99"}
 
 
@@ -111,12 +118,18 @@ def test_queries_name_only_metrics_that_exist() -> None:
 
 def test_every_query_parses_with_promtool(promtool: str, tmp_path: Path) -> None:
     # promtool has no offline query parser, but `check rules` parses every recording rule's expr.
-    rules = [{"record": f"dashboard:query_{i}", "expr": _substitute(expr)}
-             for i, (_, expr) in enumerate(_expressions())]
+    rules = [
+        {"record": f"dashboard:query_{i}", "expr": _substitute(expr)}
+        for i, (_, expr) in enumerate(_expressions())
+    ]
     path = tmp_path / "dashboard-queries.yaml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
-    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
-                            text=True, check=False, timeout=120)
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
-

@@ -1,5 +1,8 @@
-"""GitOps health: the Argo CD Lua script run by a real Lua 5.1 interpreter and the Flux CEL
-expressions run by a CEL implementation, over ModelCustomization fixtures of each lifecycle stage."""
+"""GitOps health of ModelCustomization: the Argo CD Lua script and the Flux CEL expressions.
+
+The Lua runs in a real Lua 5.1 interpreter (lupa), the CEL in cel-python, over fixtures of each
+lifecycle stage.
+"""
 
 from __future__ import annotations
 
@@ -91,7 +94,9 @@ def test_argocd_and_flux_agree() -> None:
 
 def test_fixtures_cover_every_lifecycle_stage() -> None:
     assert {case["expected"]["argocd"] for case in FIXTURES} == {
-        "Progressing", "Healthy", "Degraded",
+        "Progressing",
+        "Healthy",
+        "Degraded",
     }
 
 

@@ -1,5 +1,7 @@
-"""Container images: hadolint on every Dockerfile, their shape (multi-stage, pinned, non-root),
-and the install script they share, which CI also runs in a clean virtualenv."""
+"""Container images: hadolint, multi-stage pinned non-root Dockerfiles, the shared install script.
+
+CI also runs images/install.sh for each component in a clean virtualenv.
+"""
 
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ def test_images_are_multi_stage_pinned_and_non_root(dockerfile: Path) -> None:
     assert len(stages) >= 2, "build and final stage"
     for stage in stages:
         image = stage[0].split()[1]
-        name, _, tag = image.partition(":")
+        _, _, tag = image.partition(":")
         assert tag and tag != "latest" and re.search(r"\d+\.\d+", tag), image
     final = "\n".join(stages[-1])
     user = re.findall(r"^USER (\S+)", final, flags=re.MULTILINE)
@@ -94,7 +96,11 @@ def test_operator_installs_into_a_fresh_virtualenv(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable}
     result = subprocess.run(
         ["bash", str(INSTALL), "operator", str(venv)],
-        capture_output=True, text=True, check=False, timeout=900, env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+        env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     listed = _run(str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze")

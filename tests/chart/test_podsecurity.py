@@ -48,8 +48,11 @@ BREACHES = [
     ("containers.0.securityContext.allowPrivilegeEscalation", True, "privilege escalation"),
     ("containers.0.securityContext.privileged", True, "privileged"),
     ("containers.0.securityContext.capabilities", {"drop": ["NET_RAW"]}, "must drop ALL"),
-    ("containers.0.securityContext.capabilities", {"drop": ["ALL"], "add": ["SYS_ADMIN"]},
-     "may add only"),
+    (
+        "containers.0.securityContext.capabilities",
+        {"drop": ["ALL"], "add": ["SYS_ADMIN"]},
+        "may add only",
+    ),
     ("containers.0.securityContext.seccompProfile", {"type": "Unconfined"}, "seccomp"),
     ("containers.0.securityContext.procMount", "Unmasked", "/proc mount"),
     ("containers.0.securityContext.seLinuxOptions", {"user": "root"}, "SELinux"),
@@ -58,8 +61,9 @@ BREACHES = [
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "control"), BREACHES, ids=[b[0] + "=" + str(b[1])
-                                                                    for b in BREACHES])
+@pytest.mark.parametrize(
+    ("path", "value", "control"), BREACHES, ids=[b[0] + "=" + str(b[1]) for b in BREACHES]
+)
 def test_each_breach_is_named(path: str, value: Any, control: str) -> None:
     problems = check_restricted(_breach(path, value))
     assert problems, f"{path}={value} went unnoticed"
