@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from chartlib import ALL_TOGGLES, CHART_DIR, NAMESPACED, Manifest, Render, by_kind, one, run_helm
@@ -328,3 +329,53 @@ def test_notes_say_what_to_do_next(helm: str, tmp_path: Path) -> None:
     assert "The operator watches every namespace." in with_monitoring
     assert "ServiceMonitor rel-bespoke-operator" in with_monitoring
     assert "uid bespoke-overview" in with_monitoring
+
+
+CAPABILITY_LEVELS = {
+    "Basic Install",
+    "Seamless Upgrades",
+    "Full Lifecycle",
+    "Deep Insights",
+    "Auto Pilot",
+}
+
+
+def test_artifact_hub_annotations_are_well_formed() -> None:
+    annotations = CHART["annotations"]
+    assert annotations["artifacthub.io/operator"] == "true"
+    assert annotations["artifacthub.io/operatorCapabilities"] in CAPABILITY_LEVELS
+    assert annotations["artifacthub.io/category"] == "ai-machine-learning"
+    crds = yaml.safe_load(annotations["artifacthub.io/crds"])
+    assert {c["name"] for c in crds} == {
+        "modelcustomizations.bespoke.dev",
+        "modelversions.bespoke.dev",
+    }
+    for link in yaml.safe_load(annotations["artifacthub.io/links"]):
+        assert link["url"].startswith("https://")
+
+
+def _crd_files() -> dict[str, Manifest]:
+    found: dict[str, Manifest] = {}
+    for path in sorted((CHART_DIR / "crds").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "CustomResourceDefinition":
+                found[doc["metadata"]["name"]] = doc
+    return found
+
+
+def test_annotated_crds_and_example_match_the_generated_crds() -> None:
+    crds = _crd_files()
+    if not crds:
+        pytest.skip("charts/bespoke/crds/ is not generated yet (make manifests)")
+    annotated = yaml.safe_load(CHART["annotations"]["artifacthub.io/crds"])
+    assert {c["name"] for c in annotated} == set(crds)
+    for example in yaml.safe_load(CHART["annotations"]["artifacthub.io/crdsExamples"]):
+        group, version = example["apiVersion"].split("/")
+        crd = next(
+            c
+            for c in crds.values()
+            if c["spec"]["group"] == group and c["spec"]["names"]["kind"] == example["kind"]
+        )
+        served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+        schema = served["schema"]["openAPIV3Schema"]
+        jsonschema.validate({"spec": example["spec"]}, {**schema, "required": ["spec"]})
