@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 import shutil
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
-from chartlib import ALL_TOGGLES, CHART_DIR, NAMESPACED, Manifest, Render, by_kind, one, run_helm
+from chartlib import (
+    ALL_TOGGLES,
+    CHART_DIR,
+    NAMESPACED,
+    REPO_ROOT,
+    Manifest,
+    Render,
+    by_kind,
+    one,
+    run_helm,
+)
 
 CHART = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
 APP_VERSION = CHART["appVersion"]
@@ -379,3 +390,28 @@ def test_annotated_crds_and_example_match_the_generated_crds() -> None:
         served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
         schema = served["schema"]["openAPIV3Schema"]
         jsonschema.validate({"spec": example["spec"]}, {**schema, "required": ["spec"]})
+
+
+def test_app_version_follows_the_project_version() -> None:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert project["version"] == APP_VERSION
+
+
+def test_renders_on_the_oldest_supported_kubernetes(helm: str, tmp_path: Path) -> None:
+    oldest = CHART["kubeVersion"].removeprefix(">=").removesuffix("-0")
+    result = run_helm(
+        helm,
+        "template",
+        "rel",
+        str(CHART_DIR),
+        "--kube-version",
+        oldest,
+        values=[ALL_TOGGLES],
+        tmp_dir=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    too_old = run_helm(
+        helm, "template", "rel", str(CHART_DIR), "--kube-version", "1.27.0", tmp_dir=tmp_path
+    )
+    assert too_old.returncode != 0
+    assert "incompatible with Kubernetes" in too_old.stderr

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import kubernetes_validate
 import pytest
-from chartlib import ALL_TOGGLES, NAMESPACED, Manifest, Render
+import yaml
+from chartlib import ALL_TOGGLES, CHART_DIR, NAMESPACED, Manifest, Render
 from podsecurity import check_restricted, pod_spec_of
 
-# The newest Kubernetes release whose schemas the installed kubernetes-validate ships.
+# The newest Kubernetes release whose schemas the installed kubernetes-validate ships, and the
+# oldest the chart supports (Chart.yaml kubeVersion).
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
+OLDEST_SUPPORTED = (
+    yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["kubeVersion"]
+    .removeprefix(">=")
+    .removesuffix("-0")
+)
 # prometheus-operator kinds are not in the Kubernetes schemas; the API server validates them
 # against their CRDs in the cluster install test.
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
@@ -22,13 +29,14 @@ VALUE_SETS = {
 }
 
 
+@pytest.mark.parametrize("version", [OLDEST_SUPPORTED, KUBERNETES_VERSION])
 @pytest.mark.parametrize("name", VALUE_SETS)
-def test_every_manifest_validates_strictly(render: Render, name: str) -> None:
+def test_every_manifest_validates_strictly(render: Render, name: str, version: str) -> None:
     checked = 0
     for manifest in render(VALUE_SETS[name]):
         if manifest["kind"] in CRD_KINDS:
             continue
-        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(manifest, version, strict=True)
         checked += 1
     assert checked >= 8
 
