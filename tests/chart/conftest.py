@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import yaml
 from chartlib import CHART_DIR, TOOLS_HINT, Manifest, Render, find_tool, run_helm
@@ -27,7 +25,7 @@ def promtool() -> str:
 
 
 @pytest.fixture(scope="session")
-def render(helm: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Render]:
+def render(helm: str, tmp_path_factory: pytest.TempPathFactory) -> Render:
     """Render the chart with `helm template` and return its non-empty documents."""
     cache: dict[str, list[Manifest]] = {}
 
@@ -48,4 +46,4 @@ def render(helm: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rend
             cache[key] = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
         return cache[key]
 
-    yield _render
+    return _render

@@ -115,7 +115,8 @@ def test_every_runbook_url_points_at_a_section_that_says_what_to_do(render: Rend
         assert base.endswith("/docs/runbooks.md")
         assert anchor in anchors, (alert["alert"], anchor)
         section = next(s for s in sections if s.startswith(alert["alert"]))
-        assert "What it means" in section and "What to do" in section, alert["alert"]
+        assert "What it means" in section, alert["alert"]
+        assert "What to do" in section, alert["alert"]
 
 
 def test_runbook_base_and_extra_labels_are_configurable(render: Render) -> None:

@@ -105,7 +105,8 @@ def test_operator_runs_one_replica_replaced_not_rolled(render: Render) -> None:
     container = spec["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
-    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "metrics": 9090,
         "health": 8080,

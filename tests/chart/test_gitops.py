@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from chartlib import REPO_ROOT
@@ -128,3 +129,15 @@ def test_examples_are_valid_yaml_with_kinds() -> None:
         if doc
     }
     assert {"Application", "ConfigMap", "GitRepository", "HelmRelease", "Kustomization"} <= kinds
+
+
+def test_fixture_statuses_match_the_generated_crd() -> None:
+    crd_file = REPO_ROOT / "charts" / "bespoke" / "crds" / "bespoke.dev_modelcustomizations.yaml"
+    if not crd_file.is_file():
+        pytest.skip("charts/bespoke/crds/ is not generated yet (make manifests)")
+    crd = yaml.safe_load(crd_file.read_text())
+    served = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
+    status_schema = served["schema"]["openAPIV3Schema"]["properties"]["status"]
+    for case in FIXTURES:
+        if "status" in case["object"]:
+            jsonschema.validate(case["object"]["status"], status_schema)
