@@ -18,6 +18,7 @@ __all__ = [
     "CHART_DIR",
     "KNOWN_METRICS",
     "NAMESPACED",
+    "OPERATOR_METRICS",
     "REPO_ROOT",
     "TOOLS_HINT",
     "Manifest",
@@ -51,6 +52,23 @@ _HISTOGRAMS = (
     "bespoke_reconcile_duration_seconds",
     "bespoke_training_duration_seconds",
     "bentoml_service_request_duration_seconds",
+)
+# Series the operator's own /metrics serves; the rest come from the serving pods.
+OPERATOR_METRICS: frozenset[str] = frozenset(
+    {
+        "bespoke_reconcile_total",
+        "bespoke_versions_total",
+        "bespoke_promotions_total",
+        "bespoke_rollbacks_total",
+        "bespoke_drift_retrains_total",
+        "bespoke_production_version",
+        "bespoke_version_metric",
+    }
+    | {
+        f"{name}_{suffix}"
+        for name in ("bespoke_reconcile_duration_seconds", "bespoke_training_duration_seconds")
+        for suffix in ("bucket", "sum", "count")
+    }
 )
 KNOWN_METRICS: frozenset[str] = frozenset(
     {
