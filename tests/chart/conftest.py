@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from chartlib import CHART_DIR, TOOLS_HINT, Manifest, Render, find_tool, run_helm
+from tests.chart.chartlib import CHART_DIR, TOOLS_HINT, Manifest, Render, find_tool, run_helm
 
 
 def require_tool(name: str) -> str:

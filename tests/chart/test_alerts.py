@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chartlib import KNOWN_METRICS, REPO_ROOT, Render, metric_names, one
+from tests.chart.chartlib import KNOWN_METRICS, REPO_ROOT, Render, metric_names, one
 
 RULES_ON = {"prometheusRule": {"enabled": True}}
 UNIT_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yaml"

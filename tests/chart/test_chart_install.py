@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
-from chartlib import ALL_TOGGLES, CHART_DIR, Manifest, Render, find_tool
-from podsecurity import pod_spec_of
+from tests.chart.chartlib import ALL_TOGGLES, CHART_DIR, Manifest, Render, find_tool
+from tests.chart.podsecurity import pod_spec_of
 
 pytestmark = pytest.mark.cluster
 

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from chartlib import (
+from tests.chart.chartlib import (
     ALL_TOGGLES,
     CHART_DIR,
     NAMESPACED,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 import yaml
-from chartlib import ALL_TOGGLES, CHART_DIR, NAMESPACED, Manifest, Render
-from podsecurity import check_restricted, pod_spec_of
+from tests.chart.chartlib import ALL_TOGGLES, CHART_DIR, NAMESPACED, Manifest, Render
+from tests.chart.podsecurity import check_restricted, pod_spec_of
 
 # The newest Kubernetes release whose schemas the installed kubernetes-validate ships, and the
 # oldest the chart supports (Chart.yaml kubeVersion).

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from chartlib import REPO_ROOT
+from tests.chart.chartlib import REPO_ROOT
 
 lupa = pytest.importorskip("lupa", reason="lupa runs the Argo CD Lua health script")
 celpy = pytest.importorskip("celpy", reason="cel-python evaluates the Flux health expressions")

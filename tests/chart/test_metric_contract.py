@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from chartlib import KNOWN_METRICS, OPERATOR_METRICS
+from tests.chart.chartlib import KNOWN_METRICS, OPERATOR_METRICS
 
 _SUFFIXES = {
     "counter": ("_total",),

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import pytest
-from podsecurity import check_restricted, pod_spec_of
+from tests.chart.podsecurity import check_restricted, pod_spec_of
 
 COMPLIANT: dict[str, Any] = {
     "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},

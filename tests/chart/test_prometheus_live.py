@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chartlib import CHART_DIR, Render, find_tool, one
-from promserver import PrometheusServer, free_port
+from tests.chart.chartlib import CHART_DIR, Render, find_tool, one
+from tests.chart.promserver import PrometheusServer, free_port
 
 GRAFANA_VARIABLES = {
     "$__rate_interval": "1m",
