@@ -134,6 +134,14 @@ def _install(cluster: Cluster, name: str, namespace: str, values: Manifest, tmp_
     assert result.returncode == 0, result.stderr
 
 
+def _can(cluster: Cluster, account: str, *args: str) -> bool:
+    """Ask the API server's own RBAC evaluation whether the account may do something."""
+    result = cluster.kubectl("auth", "can-i", *args, f"--as={account}")
+    answer = result.stdout.strip()
+    assert answer in {"yes", "no"}, result.stdout + result.stderr
+    return answer == "yes"
+
+
 def _installed_toggles(cluster: Cluster) -> Manifest:
     """Every toggle whose objects the API server can store: the dashboard always, the
     prometheus-operator kinds only where their CRDs are installed."""
@@ -157,6 +165,21 @@ def test_helm_install_with_defaults(
     )
     assert deployment.returncode == 0, deployment.stderr
     assert json.loads(deployment.stdout)["spec"]["strategy"]["type"] == "Recreate"
+    account = f"system:serviceaccount:{namespace}:{name}"
+    assert _can(cluster, account, "create", "jobs.batch", "--all-namespaces")
+    assert _can(
+        cluster,
+        account,
+        "patch",
+        "modelcustomizations.bespoke.dev",
+        "--subresource=status",
+        "--all-namespaces",
+    )
+    assert _can(cluster, account, "watch", "namespaces")
+    assert _can(cluster, account, "list", "customresourcedefinitions.apiextensions.k8s.io")
+    assert not _can(cluster, account, "get", "secrets", "--all-namespaces")
+    assert not _can(cluster, account, "create", "pods", "--all-namespaces")
+    assert not _can(cluster, account, "delete", "customresourcedefinitions.apiextensions.k8s.io")
 
 
 def test_helm_install_with_every_installable_toggle_namespaced(
@@ -172,6 +195,14 @@ def test_helm_install_with_every_installable_toggle_namespaced(
         for ns in watched:
             binding = cluster.kubectl("get", "rolebinding", f"{name}-operator", "-n", ns)
             assert binding.returncode == 0, binding.stderr
+        account = f"system:serviceaccount:{namespace}:{name}"
+        assert _can(cluster, account, "create", "jobs.batch", "-n", watched[0])
+        assert _can(cluster, account, "create", "deployments.apps", "-n", watched[1])
+        assert not _can(cluster, account, "create", "jobs.batch", "-n", namespace)
+        assert not _can(cluster, account, "create", "jobs.batch", "-n", "default")
+        assert not _can(cluster, account, "get", "secrets", "-n", watched[0])
+        assert not _can(cluster, account, "watch", "namespaces")
+        assert _can(cluster, account, "watch", "customresourcedefinitions.apiextensions.k8s.io")
     finally:
         for ns in watched:
             cluster.kubectl("delete", "namespace", ns, "--wait=false")
