@@ -4,7 +4,8 @@ The chart is applied to the envtest harness's API server in `namespaces` mode; k
 operator's handlers (KopfRunner) logged in with a token of the chart's ServiceAccount, so every
 request is authorized by the chart's roles. A customization must get its first version and
 trainer Job without one Forbidden answer, and Prometheus must scrape the operator's own
-`/metrics` and answer every operator query of the dashboard and the alerts.
+`/metrics` and answer every operator query of the dashboard and the alerts. The trainer pod
+template the operator wrote is admitted by the API server under an enforced `restricted` profile.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tests.chart.chartlib import (
     metric_names,
     one,
 )
+from tests.chart.podsecurity import check_restricted
 from tests.chart.promserver import PrometheusServer, free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -164,8 +166,60 @@ def test_operator_works_with_only_the_chart_rbac_and_is_scraped(
             answer = prometheus.query(query)
             assert answer["status"] == "success", (query, answer.get("error"))
     assert runner.exception is None
+    _assert_admitted_under_restricted(envtest, jobs[0]["spec"]["template"], suffix)
     assert "Forbidden" not in runner.output
-    assert "403" not in runner.output
+    assert "status=403" not in runner.output
+    assert "HTTP/1.1 403" not in runner.output
+
+
+def _assert_admitted_under_restricted(envtest: Any, template: dict[str, Any], suffix: str) -> None:
+    """The operator's trainer pod template, as a Pod, in a namespace enforcing `restricted`."""
+    assert check_restricted(template["spec"], template.get("metadata")) == []
+    namespace = f"pss-{suffix}"
+    labels = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+    envtest.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input_text=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": namespace, "labels": labels},
+            }
+        ),
+    )
+    account = template["spec"].get("serviceAccountName", "default")
+    envtest.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input_text=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": account, "namespace": namespace},
+            }
+        ),
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "trainer",
+            "namespace": namespace,
+            "labels": template.get("metadata", {}).get("labels", {}),
+        },
+        "spec": template["spec"],
+    }
+    result = envtest.kubectl(
+        "create", "--dry-run=server", "-f", "-", input_text=json.dumps(pod), check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "PodSecurity" not in result.stderr
 
 
 def _wait(probe: Any, attempts: int = 120) -> Any:
