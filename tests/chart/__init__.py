@@ -1,0 +1,1 @@
+"""Tests of the Helm chart, alerts, dashboard, images and GitOps health checks."""

@@ -1,0 +1,143 @@
+"""GitOps health of ModelCustomization: the Argo CD Lua script and the Flux CEL expressions.
+
+The Lua runs in a real Lua 5.1 interpreter (lupa), the CEL in cel-python, over fixtures of each
+lifecycle stage.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from tests.chart.chartlib import REPO_ROOT
+
+lupa = pytest.importorskip("lupa", reason="lupa runs the Argo CD Lua health script")
+celpy = pytest.importorskip("celpy", reason="cel-python evaluates the Flux health expressions")
+
+GITOPS = REPO_ROOT / "examples" / "gitops"
+LUA_SCRIPT = (GITOPS / "argocd" / "modelcustomization-health.lua").read_text()
+ARGOCD_KEY = "resource.customizations.health.bespoke.dev_ModelCustomization"
+DOC = (REPO_ROOT / "docs" / "gitops.md").read_text()
+FIXTURES = yaml.safe_load(
+    (Path(__file__).parent / "fixtures" / "modelcustomization-health.yaml").read_text()
+)["cases"]
+CASE_IDS = [case["name"] for case in FIXTURES]
+
+
+def _flux_check() -> dict[str, Any]:
+    kustomization = yaml.safe_load((GITOPS / "flux" / "kustomization.yaml").read_text())
+    checks = kustomization["spec"]["healthCheckExprs"]
+    assert [(c["apiVersion"], c["kind"]) for c in checks] == [
+        ("bespoke.dev/v1alpha1", "ModelCustomization")
+    ]
+    check: dict[str, Any] = checks[0]
+    return check
+
+
+def _lua_runtime() -> Any:
+    try:
+        from lupa import lua51  # Argo CD embeds gopher-lua, a Lua 5.1
+
+        return lua51.LuaRuntime(unpack_returned_tuples=True)
+    except ImportError:
+        return lupa.LuaRuntime(unpack_returned_tuples=True)
+
+
+def argocd_health(obj: dict[str, Any]) -> tuple[str, str]:
+    """Run the Lua script the way Argo CD does: `obj` is a global, the script returns hs."""
+    lua = _lua_runtime()
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    result = lua.execute(LUA_SCRIPT)
+    return str(result["status"]), str(result["message"])
+
+
+def flux_health(obj: dict[str, Any]) -> tuple[str, list[str]]:
+    """Evaluate inProgress, failed, current in Flux's order; none true means InProgress.
+
+    Also returns every expression that evaluated true, to check that they never overlap.
+    """
+    check = _flux_check()
+    env = celpy.Environment()
+    activation = {key: celpy.json_to_cel(value) for key, value in obj.items()}
+    matched = []
+    for field in ("inProgress", "failed", "current"):
+        program = env.program(env.compile(check[field]))
+        if bool(program.evaluate(activation)):
+            matched.append(field)
+    names = {"inProgress": "InProgress", "failed": "Failed", "current": "Current"}
+    return (names[matched[0]] if matched else "InProgress"), matched
+
+
+@pytest.mark.parametrize("case", FIXTURES, ids=CASE_IDS)
+def test_argocd_lua_health(case: dict[str, Any]) -> None:
+    status, message = argocd_health(case["object"])
+    assert status == case["expected"]["argocd"]
+    assert case["expected"]["argocdMessageContains"] in message
+
+
+@pytest.mark.parametrize("case", FIXTURES, ids=CASE_IDS)
+def test_flux_cel_health(case: dict[str, Any]) -> None:
+    status, matched = flux_health(case["object"])
+    assert status == case["expected"]["flux"]
+    # Mutually exclusive, so Flux's evaluation order cannot change the outcome.
+    assert len(matched) <= 1, matched
+
+
+def test_argocd_and_flux_agree() -> None:
+    same = {"Healthy": "Current", "Progressing": "InProgress", "Degraded": "Failed"}
+    for case in FIXTURES:
+        assert same[argocd_health(case["object"])[0]] == flux_health(case["object"])[0]
+
+
+def test_fixtures_cover_every_lifecycle_stage() -> None:
+    assert {case["expected"]["argocd"] for case in FIXTURES} == {
+        "Progressing",
+        "Healthy",
+        "Degraded",
+    }
+
+
+def test_argocd_configmap_patch_embeds_the_same_script() -> None:
+    patch = yaml.safe_load((GITOPS / "argocd" / "argocd-cm-patch.yaml").read_text())
+    assert patch["data"][ARGOCD_KEY] == LUA_SCRIPT
+
+
+def _fenced(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", DOC, flags=re.DOTALL)
+
+
+def test_doc_shows_the_tested_lua_script() -> None:
+    assert LUA_SCRIPT in _fenced("lua")
+
+
+def test_doc_shows_the_tested_flux_expressions() -> None:
+    shown = [yaml.safe_load(block) for block in _fenced("yaml")]
+    snippets = [s for s in shown if isinstance(s, dict) and "healthCheckExprs" in s]
+    assert snippets, "docs/gitops.md has no healthCheckExprs snippet"
+    assert snippets[0]["healthCheckExprs"][0] == _flux_check()
+
+
+def test_examples_are_valid_yaml_with_kinds() -> None:
+    kinds = {
+        doc["kind"]
+        for path in GITOPS.rglob("*.yaml")
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    }
+    assert {"Application", "ConfigMap", "GitRepository", "HelmRelease", "Kustomization"} <= kinds
+
+
+def test_fixture_statuses_match_the_generated_crd() -> None:
+    crd_file = REPO_ROOT / "charts" / "bespoke" / "crds" / "bespoke.dev_modelcustomizations.yaml"
+    if not crd_file.is_file():
+        pytest.skip("charts/bespoke/crds/ is not generated yet (make manifests)")
+    crd = yaml.safe_load(crd_file.read_text())
+    served = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
+    status_schema = served["schema"]["openAPIV3Schema"]["properties"]["status"]
+    for case in FIXTURES:
+        if "status" in case["object"]:
+            jsonschema.validate(case["object"]["status"], status_schema)
