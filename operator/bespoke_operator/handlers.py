@@ -26,7 +26,7 @@ from prometheus_client import start_http_server
 from bespoke_operator.api import API_VERSION, ModelCustomization
 from bespoke_operator.api.crd import GROUP, VERSION
 from bespoke_operator.metrics import OperatorMetrics
-from bespoke_operator.reconcile import APPROVAL_ANNOTATION, Event
+from bespoke_operator.reconcile import APPROVAL_ANNOTATION
 from bespoke_operator.reconcile.conditions import set_condition
 from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
 from bespoke_operator.runtimes.kubernetes.objects import Images
@@ -143,8 +143,7 @@ async def _reconcile(
             raise kopf.TemporaryError(str(exc), delay=delay) from exc
     metrics.observe_reconcile("success", time.perf_counter() - started)
     if outcome.decision is not None:
-        events = [a for a in outcome.decision.actions if isinstance(a, Event)]
-        metrics.observe_events(*key, events)
+        metrics.observe_decision(*key, outcome.decision)
     metrics.observe_status(*key, outcome.status)
     return outcome
 

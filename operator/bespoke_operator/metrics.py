@@ -8,7 +8,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from bespoke_operator.api import ModelCustomizationStatus
-from bespoke_operator.reconcile import Event
+from bespoke_operator.reconcile import Decision, Event, SetVersionStatus
 
 __all__ = ["OperatorMetrics"]
 
@@ -58,6 +58,13 @@ class OperatorMetrics:
             labels,
             registry=self.registry,
         )
+        self.training_seconds = Histogram(
+            "bespoke_training_duration_seconds",
+            "Trainer wall time of finished versions (start of the first attempt to the decision)",
+            labels,
+            buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400),
+            registry=self.registry,
+        )
         self.production_version = Gauge(
             "bespoke_production_version", "Version in production", labels, registry=self.registry
         )
@@ -72,6 +79,24 @@ class OperatorMetrics:
         """Counts one pass (`success`, `error` or `temporary`) and its duration."""
         self.reconciles.labels(result).inc()
         self.reconcile_seconds.labels(result).observe(seconds)
+
+    def observe_decision(self, namespace: str, customization: str, decision: Decision) -> None:
+        """Counts a pass's lifecycle events and the training time of versions it finished."""
+        self.observe_events(
+            namespace, customization, (a for a in decision.actions if isinstance(a, Event))
+        )
+        finished = {
+            e.version
+            for e in decision.actions
+            if isinstance(e, Event) and e.reason in ("Trained", "TrainingFailed")
+        }
+        for action in decision.actions:
+            if not isinstance(action, SetVersionStatus) or action.version not in finished:
+                continue
+            status = action.status
+            if status.started_at is not None and status.completed_at is not None:
+                seconds = (status.completed_at - status.started_at).total_seconds()
+                self.training_seconds.labels(namespace, customization).observe(seconds)
 
     def observe_events(self, namespace: str, customization: str, events: Iterable[Event]) -> None:
         """Counts the lifecycle transitions a pass emitted."""

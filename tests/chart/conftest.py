@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+
 from tests.chart.chartlib import CHART_DIR, TOOLS_HINT, Manifest, Render, find_tool, run_helm
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.chart.chartlib import KNOWN_METRICS, REPO_ROOT, Render, metric_names, one
 
 RULES_ON = {"prometheusRule": {"enabled": True}}

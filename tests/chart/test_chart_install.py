@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.chart.chartlib import ALL_TOGGLES, CHART_DIR, Manifest, Render, find_tool
 from tests.chart.podsecurity import pod_spec_of
 

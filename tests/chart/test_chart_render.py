@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+
 from tests.chart.chartlib import (
     ALL_TOGGLES,
     CHART_DIR,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 import yaml
+
 from tests.chart.chartlib import ALL_TOGGLES, CHART_DIR, NAMESPACED, Manifest, Render
 from tests.chart.podsecurity import check_restricted, pod_spec_of
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.chart.chartlib import CHART_DIR, KNOWN_METRICS, metric_names
 
 DASHBOARD: dict[str, Any] = json.loads((CHART_DIR / "dashboards" / "bespoke.json").read_text())

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+
 from tests.chart.chartlib import REPO_ROOT
 
 lupa = pytest.importorskip("lupa", reason="lupa runs the Argo CD Lua health script")

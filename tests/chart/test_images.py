@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.chart.chartlib import REPO_ROOT, find_tool
 
 IMAGES = REPO_ROOT / "images"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tests.chart.chartlib import KNOWN_METRICS, OPERATOR_METRICS
 
 _SUFFIXES = {

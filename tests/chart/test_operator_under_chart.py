@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.chart.chartlib import (
     CHART_DIR,
     OPERATOR_METRICS,

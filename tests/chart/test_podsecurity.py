@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from tests.chart.podsecurity import check_restricted, pod_spec_of
 
 COMPLIANT: dict[str, Any] = {

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.chart.chartlib import CHART_DIR, Render, find_tool, one
 from tests.chart.promserver import PrometheusServer, free_port
 

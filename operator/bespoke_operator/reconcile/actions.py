@@ -78,6 +78,8 @@ class Event:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+    #: The version the event is about, when there is one.
+    version: int | None = None
 
 
 Action = (

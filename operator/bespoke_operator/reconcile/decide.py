@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from bespoke_operator.api import (
     API_VERSION,
@@ -103,8 +103,9 @@ class _Plan:
         self.ledger = self.previous.retraining
         self.pin_problem: str | None = None
 
-    def event(self, type_: str, reason: str, message: str) -> None:
-        self.actions.append(Event("Warning" if type_ == "Warning" else "Normal", reason, message))
+    def event(self, type_: str, reason: str, message: str, version: int | None = None) -> None:
+        kind: Literal["Normal", "Warning"] = "Warning" if type_ == "Warning" else "Normal"
+        self.actions.append(Event(kind, reason, message, version))
 
     def update(self, number: int, **changes: Any) -> None:
         self.statuses[number] = self.statuses[number].model_copy(update=changes)
@@ -259,7 +260,7 @@ def _progress_version(plan: _Plan, number: int) -> None:
     permanent = summary is not None and summary.exit_code in PERMANENT_EXIT_CODES
     if permanent or counted > retry_limit:
         plan.update(number, phase="Failed", reason=reason, message=message, completed_at=plan.now)
-        plan.event("Warning", "TrainingFailed", f"v{number} failed: {reason}: {message}")
+        plan.event("Warning", "TrainingFailed", f"v{number} failed: {reason}: {message}", number)
         return
     _start(plan, number, last.attempt + 1)
     plan.event(
@@ -318,7 +319,7 @@ def _decide_gates(plan: _Plan, number: int, summary: TrainerSummary) -> None:
         completed_at=plan.now,
         decided_at=plan.now,
     )
-    plan.event("Normal", "Trained", f"v{number} trained: {_describe(metrics)}")
+    plan.event("Normal", "Trained", f"v{number} trained: {_describe(metrics)}", number)
     if phase == "Rejected":
         plan.event("Warning", "Rejected", f"v{number} rejected: {message}")
     elif phase == "AwaitingApproval":

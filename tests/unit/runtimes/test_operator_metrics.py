@@ -57,3 +57,18 @@ def test_reconcile_results_and_production_version_are_exported() -> None:
     assert version_metric == 0.91
     text = generate_latest(metrics.registry).decode()
     assert "bespoke_reconcile_duration_seconds_bucket" in text
+
+
+def test_training_duration_is_observed_for_versions_finished_in_the_pass() -> None:
+    from tests.unit.reconcile.world import InMemoryWorld, customization
+
+    world = InMemoryWorld(customization())
+    world.reconcile()
+    world.tick(600)
+    world.finish(1, accuracy=0.9, macroF1=0.9)
+    decision = world.reconcile()
+    metrics = OperatorMetrics()
+    metrics.observe_decision("ml", "sentiment", decision)
+    labels = {"namespace": "ml", "customization": "sentiment"}
+    assert _value(metrics, "bespoke_training_duration_seconds_sum", **labels) == 600
+    assert _value(metrics, "bespoke_versions_total", **labels, outcome="Promoted") == 1
