@@ -48,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         summary_path = args.termination_log or config.output.termination_log_path
         from bespoke_trainer.recipe import run  # heavy imports only after the config is valid
+        from transformers.utils import logging as hf_logging
+
+        # Progress bars garble `kubectl logs`; our own progress lines replace them.
+        hf_logging.disable_progress_bar()
 
         summary = run(config)
         if summary:

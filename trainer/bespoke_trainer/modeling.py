@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +110,17 @@ def load_base(
     return LoadedModel(model=model, tokenizer=tokenizer)
 
 
+@contextlib.contextmanager
+def _peft_quiet() -> Iterator[None]:
+    # PEFT 0.21 reads `is_gradient_checkpointing`, which transformers 5 deprecates with a
+    # FutureWarning on every wrap; nothing for us to act on until PEFT switches names.
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        yield
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -142,9 +156,10 @@ def apply_method(
         )
     if warm_start_dir is not None:
         try:
-            peft_model = PeftModel.from_pretrained(
-                model, str(warm_start_dir / "adapter"), is_trainable=True
-            )
+            with _peft_quiet():
+                peft_model = PeftModel.from_pretrained(
+                    model, str(warm_start_dir / "adapter"), is_trainable=True
+                )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelLoadError(
                 f"cannot load warm-start adapter from {warm_start_dir}: {_first_line(exc)}"
@@ -163,7 +178,8 @@ def apply_method(
         use_dora=lora.use_dora,
     )
     try:
-        peft_model = get_peft_model(model, config)
+        with _peft_quiet():
+            peft_model = get_peft_model(model, config)
     except ValueError as exc:
         raise InvalidConfigError(f"`method.lora`: {_first_line(exc)}") from exc
     trainable, total = peft_model.get_nb_trainable_parameters()
@@ -213,7 +229,10 @@ def load_version(version_dir: Path, cache_dir: Path) -> tuple[LoadedModel, dict[
         from peft import PeftModel
 
         try:
-            loaded.model = PeftModel.from_pretrained(loaded.model, str(version_dir / "adapter"))
+            with _peft_quiet():
+                loaded.model = PeftModel.from_pretrained(
+                    loaded.model, str(version_dir / "adapter")
+                )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot load adapter of {version_dir}: {exc}") from exc
     loaded.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
