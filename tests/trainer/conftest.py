@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any
 
 import pytest
-from trainer_helpers import ConfigFactory, save_tokenizer
+from trainer_helpers import ConfigFactory, build_config, save_tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -59,40 +59,4 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def make_config(tmp_path: Path) -> ConfigFactory:
     """Build a config dict with small, fast defaults; keyword sections override them."""
-
-    def factory(
-        *,
-        model: Path,
-        train: Path,
-        task: str = "text-classification",
-        version: int = 1,
-        output: Path | None = None,
-        **sections: Any,
-    ) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "version": version,
-            "baseModel": {"uri": str(model)},
-            "task": task,
-            "dataset": {"train": {"uri": str(train)}},
-            "method": {"type": "lora", "lora": {"r": 4, "alpha": 8, "dropout": "0.0"}},
-            "training": {
-                "epochs": 3,
-                "learningRate": "2e-2",
-                "batchSize": 16,
-                "maxSequenceLength": 48,
-                "seed": 7,
-                "numThreads": 1,
-            },
-            "output": {
-                "uri": str(output or tmp_path / "storage" / "versions" / f"v{version}"),
-                "terminationLogPath": str(tmp_path / f"termination-log-v{version}"),
-            },
-        }
-        for key, value in sections.items():
-            if isinstance(value, dict) and isinstance(config.get(key), dict):
-                config[key] = {**config[key], **value}
-            else:
-                config[key] = value
-        return config
-
-    return factory
+    return functools.partial(build_config, tmp_path)

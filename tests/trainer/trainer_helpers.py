@@ -117,3 +117,55 @@ def summary_of(config: dict[str, Any]) -> dict[str, Any]:
 
 
 ConfigFactory = Callable[..., dict[str, Any]]
+
+
+def build_config(
+    tmp_path: Path,
+    *,
+    model: Path,
+    train: Path,
+    task: str = "text-classification",
+    version: int = 1,
+    output: Path | None = None,
+    **sections: Any,
+) -> dict[str, Any]:
+    """A config dict with small, fast defaults; keyword sections are merged over them."""
+    config: dict[str, Any] = {
+        "version": version,
+        "baseModel": {"uri": str(model)},
+        "task": task,
+        "dataset": {"train": {"uri": str(train)}},
+        "method": {"type": "lora", "lora": {"r": 4, "alpha": 8, "dropout": "0.0"}},
+        "training": {
+            "epochs": 3,
+            "learningRate": "2e-2",
+            "batchSize": 16,
+            "maxSequenceLength": 48,
+            "seed": 7,
+            "numThreads": 1,
+        },
+        "output": {
+            "uri": str(output or tmp_path / "storage" / "versions" / f"v{version}"),
+            "terminationLogPath": str(tmp_path / f"termination-log-v{version}"),
+        },
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+def keyword_rows(n: int, seed: int) -> list[dict[str, Any]]:
+    """Three classes, each signalled by one keyword among filler words (easy for tiny models)."""
+    rng = random.Random(seed)
+    words = {"positive": "good", "negative": "bad", "neutral": "okay"}
+    fillers = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "item"]
+    rows = []
+    for i in range(n):
+        label = list(words)[i % 3]
+        left = " ".join(rng.choice(fillers) for _ in range(rng.randint(1, 4)))
+        right = " ".join(rng.choice(fillers) for _ in range(rng.randint(1, 4)))
+        rows.append({"text": f"{left} {words[label]} {right} {i}", "label": label})
+    return rows

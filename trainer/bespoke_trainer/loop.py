@@ -193,6 +193,10 @@ def train(
                 break
     if not state.history:
         run_eval()
+    last = latest_checkpoint(checkpoint_dir)
+    if dist.is_main and (last is None or not last.name.endswith(f"{state.step:08d}")):
+        # The final state is kept too: a restart after this point skips straight to evaluation.
+        save_checkpoint(checkpoint_dir, trainable_state(inner), optimizer, scheduler, state)
     best = best_weights(checkpoint_dir) if dist.is_main else None
     best = dist.broadcast(best)
     if best is not None and state.best_step != state.step:
