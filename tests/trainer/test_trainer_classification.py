@@ -37,9 +37,7 @@ def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def lora_run(
-    tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, data_file: Path
-) -> Run:
+def lora_run(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, data_file: Path) -> Run:
     tmp = tmp_path_factory.mktemp("lora")
     config = build_config(tmp, model=tiny_bert, train=data_file)
     summary = _train(tmp, config)
