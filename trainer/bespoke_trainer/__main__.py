@@ -7,8 +7,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import torch
-
 from bespoke_trainer.config import TrainerConfig, load_config
 from bespoke_trainer.errors import OOM_HINT, OutOfMemoryError, TrainerError
 from bespoke_trainer.summary import failure_summary, write_summary
@@ -21,6 +19,8 @@ _CPU_OOM = ("can't allocate memory", "not enough memory", "out of memory")
 
 
 def _is_oom(exc: BaseException) -> bool:
+    import torch  # late: a config error should not pay for importing torch
+
     if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
         return True
     return isinstance(exc, RuntimeError) and any(s in str(exc).lower() for s in _CPU_OOM)
@@ -47,11 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         summary_path = args.termination_log or config.output.termination_log_path
-        from bespoke_trainer.recipe import run  # heavy imports only after the config is valid
+        # Heavy imports (torch, transformers) only once the config is known to be valid.
         from transformers.utils import logging as hf_logging
 
+        from bespoke_trainer.recipe import run
+
         # Progress bars garble `kubectl logs`; our own progress lines replace them.
-        hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         summary = run(config)
         if summary:

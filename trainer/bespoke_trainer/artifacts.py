@@ -104,7 +104,7 @@ def _touch_complete(directory: Path) -> None:
 
 
 def _upload(paths: VersionPaths) -> None:
-    import fsspec
+    import fsspec  # type: ignore[import-untyped]
 
     fs, root = fsspec.core.url_to_fs(paths.final_uri)
     if fs.exists(f"{root}/{COMPLETE}"):

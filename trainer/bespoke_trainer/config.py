@@ -71,6 +71,10 @@ def metric_higher_is_better(metric: str) -> bool:
     return metric not in _LOWER_IS_BETTER
 
 
+AugmentationOp = Literal["deletion", "swap", "insertion"]
+_ALL_OPS: tuple[AugmentationOp, ...] = ("deletion", "swap", "insertion")
+
+
 class _Model(BaseModel):
     # Unknown keys are ignored so the operator can pass API sections that carry
     # Kubernetes-only fields (resources, nodeSelector, ...) unchanged.
@@ -121,9 +125,7 @@ class AugmentationConfig(_Model):
     """Token-level augmentation for small classification data (off by default)."""
 
     enabled: bool = False
-    operations: list[Literal["deletion", "swap", "insertion"]] = Field(
-        default_factory=lambda: ["deletion", "swap", "insertion"]
-    )
+    operations: list[AugmentationOp] = Field(default_factory=lambda: list(_ALL_OPS))
     probability: Fraction = 0.1
     copies: int = Field(default=1, ge=1, le=10)
 

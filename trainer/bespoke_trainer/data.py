@@ -230,14 +230,12 @@ def augment(train: pd.DataFrame, settings: AugmentationConfig, seed: int) -> pd.
         for label, group in train.groupby("label")
     }
     rows = []
-    for row in train.itertuples(index=False):
+    for record in train.to_dict(orient="records"):
+        text, label = str(record["text"]), str(record["label"])
         for _ in range(settings.copies):
-            words = str(row.text).split()
             op = rng.choice(settings.operations)
-            words = _perturb(words, op, settings.probability, vocab_by_label[row.label], rng)
-            new = row._asdict()
-            new["text"] = " ".join(words) if words else str(row.text)
-            rows.append(new)
+            words = _perturb(text.split(), op, settings.probability, vocab_by_label[label], rng)
+            rows.append({**record, "text": " ".join(words) if words else text})
     extra = pd.DataFrame(rows, columns=train.columns)
     log.info("Augmentation added %d rows", len(extra))
     return pd.concat([train, extra], ignore_index=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,12 +55,12 @@ def encode_classification(
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
     """Token ids of a prompt, through the chat template when the tokenizer has one."""
     if getattr(tokenizer, "chat_template", None):
-        out = tokenizer.apply_chat_template(
+        out: Any = tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True
         )
-        if isinstance(out, dict) or hasattr(out, "keys"):
-            out = out["input_ids"]
-        return [int(x) for x in out]
+        # Depending on the tokenizer class this is a list of ids or a BatchEncoding.
+        ids: Any = out["input_ids"] if hasattr(out, "keys") else out
+        return [int(x) for x in ids]
     return [int(x) for x in tokenizer(prompt + "\n")["input_ids"]]
 
 

@@ -180,5 +180,5 @@ def _generate(
         float(torch.softmax(score[0].float(), dim=-1)[tok])
         for score, tok in zip(out.scores, new, strict=False)
     ]
-    text = tokenizer.decode(new, skip_special_tokens=True).strip()
+    text = str(tokenizer.decode(new, skip_special_tokens=True)).strip()
     return text, float(np.mean(probs)) if probs else 0.0

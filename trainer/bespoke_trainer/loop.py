@@ -77,7 +77,7 @@ def train(
     batches_per_epoch = len(_batches(len(data), cfg, 0, dist))
     steps_per_epoch = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps)
     total_steps = steps_per_epoch * cfg.epochs
-    scheduler = get_linear_schedule_with_warmup(
+    scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
         optimizer, int(cfg.warmup_ratio * total_steps), total_steps
     )
     metric = cfg.early_stopping.metric or "evalLoss"
@@ -145,7 +145,7 @@ def train(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
                 )["logits"]
             loss, _, _ = batch_loss(logits, batch)
-            (loss / cfg.gradient_accumulation_steps).backward()
+            (loss / cfg.gradient_accumulation_steps).backward()  # type: ignore[no-untyped-call]
             window_loss += float(loss.detach())
             window_n += 1
             seen += len(batches[bi]) * dist.world_size

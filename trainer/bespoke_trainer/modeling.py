@@ -80,7 +80,7 @@ def load_base(
     if method.type == "qlora":
         from transformers import BitsAndBytesConfig
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(
+        kwargs["quantization_config"] = BitsAndBytesConfig(  # type: ignore[no-untyped-call]
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
@@ -151,7 +151,7 @@ def apply_method(
     )
 
     if method.type == "qlora":
-        model = prepare_model_for_kbit_training(
+        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
             model, use_gradient_checkpointing=gradient_checkpointing
         )
     if warm_start_dir is not None:
@@ -230,9 +230,7 @@ def load_version(version_dir: Path, cache_dir: Path) -> tuple[LoadedModel, dict[
 
         try:
             with _peft_quiet():
-                loaded.model = PeftModel.from_pretrained(
-                    loaded.model, str(version_dir / "adapter")
-                )
+                loaded.model = PeftModel.from_pretrained(loaded.model, str(version_dir / "adapter"))
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot load adapter of {version_dir}: {exc}") from exc
     loaded.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
