@@ -22,6 +22,7 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    distributed: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -36,7 +37,7 @@ class Dist:
 
     def broadcast(self, obj: T) -> T:
         """Rank 0's value on every rank."""
-        if self.world_size == 1:
+        if not self.distributed:
             return obj
         box = [obj]
         tdist.broadcast_object_list(box, src=0)
@@ -44,19 +45,19 @@ class Dist:
 
     def barrier(self) -> None:
         """Wait for every rank."""
-        if self.world_size > 1:
+        if self.distributed:
             tdist.barrier()
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """DistributedDataParallel under torchrun, the model itself otherwise."""
-        if self.world_size == 1:
+        if not self.distributed:
             return model
         ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def close(self) -> None:
         """Tear down the process group."""
-        if self.world_size > 1 and tdist.is_initialized():
+        if self.distributed and tdist.is_initialized():
             tdist.destroy_process_group()
 
 
@@ -70,6 +71,9 @@ def setup() -> Dist:
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
-    if world > 1 and not tdist.is_initialized():
+    # torchrun sets RANK even for one process; joining the group then exercises the same
+    # DDP path a multi-GPU pod takes.
+    distributed = "RANK" in os.environ and "MASTER_ADDR" in os.environ
+    if distributed and not tdist.is_initialized():
         tdist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank=rank, world_size=world, device=device)
+    return Dist(rank=rank, world_size=world, device=device, distributed=distributed)
