@@ -150,3 +150,14 @@ def test_augmentation_only_touches_train(tmp_path: Path) -> None:
     augmented = prepare_data(_config(train, augmentation={"enabled": True}), tmp_path)
     assert len(augmented.train) == 2 * len(plain.train)
     pd.testing.assert_frame_equal(plain.test, augmented.test)
+
+
+def test_extra_train_sources_are_added_and_fingerprinted(tmp_path: Path) -> None:
+    rows = sentiment_rows()
+    train = write_jsonl(tmp_path / "t.jsonl", rows[:300])
+    drift = write_jsonl(tmp_path / "drift.jsonl", rows[300:])
+    base = prepare_data(_config(train), tmp_path)
+    more = prepare_data(_config(train, extraTrain=[{"uri": str(drift)}]), tmp_path)
+    total = len(more.train) + len(more.validation) + len(more.test)
+    assert total == 450 and len(more.train) > len(base.train)
+    assert more.fingerprint != base.fingerprint

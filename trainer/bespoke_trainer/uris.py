@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HubRef", "is_remote", "local_path", "parse_hub", "pvc_root"]
+__all__ = ["REMOTE_SCHEMES", "HubRef", "is_remote", "local_path", "parse_hub", "pvc_root"]
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,13 @@ def parse_hub(uri: str) -> HubRef | None:
     return None
 
 
+# Object stores reached through fsspec; `memory://` is fsspec's in-process store (tests).
+REMOTE_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "memory")
+
+
 def is_remote(uri: str) -> bool:
     """Whether the URI lives in object storage (not a mounted or local path)."""
-    return uri.startswith("s3://")
+    return uri.split("://", 1)[0] in REMOTE_SCHEMES if "://" in uri else False
 
 
 def local_path(uri: str, *, cache_dir: Path | None = None) -> Path:
