@@ -181,3 +181,34 @@ def test_full_fine_tuning_writes_full_weights_that_reload(
         batch_size=16,
     )
     assert list(again.reference["prediction"]) == list(ref["prediction"])
+
+
+def test_gradient_checkpointing_trains_the_adapter(
+    tmp_path: Path, make_config: ConfigFactory, tiny_bert: Path, data_file: Path
+) -> None:
+    config = make_config(
+        model=tiny_bert,
+        train=data_file,
+        training={"epochs": 1, "gradientCheckpointing": True},
+    )
+    summary = _train(tmp_path, config)
+    assert summary["outcome"] == "Succeeded"
+    from safetensors.torch import load_file
+
+    adapter = load_file(
+        str(Path(config["output"]["uri"]) / "adapter" / "adapter_model.safetensors")
+    )
+    # PEFT initialises lora_B to zeros: non-zero values prove gradients reached the adapter.
+    lora_b = [t for k, t in adapter.items() if "lora_B" in k]
+    assert lora_b and any(float(t.abs().sum()) > 0 for t in lora_b)
+
+
+def test_warm_start_across_method_families_is_invalid_config(
+    lora_run: Run, tmp_path: Path, make_config: ConfigFactory, tiny_bert: Path, data_file: Path
+) -> None:
+    _, _, v1 = lora_run
+    config = make_config(
+        model=tiny_bert, train=data_file, version=2, method={"type": "full"}, warmStartUri=str(v1)
+    )
+    assert main(["--config", str(write_config(tmp_path, config))]) == 2
+    assert "warm start needs both" in summary_of(config)["message"]

@@ -137,7 +137,14 @@ def apply_method(
     """Wrap the base model for training; with `warm_start_dir`, start from that version."""
     model = loaded.model
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable()  # type: ignore[operator]
+        # Non-reentrant checkpointing keeps gradients flowing to adapters when the frozen
+        # embeddings produce inputs that do not require grad.
+        kwargs = {"use_reentrant": False}
+        enable: Any = getattr(model, "activation_checkpointing_enable", None)  # transformers 5
+        if enable is not None:
+            enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)  # type: ignore[operator]
     if method.type == "full":
         if warm_start_dir is not None:
             _load_full_weights(model, warm_start_dir / "model")

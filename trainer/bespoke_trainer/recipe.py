@@ -33,7 +33,12 @@ from bespoke_trainer.config import (
 from bespoke_trainer.data import PreparedData, prepare_data
 from bespoke_trainer.distributed import Dist, setup
 from bespoke_trainer.encoding import Encoded, encode_causal, encode_classification
-from bespoke_trainer.errors import InvalidDataError, ModelLoadError, StorageError
+from bespoke_trainer.errors import (
+    InvalidConfigError,
+    InvalidDataError,
+    ModelLoadError,
+    StorageError,
+)
 from bespoke_trainer.evaluate import Evaluation, evaluate
 from bespoke_trainer.loop import LoopResult, train
 from bespoke_trainer.modeling import apply_method, check_method_supported, load_base, load_version
@@ -176,8 +181,13 @@ def _warm_start_dir(config: TrainerConfig, data: PreparedData, cache: Path) -> P
         meta = json.loads((path / "bespoke-version.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"warm-start version {config.warm_start_uri} is unreadable") from exc
-    if meta.get("method") != ("full" if config.method.type == "full" else meta.get("method")):
-        raise ModelLoadError("warm start needs the same method family as the previous version")
+    # An adapter (lora/qlora) continues as an adapter; full weights continue as full weights.
+    previous_full = meta.get("method") == "full"
+    if previous_full != (config.method.type == "full"):
+        raise InvalidConfigError(
+            f"`warmStartUri` points at a {meta.get('method')} version and `method.type` is "
+            f"{config.method.type}; warm start needs both full or both adapters (lora/qlora)"
+        )
     if config.task == "text-classification" and list(meta.get("labels") or []) != data.labels:
         raise InvalidDataError(
             f"labels {data.labels} differ from the warm-start version's {meta.get('labels')}; "
