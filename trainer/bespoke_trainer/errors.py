@@ -1,0 +1,76 @@
+"""Failure classes of the trainer, each with its exit code and reason string.
+
+Hierarchy::
+
+    TrainerError (exit 1, InternalError)
+    ├── InvalidConfigError (exit 2, InvalidConfig)
+    ├── InvalidDataError (exit 3, InvalidData)
+    ├── ModelLoadError (exit 4, ModelLoadFailed)
+    ├── OutOfMemoryError (exit 5, OutOfMemory)
+    └── StorageError (exit 6, StorageFailed)
+
+The operator reads the reason and exit code from the termination message, so both are part of
+the contract and never change meaning.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "OOM_HINT",
+    "InvalidConfigError",
+    "InvalidDataError",
+    "ModelLoadError",
+    "OutOfMemoryError",
+    "StorageError",
+    "TrainerError",
+]
+
+OOM_HINT = (
+    "lower `training.batchSize` (raise `training.gradientAccumulationSteps` to keep the "
+    "effective batch), set `training.gradientCheckpointing: true`, lower "
+    "`training.maxSequenceLength`, or use `method.type: qlora`"
+)
+
+
+class TrainerError(Exception):
+    """An error that ends the run with a known exit code and reason."""
+
+    exit_code: ClassVar[int] = 1
+    reason: ClassVar[str] = "InternalError"
+
+
+class InvalidConfigError(TrainerError):
+    """The training config is malformed or asks for an impossible combination."""
+
+    exit_code = 2
+    reason = "InvalidConfig"
+
+
+class InvalidDataError(TrainerError):
+    """The dataset failed validation before any training step."""
+
+    exit_code = 3
+    reason = "InvalidData"
+
+
+class ModelLoadError(TrainerError):
+    """The base model, a warm-start adapter or the champion could not be loaded."""
+
+    exit_code = 4
+    reason = "ModelLoadFailed"
+
+
+class OutOfMemoryError(TrainerError):
+    """The accelerator or host ran out of memory."""
+
+    exit_code = 5
+    reason = "OutOfMemory"
+
+
+class StorageError(TrainerError):
+    """Artifacts or checkpoints could not be read from or written to storage."""
+
+    exit_code = 6
+    reason = "StorageFailed"
