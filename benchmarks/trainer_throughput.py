@@ -22,11 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainer"))
 
 import torch
-from bespoke_trainer.config import LoraSettings, MethodConfig, TrainingConfig
-from bespoke_trainer.distributed import Dist
-from bespoke_trainer.encoding import encode_classification
-from bespoke_trainer.loop import train
-from bespoke_trainer.modeling import LoadedModel, apply_method
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -36,6 +31,12 @@ from transformers import (
     Trainer,
     TrainingArguments,
 )
+
+from bespoke_trainer.config import LoraSettings, MethodConfig, TrainingConfig
+from bespoke_trainer.distributed import Dist
+from bespoke_trainer.encoding import encode_classification
+from bespoke_trainer.loop import train
+from bespoke_trainer.modeling import LoadedModel, apply_method
 
 
 def _rows(n: int) -> tuple[list[str], list[str]]:

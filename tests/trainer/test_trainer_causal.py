@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from bespoke_trainer.__main__ import main
-from bespoke_trainer.encoding import IGNORE_INDEX, encode_causal, prompt_ids
 from trainer_helpers import (
     EXAMPLES,
     ConfigFactory,
@@ -19,6 +17,9 @@ from trainer_helpers import (
     write_jsonl,
 )
 from transformers import PreTrainedTokenizerBase
+
+from bespoke_trainer.__main__ import main
+from bespoke_trainer.encoding import IGNORE_INDEX, encode_causal, prompt_ids
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,8 @@ def test_sft_end_to_end(
     m = summary["metrics"]
     assert set(m) == {"evalLoss", "perplexity", "exactMatch", "tokenF1"}
     assert m["perplexity"] == pytest.approx(math.exp(m["evalLoss"]))
-    assert 0.0 <= m["exactMatch"] <= 1.0 and 0.0 <= m["tokenF1"] <= 1.0
+    assert 0.0 <= m["exactMatch"] <= 1.0
+    assert 0.0 <= m["tokenF1"] <= 1.0
     v = Path(config["output"]["uri"])
     doc = json.loads((v / "metrics.json").read_text())
     history = doc["training"]["history"]
@@ -101,10 +103,12 @@ def test_sft_end_to_end(
     assert history[-1]["evalLoss"] < history[0]["evalLoss"]
     assert m["evalLoss"] < math.log(400)
     ref = pd.read_parquet(v / "reference.parquet")
-    assert list(ref.columns) == ["text", "prediction", "confidence"] and len(ref) == 4
+    assert list(ref.columns) == ["text", "prediction", "confidence"]
+    assert len(ref) == 4
     assert (v / ("adapter" if method == "lora" else "model")).is_dir()
     meta = json.loads((v / "bespoke-version.json").read_text())
-    assert meta["task"] == "causal-lm" and meta["labels"] == []
+    assert meta["task"] == "causal-lm"
+    assert meta["labels"] == []
 
 
 def test_qlora_without_cuda_fails_fast(
@@ -118,5 +122,6 @@ def test_qlora_without_cuda_fails_fast(
     )
     assert main(["--config", str(write_config(tmp_path, config))]) == 2
     summary = summary_of(config)
-    assert summary["reason"] == "InvalidConfig" and "CUDA" in summary["message"]
+    assert summary["reason"] == "InvalidConfig"
+    assert "CUDA" in summary["message"]
     assert not Path(config["output"]["uri"]).exists()

@@ -9,10 +9,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from bespoke_trainer.__main__ import main
-from bespoke_trainer.evaluate import evaluate
-from bespoke_trainer.modeling import load_version
-from bespoke_trainer.summary import MAX_BYTES
 from trainer_helpers import (
     ConfigFactory,
     build_config,
@@ -22,6 +18,11 @@ from trainer_helpers import (
     write_config,
     write_jsonl,
 )
+
+from bespoke_trainer.__main__ import main
+from bespoke_trainer.evaluate import evaluate
+from bespoke_trainer.modeling import load_version
+from bespoke_trainer.summary import MAX_BYTES
 
 Run = tuple[dict[str, Any], dict[str, Any], Path]
 
@@ -46,7 +47,8 @@ def lora_run(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, data_fil
 
 def test_lora_run_learns_and_reports(lora_run: Run) -> None:
     _, summary, version_dir = lora_run
-    assert summary["outcome"] == "Succeeded" and summary["exitCode"] == 0
+    assert summary["outcome"] == "Succeeded"
+    assert summary["exitCode"] == 0
     assert summary["reason"] is None
     assert set(summary["metrics"]) == {"accuracy", "macroF1", "calibrationError", "evalLoss"}
     # A frozen random encoder learns little in a few steps: learning is asserted for full
@@ -69,10 +71,13 @@ def test_version_directory_contract(lora_run: Run) -> None:
     assert (v / "tokenizer" / "tokenizer.json").is_file()
     assert list((v / "checkpoints").glob("step-*"))
     meta = json.loads((v / "bespoke-version.json").read_text())
-    assert meta["version"] == 1 and meta["task"] == "text-classification"
-    assert meta["method"] == "lora" and meta["labels"] == ["negative", "neutral", "positive"]
+    assert meta["version"] == 1
+    assert meta["task"] == "text-classification"
+    assert meta["method"] == "lora"
+    assert meta["labels"] == ["negative", "neutral", "positive"]
     assert meta["dataFingerprint"] == summary["dataFingerprint"]
-    assert meta["maxSequenceLength"] == 48 and meta["baseModel"]["uri"]
+    assert meta["maxSequenceLength"] == 48
+    assert meta["baseModel"]["uri"]
     adapter = json.loads((v / "adapter" / "adapter_config.json").read_text())
     assert "classifier" in adapter["modules_to_save"]
     metrics = json.loads((v / "metrics.json").read_text())
@@ -87,9 +92,12 @@ def test_version_directory_contract(lora_run: Run) -> None:
         summary["metrics"]["accuracy"]
     )
     tokens = json.loads((v / "vocabulary.json").read_text())["tokens"]
-    assert 0 < len(tokens) <= 20_000 and all(t == t.lower() for t in tokens)
+    assert 0 < len(tokens) <= 20_000
+    assert all(t == t.lower() for t in tokens)
     card = (v / "model-card.md").read_text()
-    assert summary["dataFingerprint"] in card and "Limitations" in card and "r=4" in card
+    assert summary["dataFingerprint"] in card
+    assert "Limitations" in card
+    assert "r=4" in card
 
 
 def test_adapter_reloads_to_the_same_predictions(lora_run: Run, tmp_path: Path) -> None:
@@ -166,7 +174,8 @@ def test_full_fine_tuning_writes_full_weights_that_reload(
     )
     summary = _train(tmp_path, config)
     v = Path(config["output"]["uri"])
-    assert (v / "model" / "model.safetensors").is_file() and not (v / "adapter").exists()
+    assert (v / "model" / "model.safetensors").is_file()
+    assert not (v / "adapter").exists()
     # Chance is 1/3: the keyword decides the class.
     assert summary["metrics"]["accuracy"] > 0.6
     loaded, meta = load_version(v, tmp_path)
@@ -200,7 +209,8 @@ def test_gradient_checkpointing_trains_the_adapter(
     )
     # PEFT initialises lora_B to zeros: non-zero values prove gradients reached the adapter.
     lora_b = [t for k, t in adapter.items() if "lora_B" in k]
-    assert lora_b and any(float(t.abs().sum()) > 0 for t in lora_b)
+    assert lora_b
+    assert any(float(t.abs().sum()) > 0 for t in lora_b)
 
 
 def test_warm_start_across_method_families_is_invalid_config(

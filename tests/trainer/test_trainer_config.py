@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from bespoke_trainer.config import TrainerConfig, load_config, metric_higher_is_better
 from bespoke_trainer.errors import InvalidConfigError
 
@@ -25,7 +26,8 @@ def _with(**changes: object) -> dict[str, object]:
 def test_defaults_mirror_the_api() -> None:
     config = TrainerConfig.model_validate(BASE)
     assert config.method.type == "lora"
-    assert config.method.lora.r == 16 and config.method.lora.alpha == 32
+    assert config.method.lora.r == 16
+    assert config.method.lora.alpha == 32
     assert config.training.learning_rate == pytest.approx(2e-4)
     assert config.dataset.split.validation_fraction == pytest.approx(0.1)
     assert config.output.termination_log_path == "/dev/termination-log"
@@ -79,7 +81,8 @@ def test_bad_combinations_name_the_field(
     with pytest.raises(InvalidConfigError) as info:
         load_config(path)
     assert fragment in str(info.value)
-    assert info.value.exit_code == 2 and info.value.reason == "InvalidConfig"
+    assert info.value.exit_code == 2
+    assert info.value.reason == "InvalidConfig"
 
 
 def test_not_json_is_invalid_config(tmp_path: Path) -> None:

@@ -7,10 +7,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from trainer_helpers import sentiment_rows, write_jsonl
+
 from bespoke_trainer.config import TrainerConfig
 from bespoke_trainer.data import augment, prepare_data
 from bespoke_trainer.errors import InvalidDataError
-from trainer_helpers import sentiment_rows, write_jsonl
 
 
 def _config(train: Path | str, **dataset: Any) -> TrainerConfig:
@@ -44,7 +45,8 @@ def test_fingerprint_is_the_inputs_hash(tmp_path: Path) -> None:
     assert first == prepare_data(_config(train), tmp_path).fingerprint
     write_jsonl(train, rows[:-1])
     assert prepare_data(_config(train), tmp_path).fingerprint != first
-    assert first.startswith("sha256:") and len(first) == 7 + 64
+    assert first.startswith("sha256:")
+    assert len(first) == 7 + 64
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -80,7 +82,7 @@ def _rows_with(**change: Any) -> list[dict[str, Any]]:
         (_rows_with(text=42), {}, "non-text"),
         (_rows_with(text="   "), {}, "non-text or empty"),
         (_rows_with(label=None), {}, "has no value in 'label'"),
-        (sentiment_rows() + [{"text": "rare one", "label": "rare"}], {}, "class 'rare' has"),
+        ([*sentiment_rows(), {"text": "rare one", "label": "rare"}], {}, "class 'rare' has"),
     ],
 )
 def test_invalid_training_data_fails_with_one_line(
@@ -159,5 +161,6 @@ def test_extra_train_sources_are_added_and_fingerprinted(tmp_path: Path) -> None
     base = prepare_data(_config(train), tmp_path)
     more = prepare_data(_config(train, extraTrain=[{"uri": str(drift)}]), tmp_path)
     total = len(more.train) + len(more.validation) + len(more.test)
-    assert total == 450 and len(more.train) > len(base.train)
+    assert total == 450
+    assert len(more.train) > len(base.train)
     assert more.fingerprint != base.fingerprint

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 import torch
+from trainer_helpers import ConfigFactory, keyword_rows, summary_of, write_config, write_jsonl
+
 from bespoke_trainer import loop
 from bespoke_trainer.__main__ import main
 from bespoke_trainer.errors import OOM_HINT
-from trainer_helpers import ConfigFactory, keyword_rows, summary_of, write_config, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,8 +28,10 @@ def _run(tmp_path: Path, config: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 def _assert_failed(summary: dict[str, Any], code: int, reason: str, exit_code: int) -> None:
     assert code == exit_code
     assert summary["outcome"] == "Failed"
-    assert summary["reason"] == reason and summary["exitCode"] == exit_code
-    assert summary["message"] and "\n" not in summary["message"]
+    assert summary["reason"] == reason
+    assert summary["exitCode"] == exit_code
+    assert summary["message"]
+    assert "\n" not in summary["message"]
 
 
 @pytest.fixture
@@ -60,7 +63,8 @@ def test_invalid_config_exits_2_through_the_real_entry_point(tmp_path: Path) -> 
     assert proc.returncode == 2
     summary = json.loads(log.read_text())
     _assert_failed(summary, proc.returncode, "InvalidConfig", 2)
-    assert "`task`" in summary["message"] and "`baseModel`" in summary["message"]
+    assert "`task`" in summary["message"]
+    assert "`baseModel`" in summary["message"]
     assert "Training failed (InvalidConfig)" in proc.stdout
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from trainer_helpers import ConfigFactory, planted_bias_rows, summary_of, write_config, write_jsonl
+
 from bespoke_trainer.__main__ import main
 from bespoke_trainer.recipe import group_label_weights
-from trainer_helpers import ConfigFactory, planted_bias_rows, summary_of, write_config, write_jsonl
 
 
 def test_reweighting_makes_group_and_label_independent() -> None:

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from bespoke_trainer.__main__ import main
-from bespoke_trainer.distributed import Dist
 from test_trainer_distributed import torchrun
 from trainer_helpers import (
     EXAMPLES,
@@ -19,6 +17,9 @@ from trainer_helpers import (
     write_config,
     write_jsonl,
 )
+
+from bespoke_trainer.__main__ import main
+from bespoke_trainer.distributed import Dist
 
 pytestmark = [
     pytest.mark.gpu,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from bespoke_trainer.metrics import (
     classification_metrics,
     exact_match,

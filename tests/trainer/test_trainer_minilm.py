@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from trainer_helpers import EXAMPLES, ConfigFactory, summary_of, write_config
+
 from bespoke_trainer.__main__ import main
 from bespoke_trainer.evaluate import evaluate
 from bespoke_trainer.modeling import load_version
-from trainer_helpers import EXAMPLES, ConfigFactory, summary_of, write_config
 
 # What examples/text-classification-lora.yaml documents for this data (held-out test split).
 DOCUMENTED_ACCURACY = 0.95

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from bespoke_trainer.__main__ import main
 from trainer_helpers import ConfigFactory, keyword_rows, summary_of, write_config, write_jsonl
+
+from bespoke_trainer.__main__ import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,7 +54,8 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
             break
     proc.wait(timeout=120)
     proc.stdout.close()
-    assert killed_after == 20 and proc.returncode == -signal.SIGKILL
+    assert killed_after == 20
+    assert proc.returncode == -signal.SIGKILL
     version_dir = tmp_path / "b" / "v1"
     assert not version_dir.exists(), "a killed run must not leave a version"
     assert list((tmp_path / "b" / ".v1.partial" / "checkpoints").glob("step-*"))
@@ -105,5 +107,6 @@ def test_early_stopping_ends_a_planted_overfit_run_before_its_epoch_budget(
     assert training["bestValue"] == pytest.approx(best)
     # The last `patience` evaluations did not beat the best one before them.
     assert all(h["evalLoss"] >= best for h in history[-2:])
-    assert history[-1]["step"] == training["steps"] and training["bestStep"] < training["steps"]
+    assert history[-1]["step"] == training["steps"]
+    assert training["bestStep"] < training["steps"]
     assert "stopped early" in summary_of(config)["message"]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import fsspec  # type: ignore[import-untyped]
 import pytest
-from bespoke_trainer.__main__ import main
 from trainer_helpers import ConfigFactory, keyword_rows, summary_of, write_config, write_jsonl
+
+from bespoke_trainer.__main__ import main
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -104,7 +104,7 @@ def _touch_complete(directory: Path) -> None:
 
 
 def _upload(paths: VersionPaths) -> None:
-    import fsspec  # type: ignore[import-untyped]
+    import fsspec
 
     fs, root = fsspec.core.url_to_fs(paths.final_uri)
     if fs.exists(f"{root}/{COMPLETE}"):
@@ -138,7 +138,8 @@ def model_card(config: TrainerConfig, doc: dict[str, Any]) -> str:
         f"# Model card: version {config.version}",
         "",
         f"- Task: {config.task}",
-        f"- Base model: {config.base_model.uri} (revision {config.base_model.revision or 'unpinned'})",
+        f"- Base model: {config.base_model.uri} "
+        f"(revision {config.base_model.revision or 'unpinned'})",
         f"- Data fingerprint: {doc['dataFingerprint']}",
         (
             f"- Data: {doc['data']['train']} train, {doc['data']['validation']} validation, "
@@ -152,7 +153,8 @@ def model_card(config: TrainerConfig, doc: dict[str, Any]) -> str:
             else ""
         ),
         (
-            f"- Training: epochs={t.epochs}, learningRate={t.learning_rate}, batchSize={t.batch_size}, "
+            f"- Training: epochs={t.epochs}, learningRate={t.learning_rate}, "
+            f"batchSize={t.batch_size}, "
             f"gradientAccumulationSteps={t.gradient_accumulation_steps}, "
             f"maxSequenceLength={t.max_sequence_length}, seed={t.seed}, "
             f"mitigateBias={t.mitigate_bias}"

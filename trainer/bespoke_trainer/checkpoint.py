@@ -107,8 +107,7 @@ def load_checkpoint(
     torch.set_rng_state(blob["rng"]["cpu"])
     if "cuda" in blob["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(blob["rng"]["cuda"])
-    state = LoopState(**json.loads((path / "state.json").read_text(encoding="utf-8")))
-    return state
+    return LoopState(**json.loads((path / "state.json").read_text(encoding="utf-8")))
 
 
 def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:

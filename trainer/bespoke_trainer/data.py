@@ -123,8 +123,8 @@ def _split(
     rng = np.random.default_rng(seed)
     groups = frame.groupby("label").indices.values() if stratify else [np.arange(len(frame))]
     held: list[int] = []
-    for idx in groups:
-        idx = rng.permutation(np.asarray(idx))
+    for group in groups:
+        idx = rng.permutation(np.asarray(group))
         n = round(len(idx) * fraction)
         held.extend(int(i) for i in idx[:n])
     held_set = set(held)

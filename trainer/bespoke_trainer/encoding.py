@@ -75,7 +75,7 @@ def encode_causal(
         p = prompt_ids(tokenizer, str(prompt))
         r = [int(x) for x in tokenizer(str(response), add_special_tokens=False)["input_ids"]]
         if eos is not None:
-            r = r + [int(eos)]
+            r = [*r, int(eos)]
         # Keep at least part of the response: a truncated prompt still teaches the answer.
         p = p[-max(1, max_length // 2) :] if len(p) + len(r) > max_length else p
         ids = (p + r)[:max_length]

@@ -154,8 +154,7 @@ def _run(config: TrainerConfig, paths: VersionPaths, cache: Path, dist: Dist) ->
         return {}
     final = _evaluate_on_test(model, tokenizer, data.test, config, data.labels)
     champion = _champion(config, data, cache)
-    summary = _write_version(config, paths, data, model, tokenizer, result, final, champion)
-    return summary
+    return _write_version(config, paths, data, model, tokenizer, result, final, champion)
 
 
 def _encode_train(config: TrainerConfig, data: PreparedData, tokenizer: Any) -> Encoded:

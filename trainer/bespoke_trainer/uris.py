@@ -57,7 +57,7 @@ def local_path(uri: str, *, cache_dir: Path | None = None) -> Path:
 
 
 def _download(uri: str, cache_dir: Path | None) -> Path:
-    import fsspec  # type: ignore[import-untyped]  # only object-storage runs need it
+    import fsspec  # only object-storage runs need it
 
     # Credentials come from the environment (AWS_ACCESS_KEY_ID, ..., AWS_ENDPOINT_URL).
     options: dict[str, Any] = {}
