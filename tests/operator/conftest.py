@@ -3,8 +3,8 @@
 kmock's emulator keeps objects in memory and serves them over real HTTP, so the operator's own
 API client (kubernetes_asyncio) talks to it unchanged. What a real API server will not do on
 demand (answer 500 or 429) is injected here, *before* the emulator stores anything, as a server
-that fails a request does. The emulator does not assign uids; it does here on create, as the real
-server does (the runtime puts them into owner references).
+that fails a request does. The emulator assigns no uid or resourceVersion; this one does on
+create, as the real server does (owner references carry uids; kopf tests resourceVersion).
 """
 
 from __future__ import annotations
@@ -28,17 +28,23 @@ from bespoke_operator.runtimes.kubernetes.client import KubeApi
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "text-classification-lora.yaml"
 NAMESPACE = "ns1"
 NAME = "sentiment"
-RESOURCES = (
-    "bespoke.dev/v1alpha1/modelcustomizations",
-    "bespoke.dev/v1alpha1/modelversions",
-    "batch/v1/jobs",
-    "v1/pods",
-    "v1/configmaps",
-    "v1/events",
-    "v1/services",
-    "apps/v1/deployments",
-    "policy/v1/poddisruptionbudgets",
-)
+RESOURCES = {
+    "bespoke.dev/v1alpha1/modelcustomizations": "ModelCustomization",
+    "bespoke.dev/v1alpha1/modelversions": "ModelVersion",
+    "batch/v1/jobs": "Job",
+    "v1/pods": "Pod",
+    "v1/configmaps": "ConfigMap",
+    "v1/events": "Event",
+    "v1/services": "Service",
+    "apps/v1/deployments": "Deployment",
+    "policy/v1/poddisruptionbudgets": "PodDisruptionBudget",
+}
+# Cluster-scoped: kopf lists namespaces to start its per-namespace watches, and watches CRDs.
+CLUSTER_RESOURCES = {
+    "v1/namespaces": "Namespace",
+    "apiextensions.k8s.io/v1/customresourcedefinitions": "CustomResourceDefinition",
+}
+_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 
 
 @dataclass
@@ -79,6 +85,9 @@ class FaultyKubernetes(kmock.KubernetesEmulator):
             metadata = request.data.setdefault("metadata", {})
             metadata.setdefault("uid", str(uuid.uuid4()))
             metadata.setdefault("generation", 1)
+            # kopf guards its JSON patches with a test on resourceVersion; the emulator never
+            # bumps it, so the guard always holds here (conflicts are the real server's job).
+            metadata.setdefault("resourceVersion", "1")
         return await super()._handle(request)
 
     def stored(self, plural: str) -> list[dict[str, Any]]:
@@ -94,8 +103,19 @@ class FaultyKubernetes(kmock.KubernetesEmulator):
 async def kube() -> AsyncIterator[FaultyKubernetes]:
     """A running emulator that knows Bespoke's resources and the children it creates."""
     async with FaultyKubernetes() as handler, kmock.Server(handler):
-        for resource in RESOURCES:
-            handler.resources[resource] = kmock.ResourceInfo()
+        for resource, kind in RESOURCES.items():
+            handler.resources[resource] = kmock.ResourceInfo(
+                namespaced=True, kind=kind, verbs=_VERBS, subresources={"status"}
+            )
+        for resource, kind in CLUSTER_RESOURCES.items():
+            handler.resources[resource] = kmock.ResourceInfo(
+                namespaced=False, kind=kind, verbs=_VERBS
+            )
+        handler.objects["v1/namespaces", None, NAMESPACE] = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": NAMESPACE, "uid": str(uuid.uuid4()), "resourceVersion": "1"},
+        }
         yield handler
 
 
