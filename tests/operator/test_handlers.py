@@ -56,7 +56,7 @@ def _reconciles(memo: kopf.Memo, result: str) -> float:
 
 
 @pytest.mark.parametrize(
-    ("request", "status", "delay"),
+    ("call", "status", "delay"),
     [
         (("POST", "/jobs"), 500, 2),
         (("POST", "/jobs"), 429, 10),
@@ -65,11 +65,11 @@ def _reconciles(memo: kopf.Memo, result: str) -> float:
     ],
 )
 async def test_retryable_answers_become_temporary_errors_and_the_retry_heals(
-    kube: FaultyKubernetes, api: KubeApi, request: tuple[str, str], status: int, delay: int
+    kube: FaultyKubernetes, api: KubeApi, call: tuple[str, str], status: int, delay: int
 ) -> None:
     memo = _memo(api)
     body = await _create(api)
-    fault = Fault(*request, status)
+    fault = Fault(*call, status)
     kube.faults.append(fault)
 
     with pytest.raises(kopf.TemporaryError) as raised:
