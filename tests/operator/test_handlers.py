@@ -7,7 +7,8 @@ longer); a permanent one (403) is written into status as Stalled; an invalid spe
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import kopf
 import pytest
@@ -23,6 +24,9 @@ from tests.operator.conftest import NAME, NAMESPACE, Fault, FaultyKubernetes, cu
 pytestmark = pytest.mark.asyncio
 
 MC_PATH = resource_path(API_VERSION, "modelcustomizations", NAMESPACE, NAME)
+# kopf's decorators type the handler as its callback protocol (every kwarg kopf passes); the
+# handler itself takes only `body` and `memo`, which is how these tests call it.
+reconcile_customization = cast("Callable[..., Awaitable[None]]", handlers.reconcile_customization)
 
 
 def _memo(api: KubeApi) -> kopf.Memo:
@@ -39,7 +43,7 @@ async def _create(api: KubeApi, body: dict[str, Any] | None = None) -> kopf.Body
     )
     stored = await api.get(MC_PATH)
     assert stored is not None
-    return kopf.Body(stored)
+    return kopf.Body(cast("kopf.RawBody", stored))
 
 
 def _conditions(kube: FaultyKubernetes) -> dict[str, tuple[str, str]]:
@@ -73,7 +77,7 @@ async def test_retryable_answers_become_temporary_errors_and_the_retry_heals(
     kube.faults.append(fault)
 
     with pytest.raises(kopf.TemporaryError) as raised:
-        await handlers.reconcile_customization(body=body, memo=memo)
+        await reconcile_customization(body=body, memo=memo)
 
     assert fault.hits, "the fault was never reached"
     assert raised.value.delay == delay
@@ -82,7 +86,7 @@ async def test_retryable_answers_become_temporary_errors_and_the_retry_heals(
     assert "Stalled" not in _conditions(kube) or _conditions(kube)["Stalled"][0] == "False"
 
     # kopf calls the handler again after the delay; the server answers normally by then.
-    await handlers.reconcile_customization(body=body, memo=memo)
+    await reconcile_customization(body=body, memo=memo)
 
     assert [j["metadata"]["name"] for j in kube.stored("jobs")] == ["sentiment-v1-train-1"]
     assert _conditions(kube)["Reconciling"] == ("True", "Training")
@@ -98,7 +102,7 @@ async def test_permanent_api_failure_is_written_as_stalled(
     kube.faults.append(Fault("POST", "/jobs", 403))
 
     with pytest.raises(kopf.TemporaryError) as raised:
-        await handlers.reconcile_customization(body=body, memo=memo)
+        await reconcile_customization(body=body, memo=memo)
 
     # Still retried (a person may grant the permission), but slowly and visibly.
     assert raised.value.delay == 60
@@ -117,7 +121,7 @@ async def test_invalid_spec_is_a_permanent_error_with_stalled_status_and_no_job(
     body = await _create(api, document)
 
     with pytest.raises(kopf.PermanentError, match="learningRate"):
-        await handlers.reconcile_customization(body=body, memo=memo)
+        await reconcile_customization(body=body, memo=memo)
 
     conditions = _conditions(kube)
     assert conditions["Stalled"] == ("True", "InvalidSpec")
