@@ -160,7 +160,7 @@ def _rss(pid: int) -> int:
 
 @contextlib.contextmanager
 def _operator(
-    kind: str, namespace: str, cluster: EnvtestCluster, workdir: Path
+    kind: str, namespace: str, cluster: EnvtestCluster, workdir: Path, extra_env: dict[str, str]
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Starts one operator process and waits until kopf reports itself alive."""
     port = _free_port()
@@ -176,6 +176,7 @@ def _operator(
             [str(REPO / "operator"), os.environ.get("PYTHONPATH", "")]
         ).rstrip(os.pathsep),
         "BESPOKE_METRICS_PORT": "0",
+        **extra_env,
     }
     log = (workdir / f"{kind}-{namespace}.log").open("wb")
     argv = [sys.executable, "-m", "kopf", "run", "--standalone", "--quiet"]
@@ -241,12 +242,21 @@ def _customization(name: str, namespace: str) -> dict[str, Any]:
     return document
 
 
-def measure(kind: str, size: int, cluster: EnvtestCluster, workdir: Path, timeout_s: float) -> Run:
+def measure(
+    kind: str,
+    size: int,
+    cluster: EnvtestCluster,
+    workdir: Path,
+    *,
+    timeout_s: float,
+    extra_env: dict[str, str],
+) -> Run:
+    """One operator, one size: creates the customizations and times their Jobs."""
     namespace = f"bench-{kind[:4]}-{size}-{uuid.uuid4().hex[:6]}"
     cluster.create_namespace(namespace)
     server, context = _ssl_from_kubeconfig(cluster.kubeconfig)
     run = Run(kind, size)
-    with _operator(kind, namespace, cluster, workdir) as process:
+    with _operator(kind, namespace, cluster, workdir, extra_env) as process:
         cpu_at_start = _cpu_seconds(process.pid)
         watch = JobWatch(server, context, namespace, size)
         watch.start()
@@ -279,7 +289,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100 customizations, one repeat")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500, 1000])
     parser.add_argument("--repeats", type=int, default=1, help="runs per operator and size")
+    parser.add_argument(
+        "--reconcile-interval",
+        help="BESPOKE_RECONCILE_INTERVAL_SECONDS for Bespoke (default: the operator's own, 30)",
+    )
     args = parser.parse_args(argv)
+    extra_env = (
+        {"BESPOKE_RECONCILE_INTERVAL_SECONDS": args.reconcile_interval}
+        if args.reconcile_interval
+        else {}
+    )
     sizes = [100] if args.quick else args.sizes
     repeats = 1 if args.quick else args.repeats
 
@@ -294,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
                 # Alternate the order so neither operator always runs on a warmer server.
                 kinds = ["baseline", "bespoke"] if repeat % 2 == 0 else ["bespoke", "baseline"]
                 for kind in kinds:
-                    run = measure(kind, size, cluster, Path(tmp), timeout_s=60 + size * 0.5)
+                    timeout_s = 60 + size * 0.5
+                    run = measure(
+                        kind, size, cluster, Path(tmp), timeout_s=timeout_s, extra_env=extra_env
+                    )
                     results.setdefault((kind, size), []).append(run)
                     # The machine is shared: the load average says how contended a run was.
                     load = round(os.getloadavg()[0], 2)
@@ -331,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                 "memory_delta_mb": final.get("memory_delta_mb"),
                 "targets": {"ratio_at_least": 0.5, "memory_delta_mb_at_most": 50},
                 "machine": f"{os.cpu_count()} CPUs, shared with other work",
+                "bespoke_env": extra_env,
             }
         ),
         flush=True,
