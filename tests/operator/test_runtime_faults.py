@@ -78,6 +78,11 @@ async def test_conflict_on_job_create_is_success(kube: FaultyKubernetes, api: Ku
 
     assert len(kube["post", JOBS]) == 2
     assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
+    # The emulator answers a repeated create with 409 (seen raw here), which `create` maps to None.
+    with pytest.raises(ApiError) as conflict:
+        await api._call("POST", JOBS, body=original)
+    assert conflict.value.status == 409
+    assert await api.create(JOBS, original) is None
     assert kube.stored("jobs")[0] == original  # the existing Job is left as it was
     assert _condition(outcome.status, "Stalled") == ("False", "AsExpected")
     assert _condition(outcome.status, "Reconciling") == ("True", "Training")
