@@ -1,0 +1,144 @@
+"""The Kubernetes runtime against kmock's emulator: idempotent passes, 409s, faults, bad specs.
+
+kmock answers like an API server but is not one (no label selectors, no schema, no defaults):
+the same behaviours are proven on the real kube-apiserver in tests/cluster/test_operator.py
+where a real server can produce them; the faults here are the ones it cannot produce on demand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bespoke_operator.api import API_VERSION
+from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
+from bespoke_operator.runtimes.kubernetes.objects import Images
+from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime
+from tests.operator.conftest import NAME, NAMESPACE, Fault, FaultyKubernetes, customization
+
+pytestmark = pytest.mark.asyncio
+
+JOBS = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"
+MC_PATH = resource_path(API_VERSION, "modelcustomizations", NAMESPACE, NAME)
+
+
+async def _stored_customization(api: KubeApi, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    await api.create(
+        resource_path(API_VERSION, "modelcustomizations", NAMESPACE), body or customization()
+    )
+    fresh = await api.get(MC_PATH)
+    assert fresh is not None
+    return fresh
+
+
+def _runtime(api: KubeApi) -> KubernetesRuntime:
+    return KubernetesRuntime(api, Images(trainer="trainer:test", serving="serving:test"))
+
+
+def _names(kube: FaultyKubernetes, plural: str) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in kube.stored(plural))
+
+
+def _condition(outcome_status: Any, type_: str) -> tuple[str, str]:
+    condition = next(c for c in outcome_status.conditions if c.type == type_)
+    return condition.status, condition.reason
+
+
+async def test_repeated_passes_create_one_version_one_config_and_one_job(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    runtime = _runtime(api)
+    body = await _stored_customization(api)
+
+    for _ in range(3):
+        outcome = await runtime.reconcile(body)
+
+    assert _names(kube, "modelversions") == ["sentiment-v1"]
+    assert _names(kube, "configmaps") == ["sentiment-v1-trainer"]
+    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
+    assert len(kube["post", JOBS]) == 1  # later passes saw the Job and asked for nothing
+    job = kube.stored("jobs")[0]
+    owner = job["metadata"]["ownerReferences"][0]
+    version = kube.stored("modelversions")[0]
+    assert (owner["kind"], owner["uid"]) == ("ModelVersion", version["metadata"]["uid"])
+    assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+
+
+async def test_conflict_on_job_create_is_success(kube: FaultyKubernetes, api: KubeApi) -> None:
+    runtime = _runtime(api)
+    body = await _stored_customization(api)
+    await runtime.reconcile(body)
+    original = kube.stored("jobs")[0]
+    # A stale read (an informer cache, a lagging replica) hides the Job the last pass created,
+    # so the next pass creates it again and the server answers 409 Conflict.
+    kube.override["get", JOBS] << {"kind": "JobList", "apiVersion": "batch/v1", "items": []}
+
+    outcome = await runtime.reconcile(body)
+
+    assert len(kube["post", JOBS]) == 2
+    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
+    # The emulator answers a repeated create with 409 (seen raw here), which `create` maps to None.
+    with pytest.raises(ApiError) as conflict:
+        await api._call("POST", JOBS, body=original)
+    assert conflict.value.status == 409
+    assert await api.create(JOBS, original) is None
+    assert kube.stored("jobs")[0] == original  # the existing Job is left as it was
+    assert _condition(outcome.status, "Stalled") == ("False", "AsExpected")
+    assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_server_error_on_job_create_surfaces_as_retryable_then_heals(
+    kube: FaultyKubernetes, api: KubeApi, status: int
+) -> None:
+    runtime = _runtime(api)
+    body = await _stored_customization(api)
+    kube.faults.append(Fault("POST", "/jobs", status))
+
+    with pytest.raises(ApiError) as raised:
+        await runtime.reconcile(body)
+
+    assert raised.value.status == status
+    assert raised.value.retryable
+    assert _names(kube, "jobs") == []
+    # The version and its config were created before the failure; the retry reuses them.
+    assert _names(kube, "modelversions") == ["sentiment-v1"]
+    outcome = await runtime.reconcile(body)
+    assert _names(kube, "modelversions") == ["sentiment-v1"]
+    assert _names(kube, "configmaps") == ["sentiment-v1-trainer"]
+    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
+    assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+
+
+async def test_forbidden_is_not_retryable(kube: FaultyKubernetes, api: KubeApi) -> None:
+    body = await _stored_customization(api)
+    kube.faults.append(Fault("POST", "/jobs", 403))
+
+    with pytest.raises(ApiError) as raised:
+        await _runtime(api).reconcile(body)
+
+    assert raised.value.status == 403
+    assert not raised.value.retryable
+
+
+async def test_invalid_spec_is_stalled_with_a_reason_and_creates_nothing(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    # The CRD rejects this on a real server; the runtime must still refuse it if it gets through
+    # (an older CRD, a schema bypassed by a status-only write, a hand-edited object).
+    body = customization()
+    body["spec"]["training"]["learningRate"] = 0.0002
+    stored = await _stored_customization(api, body)
+
+    outcome = await _runtime(api).reconcile(stored)
+
+    assert outcome.decision is None
+    stalled = next(c for c in outcome.status.conditions if c.type == "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "InvalidSpec")
+    assert "learningRate" in stalled.message
+    assert _condition(outcome.status, "Ready") == ("False", "InvalidSpec")
+    assert outcome.status.observed_generation == 1
+    assert _names(kube, "jobs") == []
+    assert _names(kube, "modelversions") == []
+    assert len(kube["post", JOBS]) == 0
