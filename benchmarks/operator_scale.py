@@ -41,7 +41,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.cluster.envtest_cluster import EnvtestCluster  # noqa: E402
+from tests.cluster.envtest_cluster import EnvtestCluster
 
 GROUP_PATH = "/apis/bespoke.dev/v1alpha1"
 EXAMPLE = REPO / "examples" / "text-classification-lora.yaml"
