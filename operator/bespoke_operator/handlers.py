@@ -23,7 +23,7 @@ from typing import Any, Final
 import kopf
 from prometheus_client import start_http_server
 
-from bespoke_operator.api import API_VERSION, ModelCustomization
+from bespoke_operator.api import API_VERSION, ModelCustomization, ModelCustomizationStatus
 from bespoke_operator.api.crd import GROUP, VERSION
 from bespoke_operator.metrics import OperatorMetrics
 from bespoke_operator.reconcile import APPROVAL_ANNOTATION
@@ -104,6 +104,8 @@ async def reconcile_periodically(body: kopf.Body, memo: kopf.Memo, **_: Any) -> 
 @kopf.on.event(GROUP, VERSION, "modelversions", annotations={APPROVAL_ANNOTATION: kopf.PRESENT})
 async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A trainer finished, a rollout progressed, or a version was approved: reconcile its owner."""
+    if body.get("kind") == "Job" and not _finished(body):
+        return  # a Job being created or running changes nothing the core decides on
     name = body.get("metadata", {}).get("labels", {}).get("bespoke.dev/customization")
     namespace = body.get("metadata", {}).get("namespace")
     if not name or not namespace:
@@ -112,6 +114,14 @@ async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = await memo.runtime.api.get(path)
     if owner is not None and not owner["metadata"].get("deletionTimestamp"):
         await _reconcile(memo, owner, read_drift=False)
+
+
+def _finished(job: Mapping[str, Any]) -> bool:
+    status = job.get("status") or {}
+    conditions = status.get("conditions") or []
+    return bool(status.get("succeeded") or status.get("failed")) or any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions
+    )
 
 
 async def _reconcile(
@@ -133,7 +143,8 @@ async def _reconcile(
             current = fresh
             drift = await _drift_if_due(runtime, fresh) if read_drift else None
             outcome = await runtime.reconcile(fresh, drift)
-            await _write_status(runtime, key, outcome)
+            if _status_changed(fresh, outcome):
+                await _write_status(runtime, key, outcome)
         except ApiError as exc:
             result = "temporary" if exc.retryable else "error"
             metrics.observe_reconcile(result, time.perf_counter() - started)
@@ -160,6 +171,15 @@ async def _drift_if_due(runtime: KubernetesRuntime, body: Mapping[str, Any]) -> 
     if drift is not None and datetime.now(UTC) - drift.checked_at < interval:
         return None
     return await runtime.read_drift(mc)
+
+
+def _status_changed(body: Mapping[str, Any], outcome: Outcome) -> bool:
+    """Whether the new status differs from the stored one (an unchanged one is not rewritten)."""
+    try:
+        stored = ModelCustomizationStatus.model_validate(body.get("status") or {})
+    except ValueError:
+        return True
+    return stored != outcome.status
 
 
 async def _write_status(runtime: KubernetesRuntime, key: tuple[str, str], outcome: Outcome) -> None:

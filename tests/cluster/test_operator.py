@@ -40,8 +40,11 @@ def namespace(envtest_controller_manager: EnvtestCluster) -> str:
 
 @pytest.fixture
 def operator_env(
-    envtest_controller_manager: EnvtestCluster, monkeypatch: pytest.MonkeyPatch
+    envtest: EnvtestCluster,
+    envtest_controller_manager: EnvtestCluster,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> EnvtestCluster:
+    """The control plane with the CRDs installed and the controller-manager running."""
     monkeypatch.setenv("KUBECONFIG", str(envtest_controller_manager.kubeconfig))
     monkeypatch.setenv("BESPOKE_METRICS_PORT", "0")
     return envtest_controller_manager

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bespoke_operator.api import ModelVersion, ModelVersionStatus
+from bespoke_operator.api import ModelVersion, ModelVersionSpec, ModelVersionStatus
 
 __all__ = [
     "Action",
@@ -34,6 +34,8 @@ class StartTrainer:
     version: int
     attempt: int
     config: dict[str, Any] = field(compare=False, hash=False, default_factory=dict)
+    #: What the version was created from, so a runtime need not read it back.
+    spec: ModelVersionSpec | None = field(compare=False, hash=False, default=None)
 
 
 @dataclass(frozen=True)

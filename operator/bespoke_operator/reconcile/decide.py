@@ -281,7 +281,7 @@ def _start(plan: _Plan, number: int, attempt: int) -> None:
         else None,
         champion_uri=_artifacts(plan, champion) if champion is not None else None,
     )
-    plan.actions.append(StartTrainer(number, attempt, config))
+    plan.actions.append(StartTrainer(number, attempt, config, spec))
     started = plan.statuses[number].started_at or plan.now
     plan.update(
         number, phase="Training", reason="TrainerStarted", attempts=attempt, started_at=started

@@ -200,13 +200,14 @@ class KubernetesRuntime:
     ) -> None:
         namespace = mc.metadata.namespace or "default"
         version_object = version_name(mc.metadata.name, action.version)
-        path = resource_path(API_VERSION, _VERSIONS, namespace, version_object)
-        version = await self.api.get(path)
-        if version is None:
-            raise RuntimeError(f"ModelVersion {version_object} vanished before its trainer started")
-        uid = uids.get(action.version) or version["metadata"]["uid"]
+        spec, uid = action.spec, uids.get(action.version)
+        if spec is None or not uid:  # not known from this pass: read it back
+            path = resource_path(API_VERSION, _VERSIONS, namespace, version_object)
+            found = await self.api.get(path)
+            if found is None:
+                raise RuntimeError(f"ModelVersion {version_object} vanished before its trainer")
+            spec, uid = observe.parse_versions([found])[0].spec, found["metadata"]["uid"]
         owner = objects.OwnerRef(API_VERSION, "ModelVersion", version_object, uid)
-        spec = observe.parse_versions([version])[0].spec
         await self.api.create(
             resource_path("v1", "configmaps", namespace),
             objects.trainer_configmap(spec, action.config, namespace, owner),
