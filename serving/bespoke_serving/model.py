@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,7 +152,12 @@ def _peft_model(
     base = _auto(info, where)
     # The adapter carries the trained classifier head (`modules_to_save`), so the randomly
     # initialised head of the base is replaced here.
-    model = PeftModel.from_pretrained(base, adapter_dir)
+    with warnings.catch_warnings():
+        # PEFT 0.21 still asks transformers 5 for a renamed attribute; harmless, not ours.
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+        )
+        model = PeftModel.from_pretrained(base, adapter_dir)
     if merge:
         return model.merge_and_unload()  # type: ignore[no-any-return]
     return model  # type: ignore[return-value]
