@@ -30,38 +30,48 @@ use_source_roots()
 import httpx  # noqa: E402
 from served_process import Served, free_port, start_service  # noqa: E402
 
-TEXTS = ["the food was great and the service wonderful", "terrible place, awful and rude",
-         "it was fine I guess", "amazing movie, I love it"]
+TEXTS = [
+    "the food was great and the service wonderful",
+    "terrible place, awful and rude",
+    "it was fine I guess",
+    "amazing movie, I love it",
+]
 TORCH_THREADS = "2"
 
 
 def _baseline_server(version_dir: str, port: int) -> None:
     """The baseline: one model call per request, no batching (runs in a child process)."""
-    import torch
+    # Heavy imports only in the child that serves the baseline, not in the load generator.
+    import torch  # noqa: PLC0415
 
-    from bespoke_serving.model import BaseLocation, Classifier, load_model
-    from bespoke_serving.version import read_version
+    from bespoke_serving.model import BaseLocation, Classifier, load_model  # noqa: PLC0415
+    from bespoke_serving.version import read_version  # noqa: PLC0415
 
     torch.set_num_threads(int(TORCH_THREADS))
     info = read_version(Path(version_dir), None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = load_model(Path(version_dir), BaseLocation(info.base_model.uri.removeprefix(
-            "file://")), info, merge=False)
+        model = load_model(
+            Path(version_dir),
+            BaseLocation(info.base_model.uri.removeprefix("file://")),
+            info,
+            merge=False,
+        )
     assert isinstance(model, Classifier)
     # Fast tokenizers are not thread-safe ("Already borrowed"): one model call at a time.
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._send(200, b"ok")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["content-length"])))
             with lock:
                 predictions = model.classify(body["texts"])
-            out = [{"label": p.label, "score": p.score, "version": info.version}
-                   for p in predictions]
+            out = [
+                {"label": p.label, "score": p.score, "version": info.version} for p in predictions
+            ]
             self._send(200, json.dumps(out).encode())
 
         def _send(self, status: int, body: bytes) -> None:
@@ -84,7 +94,11 @@ def _start_baseline(version_dir: Path, workdir: Path) -> Served:
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, __file__, "--baseline-server", str(version_dir), str(port)],
-            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     return Served(process, f"http://127.0.0.1:{port}", log)
 
@@ -102,8 +116,9 @@ async def _load(url: str, concurrency: int, seconds: float) -> dict[str, Any]:
             while time.perf_counter() < stop_at:
                 start = time.perf_counter()
                 try:
-                    response = await client.post(url + "/classify",
-                                                 json={"texts": [TEXTS[i % len(TEXTS)]]})
+                    response = await client.post(
+                        url + "/classify", json={"texts": [TEXTS[i % len(TEXTS)]]}
+                    )
                 except httpx.HTTPError:
                     errors += 1
                     continue
@@ -121,9 +136,13 @@ async def _load(url: str, concurrency: int, seconds: float) -> dict[str, Any]:
     def pct(q: float) -> float:
         return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 1)
 
-    return {"requests_per_second": round(len(latencies) / elapsed, 2),
-            "p50_ms": pct(0.50) if latencies else None, "p99_ms": pct(0.99) if latencies else None,
-            "ok": len(latencies), "errors": errors}
+    return {
+        "requests_per_second": round(len(latencies) / elapsed, 2),
+        "p50_ms": pct(0.50) if latencies else None,
+        "p99_ms": pct(0.99) if latencies else None,
+        "ok": len(latencies),
+        "errors": errors,
+    }
 
 
 def _run(name: str, served: Served, levels: list[int], seconds: float) -> dict[int, dict[str, Any]]:
@@ -155,8 +174,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs (< 3 minutes)")
     parser.add_argument("--version-dir", type=Path, help="serve this version instead of building")
-    parser.add_argument("--baseline-server", nargs=2, metavar=("VERSION_DIR", "PORT"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--baseline-server", nargs=2, metavar=("VERSION_DIR", "PORT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.baseline_server:
         _baseline_server(args.baseline_server[0], int(args.baseline_server[1]))
@@ -166,7 +186,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bespoke-bench-"))
     version_dir = args.version_dir
     if version_dir is None:
-        from version_factory import MINILM_DIR, build_classifier_version
+        from version_factory import MINILM_DIR, build_classifier_version  # noqa: PLC0415
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -177,27 +197,40 @@ def main() -> None:
     for name, start in (
         ("baseline", lambda: _start_baseline(version_dir, workdir)),
         ("bespoke", lambda: start_service(_bespoke_env(version_dir, True), workdir)),
-        ("bespoke-monitoring-off",
-         lambda: start_service(_bespoke_env(version_dir, False), workdir)),
+        (
+            "bespoke-monitoring-off",
+            lambda: start_service(_bespoke_env(version_dir, False), workdir),
+        ),
     ):
         served = start()
         try:
-            results[name] = _run(name, served, levels if name != "bespoke-monitoring-off"
-                                 else [32], seconds)
+            results[name] = _run(
+                name, served, levels if name != "bespoke-monitoring-off" else [32], seconds
+            )
         finally:
             served.stop()
 
     on, off = results["bespoke"][32], results["bespoke-monitoring-off"][32]
-    emit({"comparison": "monitoring on vs off at concurrency 32",
-          "throughput_cost_ratio": round(1 - on["requests_per_second"]
-                                         / off["requests_per_second"], 3),
-          "p99_cost_ratio": round(on["p99_ms"] / off["p99_ms"] - 1, 3)})
+    emit(
+        {
+            "comparison": "monitoring on vs off at concurrency 32",
+            "throughput_cost_ratio": round(
+                1 - on["requests_per_second"] / off["requests_per_second"], 3
+            ),
+            "p99_cost_ratio": round(on["p99_ms"] / off["p99_ms"] - 1, 3),
+        }
+    )
     base = results["baseline"][32]
-    emit({"benchmark": "serving_throughput",
-          "baseline": "same model behind stdlib ThreadingHTTPServer, one model call per request",
-          "concurrency": 32, "bespoke_requests_per_second": on["requests_per_second"],
-          "baseline_requests_per_second": base["requests_per_second"],
-          "ratio": round(on["requests_per_second"] / base["requests_per_second"], 2)})
+    emit(
+        {
+            "benchmark": "serving_throughput",
+            "baseline": "same model behind stdlib ThreadingHTTPServer, one model call per request",
+            "concurrency": 32,
+            "bespoke_requests_per_second": on["requests_per_second"],
+            "baseline_requests_per_second": base["requests_per_second"],
+            "ratio": round(on["requests_per_second"] / base["requests_per_second"], 2),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`compute_drift`: compare production traffic with the version's reference data on text features."""
+"""`compute_drift`: production traffic against the version's reference data, on text features."""
 
 from __future__ import annotations
 
@@ -81,24 +81,24 @@ def drift_between(
     share = min(max(report.drifted_share, 0.0), 1.0)
     return DriftResult(
         version=version,
-        checkedAt=now or datetime.now(UTC),
-        windowRows=len(current),
-        datasetDrift=report.drifted_columns > 0 and share >= threshold,
-        driftShare=share,
+        checked_at=now or datetime.now(UTC),
+        window_rows=len(current),
+        dataset_drift=report.drifted_columns > 0 and share >= threshold,
+        drift_share=share,
         method=method,
         threshold=threshold,
         features=scores,
-        featureMethods={k: v.method for k, v in report.columns.items()},
-        predictionMix=prediction_mix(current, labels),
+        feature_methods={k: v.method for k, v in report.columns.items()},
+        prediction_mix=prediction_mix(current, labels),
     )
 
 
 def prediction_mix(features: pd.DataFrame, labels: Sequence[str] = ()) -> dict[str, float]:
     """Share of each predicted label in a frame; known labels appear even when absent."""
     if "predictedLabel" not in features.columns or len(features) == 0:
-        return {label: 0.0 for label in labels}
+        return dict.fromkeys(labels, 0.0)
     counts = features["predictedLabel"].value_counts()
-    mix = {label: 0.0 for label in labels}
+    mix = dict.fromkeys(labels, 0.0)
     for label, count in counts.items():
         if not labels or label in mix:
             mix[str(label)] = float(count) / len(features)

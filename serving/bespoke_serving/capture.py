@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 
@@ -60,7 +61,7 @@ class JsonlSink:
         """Flush and close the current file."""
         self._file.close()
 
-    def _open(self):  # type: ignore[no-untyped-def]
+    def _open(self) -> TextIO:
         # Nanosecond stamps keep names unique and sortable across rotations and restarts.
         path = self.directory / f"{self.prefix}-{time.time_ns():020d}.jsonl"
         return open(path, "a", encoding="utf-8")

@@ -86,7 +86,9 @@ class DriftLoop:
         self._collector.update(result)
         log.info(
             "Drift computed: share %.2f, detected %s, %d rows",
-            result.drift_share, result.dataset_drift, result.window_rows,
+            result.drift_share,
+            result.dataset_drift,
+            result.window_rows,
         )
         return result
 

@@ -154,8 +154,9 @@ class RequestGuard:
 
     async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, Problem | None]:
         limit = self.limits.max_request_bytes
-        too_big = Problem(413, f"request body exceeds maxRequestBytes={limit}", None,
-                          "maxRequestBytes")
+        too_big = Problem(
+            413, f"request body exceeds maxRequestBytes={limit}", None, "maxRequestBytes"
+        )
         headers = dict(scope.get("headers") or [])
         content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
         if content_type.split(";")[0].strip().lower() != "application/json":

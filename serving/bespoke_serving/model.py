@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from peft import PeftModel
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -38,7 +39,8 @@ class Classifier:
     def __init__(
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, info: VersionInfo
     ) -> None:
-        self.model = model.eval()
+        model.eval()  # type: ignore[no-untyped-call]
+        self.model = model
         self.tokenizer = tokenizer
         self.labels = info.labels
         self.max_length = info.max_sequence_length
@@ -66,15 +68,14 @@ class Generator:
     def __init__(
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, info: VersionInfo
     ) -> None:
-        self.model = model.eval()
+        model.eval()  # type: ignore[no-untyped-call]
+        self.model = model
         self.tokenizer = tokenizer
         self.max_length = info.max_sequence_length
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
 
-    def generate(
-        self, prompt: str, max_new_tokens: int, temperature: float, top_p: float
-    ) -> str:
+    def generate(self, prompt: str, max_new_tokens: int, temperature: float, top_p: float) -> str:
         """The continuation of `prompt` (without the prompt itself)."""
         encoded = self.tokenizer(
             prompt, truncation=True, max_length=self.max_length, return_tensors="pt"
@@ -89,7 +90,7 @@ class Generator:
                 top_p=top_p if sample else None,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
-        new_tokens = output[0, encoded["input_ids"].shape[1]:]
+        new_tokens = output[0, encoded["input_ids"].shape[1] :]
         return str(self.tokenizer.decode(new_tokens, skip_special_tokens=True))
 
 
@@ -138,17 +139,13 @@ def _auto(info: VersionInfo, where: BaseLocation) -> PreTrainedModel:
             path, config=config, revision=revision, use_safetensors=True
         )
     else:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, revision=revision, use_safetensors=True
-        )
+        model = AutoModelForCausalLM.from_pretrained(path, revision=revision, use_safetensors=True)
     return model  # type: ignore[no-any-return]
 
 
 def _peft_model(
     where: BaseLocation, adapter_dir: Path, info: VersionInfo, merge: bool
 ) -> PreTrainedModel:
-    from peft import PeftModel
-
     base = _auto(info, where)
     # The adapter carries the trained classifier head (`modules_to_save`), so the randomly
     # initialised head of the base is replaced here.

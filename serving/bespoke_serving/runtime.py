@@ -8,6 +8,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bespoke_monitor import DriftCollector, DriftResult
 from bespoke_serving.capture import JsonlSink, TrafficCapture
 from bespoke_serving.drift_loop import DriftLoop
@@ -153,8 +155,6 @@ class Runtime:
     def _load_model(self) -> None:
         settings = self.settings
         if settings.torch_threads:
-            import torch
-
             torch.set_num_threads(settings.torch_threads)
         uri = settings.base_model_uri or self.info.base_model.uri
         base: BaseLocation

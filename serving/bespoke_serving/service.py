@@ -1,4 +1,4 @@
-"""The BentoML service serving one Bespoke model version (configuration: `bespoke_serving.settings`).
+"""The BentoML service serving one model version (configured by `bespoke_serving.settings`).
 
 Routes: `POST /classify` (adaptive batching), `POST /generate`, `GET /drift`, and BentoML's
 `/healthz`, `/readyz` (ready only after load and warm-up) and `/metrics` (with Bespoke's drift
@@ -62,7 +62,8 @@ class Bespoke:
     def __metrics__(self, content: str) -> str:
         return content + self.runtime.collector.exposition()
 
-    @bentoml.api(
+    # bentoml's decorators are untyped; the signatures below are what they expose.
+    @bentoml.api(  # type: ignore[untyped-decorator]
         batchable=True,
         max_batch_size=SETTINGS.max_batch_size,
         max_latency_ms=SETTINGS.max_latency_ms,
@@ -74,7 +75,7 @@ class Bespoke:
         except (NotReadyError, WrongTaskError) as exc:
             raise _http_error(exc) from exc
 
-    @bentoml.api
+    @bentoml.api  # type: ignore[untyped-decorator]
     def generate(
         self,
         prompt: str,
@@ -88,9 +89,10 @@ class Bespoke:
         except (NotReadyError, WrongTaskError) as exc:
             raise _http_error(exc) from exc
 
-    @bentoml.on_shutdown
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]
     def _shutdown(self) -> None:
         self.runtime.close()
 
 
-Bespoke.add_asgi_middleware(RequestGuard, limits=limits_of(SETTINGS))
+# `bentoml.service` returns a Service wrapper; mypy still sees the decorated class.
+Bespoke.add_asgi_middleware(RequestGuard, limits=limits_of(SETTINGS))  # type: ignore[attr-defined]

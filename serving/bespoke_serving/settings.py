@@ -1,27 +1,22 @@
 """Typed serving settings read from environment variables (the operator's Deployment sets them).
 
-| variable | meaning | default |
-|---|---|---|
-| `BESPOKE_MODEL_URI` | the version directory (`<storage>/versions/vN`): `file:///abs`, a plain path, `pvc://claim/path` or `s3://bucket/prefix` | required |
-| `BESPOKE_VERSION` | the version number N, checked against `bespoke-version.json` | from the file |
-| `BESPOKE_BASE_MODEL_URI` | overrides the base model location recorded in the version | from the file |
-| `BESPOKE_NAMESPACE`, `BESPOKE_CUSTOMIZATION` | metric labels | `default`, `local` |
-| `BESPOKE_MERGE_ADAPTER` | merge the LoRA adapter into the base weights at load | `false` |
-| `BESPOKE_MAX_BATCH_SIZE`, `BESPOKE_MAX_LATENCY_MS` | BentoML adaptive batching of `/classify` | `32`, `100` |
-| `BESPOKE_MAX_TEXTS_PER_REQUEST` | texts per `/classify` request | `64` |
-| `BESPOKE_MAX_CHARACTERS_PER_TEXT` | characters per text or prompt | `4000` |
-| `BESPOKE_MAX_NEW_TOKENS` | upper bound of `max_new_tokens` for `/generate` | `256` |
-| `BESPOKE_MAX_REQUEST_BYTES` | request body size | `1048576` |
-| `BESPOKE_CAPTURE_WINDOW_SIZE` | rows kept in memory for drift (monitoring.windowSize) | `1000` |
-| `BESPOKE_CAPTURE_URI` | directory (local path, `file://` or `pvc://`) for captured JSONL; unset = off | unset |
-| `BESPOKE_CAPTURE_MAX_BYTES`, `BESPOKE_CAPTURE_MAX_FILES` | JSONL rotation: file size and files kept | `67108864`, `10` |
-| `BESPOKE_DRIFT_ENABLED` | run the drift loop in the background | `true` |
-| `BESPOKE_DRIFT_INTERVAL_SECONDS` | seconds between drift computations | `300` |
-| `BESPOKE_DRIFT_METHOD` | `auto`, `psi`, `ks`, `wasserstein` or `jensenshannon` | `auto` |
-| `BESPOKE_DRIFT_THRESHOLD` | drifted-feature share that means dataset drift | `0.5` |
-| `BESPOKE_DRIFT_MIN_ROWS` | rows the window needs before drift is computed | `100` |
-| `BESPOKE_PVC_ROOT` | where `pvc://claim/...` volumes are mounted | `/mnt/pvc` |
-| `BESPOKE_TORCH_THREADS` | torch intra-op threads; 0 = torch's default | `0` |
+- `BESPOKE_MODEL_URI` (required): the version directory `<storage>/versions/vN`, as `file:///abs`,
+  a plain path, `pvc://claim/path` or `s3://bucket/prefix`.
+- `BESPOKE_VERSION`: the version number N, checked against `bespoke-version.json`.
+- `BESPOKE_BASE_MODEL_URI`: overrides the base model location recorded in the version.
+- `BESPOKE_NAMESPACE`, `BESPOKE_CUSTOMIZATION`: metric labels (`default`, `local`).
+- `BESPOKE_MERGE_ADAPTER`: merge the LoRA adapter into the base weights at load (`false`).
+- `BESPOKE_MAX_BATCH_SIZE`, `BESPOKE_MAX_LATENCY_MS`: adaptive batching of `/classify` (32, 100).
+- `BESPOKE_MAX_TEXTS_PER_REQUEST` (64), `BESPOKE_MAX_CHARACTERS_PER_TEXT` (4000),
+  `BESPOKE_MAX_NEW_TOKENS` (256), `BESPOKE_MAX_REQUEST_BYTES` (1048576): request limits.
+- `BESPOKE_CAPTURE_WINDOW_SIZE`: rows kept in memory for drift, monitoring.windowSize (1000).
+- `BESPOKE_CAPTURE_URI`: directory (path, `file://`, `pvc://`) for captured JSONL; unset = off.
+- `BESPOKE_CAPTURE_MAX_BYTES` (64 MiB), `BESPOKE_CAPTURE_MAX_FILES` (10): JSONL rotation.
+- `BESPOKE_DRIFT_ENABLED` (`true`), `BESPOKE_DRIFT_INTERVAL_SECONDS` (300),
+  `BESPOKE_DRIFT_METHOD` (`auto`|`psi`|`ks`|`wasserstein`|`jensenshannon`),
+  `BESPOKE_DRIFT_THRESHOLD` (drifted-feature share, 0.5), `BESPOKE_DRIFT_MIN_ROWS` (100).
+- `BESPOKE_PVC_ROOT`: where `pvc://claim/...` volumes are mounted (`/mnt/pvc`).
+- `BESPOKE_TORCH_THREADS`: torch intra-op threads, 0 = torch's default (0).
 """
 
 from __future__ import annotations

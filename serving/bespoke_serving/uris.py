@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+import fsspec
+
 __all__ = ["local_dir"]
 
 
@@ -26,8 +28,6 @@ def local_dir(uri: str, pvc_root: str, cache_dir: Path | None = None) -> Path:
 
 
 def _download(uri: str, cache_dir: Path) -> Path:
-    import fsspec
-
     target = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
     if not (target / ".complete").exists():
         fs, root = fsspec.core.url_to_fs(uri)

@@ -9,8 +9,14 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BaseModelRef", "VersionError", "VersionInfo", "read_reference", "read_version",
-           "read_vocabulary"]
+__all__ = [
+    "BaseModelRef",
+    "VersionError",
+    "VersionInfo",
+    "read_reference",
+    "read_version",
+    "read_vocabulary",
+]
 
 
 class VersionError(RuntimeError):

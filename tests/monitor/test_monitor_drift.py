@@ -37,7 +37,9 @@ def test_reference_traffic_raises_no_drift_over_ten_consecutive_windows() -> Non
     reference = reference_traffic(1000, seed=1)
     results = [
         compute_drift(
-            reference, reference_traffic(500, seed=100 + i), vocabulary=REFERENCE_WORDS,
+            reference,
+            reference_traffic(500, seed=100 + i),
+            vocabulary=REFERENCE_WORDS,
             labels=LABELS,
         )
         for i in range(10)
@@ -61,7 +63,11 @@ def test_planted_shift_is_detected_with_every_method(method: str) -> None:
     assert result.drift_share >= 0.5
     assert result.method == method
     assert set(result.features) == {
-        "textLength", "wordCount", "oovRate", "confidence", "predictedLabel"
+        "textLength",
+        "wordCount",
+        "oovRate",
+        "confidence",
+        "predictedLabel",
     }
     assert result.prediction_mix["negative"] > 0.8
     assert result.window_rows == 500
@@ -93,13 +99,23 @@ def test_invalid_inputs_are_rejected_with_the_reason() -> None:
 
 def test_result_payload_is_the_operator_contract() -> None:
     result = compute_drift(
-        reference_traffic(300, seed=1), shifted_traffic(200, seed=2),
-        vocabulary=REFERENCE_WORDS, labels=LABELS, version=7,
+        reference_traffic(300, seed=1),
+        shifted_traffic(200, seed=2),
+        vocabulary=REFERENCE_WORDS,
+        labels=LABELS,
+        version=7,
     )
     payload = result.payload()
     assert {
-        "version", "checkedAt", "windowRows", "datasetDrift", "driftShare", "method",
-        "threshold", "features", "predictionMix",
+        "version",
+        "checkedAt",
+        "windowRows",
+        "datasetDrift",
+        "driftShare",
+        "method",
+        "threshold",
+        "features",
+        "predictionMix",
     } <= set(payload)
     assert payload["version"] == 7
     assert DriftResult.model_validate(payload) == result
@@ -120,8 +136,11 @@ def test_gauges_agree_with_the_result() -> None:
     assert before == {("bespoke_drift_window_rows", base): 0.0}
 
     result = compute_drift(
-        reference_traffic(300, seed=1), shifted_traffic(200, seed=2),
-        vocabulary=REFERENCE_WORDS, labels=LABELS, version=4,
+        reference_traffic(300, seed=1),
+        shifted_traffic(200, seed=2),
+        vocabulary=REFERENCE_WORDS,
+        labels=LABELS,
+        version=4,
     )
     collector.update(result)
     samples = _samples(collector.exposition())
@@ -140,5 +159,9 @@ def test_gauges_agree_with_the_result() -> None:
         assert samples[key] == pytest.approx(result.prediction_mix[label])
     # Only bounded labels: nothing but namespace/customization/version/feature/label.
     assert {k for _, labels in samples for k, _ in labels} <= {
-        "namespace", "customization", "version", "feature", "label"
+        "namespace",
+        "customization",
+        "version",
+        "feature",
+        "label",
     }

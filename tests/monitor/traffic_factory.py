@@ -25,9 +25,7 @@ def shifted_traffic(rows: int, seed: int) -> pd.DataFrame:
     """Longer texts full of unseen words, a flipped label mix and unsure predictions."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(25, 60, rows)
-    texts = [
-        " ".join(rng.choice(REFERENCE_WORDS + _FOREIGN_WORDS * 3, n)) for n in lengths
-    ]
+    texts = [" ".join(rng.choice(REFERENCE_WORDS + _FOREIGN_WORDS * 3, n)) for n in lengths]
     predictions = rng.choice(["positive", "negative"], rows, p=[0.1, 0.9])
     confidence = rng.beta(2, 2, rows)
     return pd.DataFrame({"text": texts, "prediction": predictions, "confidence": confidence})

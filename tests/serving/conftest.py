@@ -54,8 +54,11 @@ def asgi_client(tiny_version: Path, tmp_path_factory: pytest.TempPathFactory) ->
     from starlette.testclient import TestClient
 
     capture_dir = tmp_path_factory.mktemp("capture")
-    env = {**ASGI_ENV, "BESPOKE_MODEL_URI": tiny_version.as_uri(),
-           "BESPOKE_CAPTURE_URI": str(capture_dir)}
+    env = {
+        **ASGI_ENV,
+        "BESPOKE_MODEL_URI": tiny_version.as_uri(),
+        "BESPOKE_CAPTURE_URI": str(capture_dir),
+    }
     saved = {k: os.environ.get(k) for k in env}
     module = import_service(env)
     try:

@@ -64,7 +64,11 @@ class Served:
 def _spawn(command: list[str], env: Mapping[str, str], log: Path, url: str) -> Served:
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
+            command,
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     return Served(process, url, log)
@@ -83,8 +87,15 @@ def start_service(env: Mapping[str, str], workdir: Path) -> Served:
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
     }
     bentoml = str(Path(sys.executable).parent / "bentoml")
-    command = [bentoml, "serve", "bespoke_serving.service:Bespoke", "--host", "127.0.0.1",
-               "--port", str(port)]
+    command = [
+        bentoml,
+        "serve",
+        "bespoke_serving.service:Bespoke",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     return _spawn(command, full_env, workdir / "bentoml.log", f"http://127.0.0.1:{port}")
 
 
@@ -99,7 +110,9 @@ def start_prometheus(binary: str, target: str, workdir: Path) -> Served:
         encoding="utf-8",
     )
     command = [
-        binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}",
         f"--web.listen-address=127.0.0.1:{port}",
     ]
     return _spawn(command, os.environ, workdir / "prometheus.log", f"http://127.0.0.1:{port}")

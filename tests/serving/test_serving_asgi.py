@@ -13,9 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 # BentoML 1.4 reads `model_fields` from instances on every request, which pydantic 2.11+
 # deprecates; the warning is BentoML's and would otherwise turn each request into a 500 here.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::pydantic.warnings.PydanticDeprecatedSince211"
-)
+pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211")
 
 
 def _runtime() -> Any:
@@ -45,7 +43,7 @@ def test_generate_on_a_classification_version_is_a_conflict(asgi_client: Any) ->
     assert "use /classify" in response.text
 
 
-BAD_REQUESTS: list[tuple[str, str, Any, dict[str, str], int, str]] = [
+BAD_REQUESTS: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
     ("not json", "/classify", b"{texts: [", {}, 400, "not valid JSON"),
     ("not an object", "/classify", b"[1, 2]", {}, 422, "JSON object"),
     ("texts missing", "/classify", b"{}", {}, 422, "`texts` is required"),
@@ -53,32 +51,71 @@ BAD_REQUESTS: list[tuple[str, str, Any, dict[str, str], int, str]] = [
     ("no texts", "/classify", b'{"texts": []}', {}, 422, "at least one"),
     ("a text not a string", "/classify", b'{"texts": ["a", 3]}', {}, 422, "`texts[1]`"),
     ("unknown field", "/classify", b'{"texts": ["a"], "x": 1}', {}, 422, "`x`"),
-    ("too many texts", "/classify", json.dumps({"texts": ["a"] * 5}).encode(), {}, 413,
-     "maxTextsPerRequest=4"),
-    ("text too long", "/classify", json.dumps({"texts": ["a", "b" * 301]}).encode(), {}, 413,
-     "maxCharactersPerText=300"),
-    ("body too large", "/classify", json.dumps({"texts": ["a" * 200] * 30}).encode(), {}, 413,
-     "maxRequestBytes=4096"),
-    ("not JSON content", "/classify", b"texts=a", {"content-type": "text/plain"}, 415,
-     "application/json"),
+    (
+        "too many texts",
+        "/classify",
+        json.dumps({"texts": ["a"] * 5}).encode(),
+        {},
+        413,
+        "maxTextsPerRequest=4",
+    ),
+    (
+        "text too long",
+        "/classify",
+        json.dumps({"texts": ["a", "b" * 301]}).encode(),
+        {},
+        413,
+        "maxCharactersPerText=300",
+    ),
+    (
+        "body too large",
+        "/classify",
+        json.dumps({"texts": ["a" * 200] * 30}).encode(),
+        {},
+        413,
+        "maxRequestBytes=4096",
+    ),
+    (
+        "not JSON content",
+        "/classify",
+        b"texts=a",
+        {"content-type": "text/plain"},
+        415,
+        "application/json",
+    ),
     ("prompt missing", "/generate", b"{}", {}, 422, "`prompt`"),
-    ("too many new tokens", "/generate", b'{"prompt": "a", "max_new_tokens": 9}', {}, 422,
-     "maxNewTokens=8"),
-    ("bad temperature", "/generate", b'{"prompt": "a", "temperature": -1}', {}, 422,
-     "`temperature`"),
-    ("bool as tokens", "/generate", b'{"prompt": "a", "max_new_tokens": true}', {}, 422,
-     "`max_new_tokens`"),
+    (
+        "too many new tokens",
+        "/generate",
+        b'{"prompt": "a", "max_new_tokens": 9}',
+        {},
+        422,
+        "maxNewTokens=8",
+    ),
+    (
+        "bad temperature",
+        "/generate",
+        b'{"prompt": "a", "temperature": -1}',
+        {},
+        422,
+        "`temperature`",
+    ),
+    (
+        "bool as tokens",
+        "/generate",
+        b'{"prompt": "a", "max_new_tokens": true}',
+        {},
+        422,
+        "`max_new_tokens`",
+    ),
 ]
 
 
-@pytest.mark.parametrize(
-    ("path", "body", "headers", "status", "message"),
-    [case[1:] for case in BAD_REQUESTS],
-    ids=[case[0] for case in BAD_REQUESTS],
-)
+@pytest.mark.parametrize("case", BAD_REQUESTS, ids=[case[0] for case in BAD_REQUESTS])
 def test_malformed_or_oversized_input_gets_a_4xx_naming_the_problem(
-    asgi_client: Any, path: str, body: bytes, headers: dict[str, str], status: int, message: str
+    asgi_client: Any, case: tuple[str, str, bytes, dict[str, str], int, str]
 ) -> None:
+    _, path, body, headers, status, message = case
     response = asgi_client.post(
         path, content=body, headers={"content-type": "application/json", **headers}
     )

@@ -35,15 +35,20 @@ def test_no_generated_request_gets_a_5xx(asgi_client: Any, openapi: Any) -> None
             continue
         strategy = op.as_strategy()
 
-        @settings(max_examples=25, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        def run(case: Any) -> None:
+        @settings(
+            max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        def run(case: Any, path: str = op.path) -> None:
             kwargs = case.as_transport_kwargs()
             kwargs.pop("base_url", None)
-            response = asgi_client.request(**{k: v for k, v in kwargs.items()
-                                               if k in ("method", "url", "json", "headers",
-                                                        "params", "content", "data")})
-            assert response.status_code < 500, (op.path, kwargs, response.text)
+            response = asgi_client.request(
+                **{
+                    k: v
+                    for k, v in kwargs.items()
+                    if k in ("method", "url", "json", "headers", "params", "content", "data")
+                }
+            )
+            assert response.status_code < 500, (path, kwargs, response.text)
 
         given(strategy)(run)()
         checked.add(op.path)

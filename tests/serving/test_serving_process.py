@@ -48,14 +48,15 @@ def served(minilm_version: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def test_obvious_inputs_get_the_right_labels(served: Served) -> None:
-    texts = ["this was wonderful, I love it, excellent and amazing",
-             "terrible, awful, I hate it, horrible and dreadful",
-             "the food was great and fantastic",
-             "the service was bad and poor"]
+    texts = [
+        "this was wonderful, I love it, excellent and amazing",
+        "terrible, awful, I hate it, horrible and dreadful",
+        "the food was great and fantastic",
+        "the service was bad and poor",
+    ]
     response = httpx.post(served.url + "/classify", json={"texts": texts}, timeout=60)
     assert response.status_code == 200, response.text
-    assert [r["label"] for r in response.json()] == ["positive", "negative", "positive",
-                                                     "negative"]
+    assert [r["label"] for r in response.json()] == ["positive", "negative", "positive", "negative"]
     assert all(r["version"] == 1 for r in response.json())
 
 
@@ -73,7 +74,9 @@ def test_bad_input_gets_4xx_from_the_real_server(
     served: Served, body: bytes, status: int, message: str
 ) -> None:
     response = httpx.post(
-        served.url + "/classify", content=body, headers={"content-type": "application/json"},
+        served.url + "/classify",
+        content=body,
+        headers={"content-type": "application/json"},
         timeout=30,
     )
     assert response.status_code == status
@@ -83,8 +86,9 @@ def test_bad_input_gets_4xx_from_the_real_server(
 def _drive_traffic(served: Served) -> None:
     texts = obvious_texts(80, seed=9)["text"].tolist()
     for i in range(0, len(texts), 16):
-        response = httpx.post(served.url + "/classify", json={"texts": texts[i : i + 16]},
-                              timeout=60)
+        response = httpx.post(
+            served.url + "/classify", json={"texts": texts[i : i + 16]}, timeout=60
+        )
         assert response.status_code == 200
 
 
@@ -104,9 +108,7 @@ def test_metrics_carry_drift_gauges_matching_drift(served: Served) -> None:
     assert "bentoml_service_request_total" in metrics or "request_total" in metrics
 
 
-def test_real_prometheus_scrapes_the_drift_gauges(
-    served: Served, tmp_path: Path
-) -> None:
+def test_real_prometheus_scrapes_the_drift_gauges(served: Served, tmp_path: Path) -> None:
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip("the prometheus binary is absent (apt-get install -y prometheus)")
@@ -116,8 +118,11 @@ def test_real_prometheus_scrapes_the_drift_gauges(
         prometheus.wait_until("/-/ready", limit_seconds=60)
         result: list[dict[str, object]] = []
         for _ in range(120):
-            query = httpx.get(prometheus.url + "/api/v1/query",
-                              params={"query": "bespoke_drift_detected"}, timeout=10).json()
+            query = httpx.get(
+                prometheus.url + "/api/v1/query",
+                params={"query": "bespoke_drift_detected"},
+                timeout=10,
+            ).json()
             result = query["data"]["result"]
             if result:
                 break
@@ -128,11 +133,20 @@ def test_real_prometheus_scrapes_the_drift_gauges(
         assert labels["namespace"] == "team-b"
         assert labels["customization"] == "reviews"
         assert labels["version"] == "1"
-        assert set(labels) <= {"__name__", "namespace", "customization", "version", "job",
-                               "instance"}
-        scores = httpx.get(prometheus.url + "/api/v1/query",
-                           params={"query": 'bespoke_drift_feature_score{feature="oovRate"}'},
-                           timeout=10).json()["data"]["result"]
-        assert scores and scores[0]["metric"]["customization"] == "reviews"
+        assert set(labels) <= {
+            "__name__",
+            "namespace",
+            "customization",
+            "version",
+            "job",
+            "instance",
+        }
+        scores = httpx.get(
+            prometheus.url + "/api/v1/query",
+            params={"query": 'bespoke_drift_feature_score{feature="oovRate"}'},
+            timeout=10,
+        ).json()["data"]["result"]
+        assert scores
+        assert scores[0]["metric"]["customization"] == "reviews"
     finally:
         prometheus.stop()

@@ -17,8 +17,13 @@ from bespoke_serving.version import VersionError, read_version
 
 def test_settings_come_from_env_with_defaults() -> None:
     settings = ServingSettings.from_env(
-        {"BESPOKE_MODEL_URI": "/data/v3", "BESPOKE_VERSION": "3",
-         "BESPOKE_DRIFT_METHOD": "psi", "BESPOKE_MERGE_ADAPTER": "true", "BESPOKE_NAMESPACE": ""}
+        {
+            "BESPOKE_MODEL_URI": "/data/v3",
+            "BESPOKE_VERSION": "3",
+            "BESPOKE_DRIFT_METHOD": "psi",
+            "BESPOKE_MERGE_ADAPTER": "true",
+            "BESPOKE_NAMESPACE": "",
+        }
     )
     assert settings.model_uri == "/data/v3"
     assert settings.version == 3
@@ -31,9 +36,11 @@ def test_settings_come_from_env_with_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("env", "variable"),
-    [({"BESPOKE_DRIFT_METHOD": "chi2"}, "BESPOKE_DRIFT_METHOD"),
-     ({"BESPOKE_DRIFT_THRESHOLD": "1.5"}, "BESPOKE_DRIFT_THRESHOLD"),
-     ({"BESPOKE_MAX_BATCH_SIZE": "lots"}, "BESPOKE_MAX_BATCH_SIZE")],
+    [
+        ({"BESPOKE_DRIFT_METHOD": "chi2"}, "BESPOKE_DRIFT_METHOD"),
+        ({"BESPOKE_DRIFT_THRESHOLD": "1.5"}, "BESPOKE_DRIFT_THRESHOLD"),
+        ({"BESPOKE_MAX_BATCH_SIZE": "lots"}, "BESPOKE_MAX_BATCH_SIZE"),
+    ],
 )
 def test_invalid_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=variable):
@@ -77,8 +84,9 @@ def test_capture_window_is_bounded_and_jsonl_rotates(tmp_path: Path) -> None:
 
 def test_causal_lm_version_generates_within_the_token_bound(tmp_path: Path) -> None:
     version = build_causal_lm_version(tmp_path)
-    runtime = Runtime(ServingSettings(model_uri=str(version), max_new_tokens=4,
-                                      drift_enabled=False))
+    runtime = Runtime(
+        ServingSettings(model_uri=str(version), max_new_tokens=4, drift_enabled=False)
+    )
     runtime.start(background=False)
     assert runtime.ready, runtime.load_error
     out = runtime.generate("the movie was", max_new_tokens=50, temperature=0.0, top_p=1.0)
@@ -94,8 +102,9 @@ def test_merged_adapter_gives_the_same_predictions(tiny_version: Path) -> None:
     texts = ["great food", "awful service", "fine"]
     outputs = []
     for merge in (False, True):
-        runtime = Runtime(ServingSettings(model_uri=str(tiny_version), merge_adapter=merge,
-                                          drift_enabled=False))
+        runtime = Runtime(
+            ServingSettings(model_uri=str(tiny_version), merge_adapter=merge, drift_enabled=False)
+        )
         runtime.start(background=False)
         assert runtime.ready, runtime.load_error
         outputs.append(runtime.classify(texts))

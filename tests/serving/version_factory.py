@@ -91,15 +91,17 @@ def _train(
     steps: int,
     learning_rate: float,
 ) -> None:
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=learning_rate)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=learning_rate
+    )
     targets = torch.tensor([LABELS.index(label) for label in data["label"]])
     model.train()
     generator = torch.Generator().manual_seed(0)
     for _ in range(steps):
         idx = torch.randint(0, len(data), (16,), generator=generator)
-        batch = tokenizer([data["text"].iloc[int(i)] for i in idx], padding=True,
-                          return_tensors="pt")
+        batch = tokenizer(
+            [data["text"].iloc[int(i)] for i in idx], padding=True, return_tensors="pt"
+        )
         loss = model(**batch, labels=targets[idx]).loss
         loss.backward()
         optimizer.step()
@@ -153,8 +155,11 @@ def build_classifier_version(
         base_dir, num_labels=len(LABELS), use_safetensors=True
     )
     config = LoraConfig(
-        task_type=TaskType.SEQ_CLS, r=lora_r, lora_alpha=2 * lora_r,
-        target_modules=["query", "value"], lora_dropout=0.0,
+        task_type=TaskType.SEQ_CLS,
+        r=lora_r,
+        lora_alpha=2 * lora_r,
+        target_modules=["query", "value"],
+        lora_dropout=0.0,
     )
     model = get_peft_model(base, config)
     train = obvious_texts(256, seed=1)
@@ -176,8 +181,13 @@ def build_classifier_version(
     assert isinstance(model, PeftModel)
     model.save_pretrained(staging / "adapter")
     _write_common(
-        staging, version=version, task="text-classification", base_uri=base_dir.as_uri(),
-        tokenizer=tokenizer, reference=reference, vocabulary_texts=train["text"].tolist(),
+        staging,
+        version=version,
+        task="text-classification",
+        base_uri=base_dir.as_uri(),
+        tokenizer=tokenizer,
+        reference=reference,
+        vocabulary_texts=train["text"].tolist(),
         labels=LABELS,
     )
     staging.rename(target)
@@ -190,23 +200,35 @@ def build_causal_lm_version(root: Path, *, version: int = 1) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(MINILM_DIR)
     torch.manual_seed(0)
     config = GPT2Config(
-        n_embd=32, n_layer=2, n_head=2, n_positions=128, vocab_size=tokenizer.vocab_size,
-        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=128,
+        vocab_size=tokenizer.vocab_size,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
     )
     base_dir = root / "base-lm"
     GPT2LMHeadModel(config).save_pretrained(base_dir)
     model = get_peft_model(
         GPT2LMHeadModel.from_pretrained(base_dir),
-        LoraConfig(task_type=TaskType.CAUSAL_LM, r=4, target_modules=["c_attn"],
-                   fan_in_fan_out=True),
+        LoraConfig(
+            task_type=TaskType.CAUSAL_LM, r=4, target_modules=["c_attn"], fan_in_fan_out=True
+        ),
     )
     target = root / "versions" / f"v{version}"
     target.mkdir(parents=True)
     model.save_pretrained(target / "adapter")
     prompts = obvious_texts(50, seed=3)["text"].tolist()
     _write_common(
-        target, version=version, task="causal-lm", base_uri=str(base_dir), tokenizer=tokenizer,
-        reference=pd.DataFrame({"text": prompts}), vocabulary_texts=prompts, labels=[],
+        target,
+        version=version,
+        task="causal-lm",
+        base_uri=str(base_dir),
+        tokenizer=tokenizer,
+        reference=pd.DataFrame({"text": prompts}),
+        vocabulary_texts=prompts,
+        labels=[],
     )
     (target / "COMPLETE").write_text(datetime.now(UTC).isoformat(), encoding="utf-8")
     return target
