@@ -48,9 +48,13 @@ def import_service(env: dict[str, str]) -> Any:
         return importlib.import_module("bespoke_serving.service")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def asgi_client(tiny_version: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A Starlette TestClient over the BentoML ASGI app, after the model reports ready."""
+    """A Starlette TestClient over the BentoML ASGI app, after the model reports ready.
+
+    One per session: BentoML registers its request metrics globally, so a second app in the
+    same process would collide with the first.
+    """
     from starlette.testclient import TestClient
 
     capture_dir = tmp_path_factory.mktemp("capture")

@@ -24,6 +24,22 @@ def openapi(asgi_client: Any) -> Any:
     return response.json()
 
 
+_SENT = ("method", "url", "json", "headers", "params", "content", "data")
+
+
+def _fuzz(client: Any, path: str, strategy: Any) -> None:
+    @settings(
+        max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(strategy)
+    def run(case: Any) -> None:
+        kwargs = case.as_transport_kwargs()
+        response = client.request(**{k: v for k, v in kwargs.items() if k in _SENT})
+        assert response.status_code < 500, (path, kwargs, response.text)
+
+    run()
+
+
 def test_no_generated_request_gets_a_5xx(asgi_client: Any, openapi: Any) -> None:
     schema = schemathesis.openapi.from_dict(openapi)
     checked: set[str] = set()
@@ -31,25 +47,8 @@ def test_no_generated_request_gets_a_5xx(asgi_client: Any, openapi: Any) -> None
         op = operation.ok()
         # /metrics needs BentoML's multiprocess metrics set-up, which only `bentoml serve` does
         # (covered by test_serving_process); the task routes (none defined) are skipped too.
-        if op.path in ("/metrics",) or op.method.upper() not in ("GET", "POST"):
+        if op.path == "/metrics" or op.method.upper() not in ("GET", "POST"):
             continue
-        strategy = op.as_strategy()
-
-        @settings(
-            max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
-        )
-        def run(case: Any, path: str = op.path) -> None:
-            kwargs = case.as_transport_kwargs()
-            kwargs.pop("base_url", None)
-            response = asgi_client.request(
-                **{
-                    k: v
-                    for k, v in kwargs.items()
-                    if k in ("method", "url", "json", "headers", "params", "content", "data")
-                }
-            )
-            assert response.status_code < 500, (path, kwargs, response.text)
-
-        given(strategy)(run)()
+        _fuzz(asgi_client, op.path, op.as_strategy())
         checked.add(op.path)
     assert {"/classify", "/generate", "/readyz"} <= checked, checked
