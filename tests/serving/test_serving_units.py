@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from version_factory import build_causal_lm_version
 
 from bespoke_serving.capture import JsonlSink, TrafficCapture
-from bespoke_serving.runtime import Runtime, WrongTaskError
+from bespoke_serving.runtime import NotReadyError, Runtime, WrongTaskError
 from bespoke_serving.settings import ServingSettings, SettingsError
 from bespoke_serving.uris import local_dir
 from bespoke_serving.version import VersionError, read_version
@@ -113,3 +114,24 @@ def test_merged_adapter_gives_the_same_predictions(tiny_version: Path) -> None:
     assert [o["score"] for o in outputs[0]] == pytest.approx(
         [o["score"] for o in outputs[1]], abs=1e-5
     )
+
+
+def test_requests_before_load_are_refused_as_not_ready(tiny_version: Path) -> None:
+    runtime = Runtime(ServingSettings(model_uri=str(tiny_version), drift_enabled=False))
+    assert runtime.ready is False
+    with pytest.raises(NotReadyError, match="still loading"):
+        runtime.classify(["too early"])
+    assert runtime.drift_payload()["checkedAt"] is None
+
+
+def test_a_failed_load_keeps_readiness_false_with_the_reason(
+    tiny_version: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "v1"
+    shutil.copytree(tiny_version, broken)
+    shutil.rmtree(broken / "adapter")
+    runtime = Runtime(ServingSettings(model_uri=str(broken), drift_enabled=False))
+    runtime.start(background=False)
+    assert runtime.ready is False
+    with pytest.raises(NotReadyError, match="neither adapter/ nor model/"):
+        runtime.classify(["x"])
