@@ -1,10 +1,17 @@
-"""The periodic drift computation that runs in the service's background, never per request."""
+"""The periodic drift computation that runs in the service's background, never per request.
+
+The statistics run in a separate process by default: Evidently and pandas hold the GIL for most
+of a computation, which would otherwise stall the serving threads for that long.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import multiprocessing
 import threading
 from collections.abc import Collection, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 
 import pandas as pd
 
@@ -32,6 +39,7 @@ class DriftLoop:
         threshold: float,
         interval_seconds: float,
         min_rows: int,
+        isolated: bool = True,
     ) -> None:
         self._vocabulary = frozenset(vocabulary)
         # Reference features are computed once per version, not per run.
@@ -48,6 +56,12 @@ class DriftLoop:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._executor: Executor | None = None
+        if isolated:
+            # spawn, not fork: the serving process has threads (and maybe torch state) to not copy.
+            self._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
 
     @property
     def latest(self) -> DriftResult | None:
@@ -65,6 +79,8 @@ class DriftLoop:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def run_once(self) -> DriftResult | None:
         """One computation now; None while the window is smaller than `min_rows`."""
@@ -73,7 +89,8 @@ class DriftLoop:
         if len(window) < self._min_rows:
             log.info("Drift skipped: window has %d of %d rows", len(window), self._min_rows)
             return None
-        result = drift_between(
+        compute = functools.partial(
+            drift_between,
             self._reference,
             featurize(window, self._vocabulary),
             method=self._method,
@@ -81,6 +98,8 @@ class DriftLoop:
             labels=self._labels,
             version=self._version,
         )
+        executor = self._executor
+        result = compute() if executor is None else executor.submit(compute).result()
         with self._lock:
             self._latest = result
         self._collector.update(result)

@@ -200,5 +200,6 @@ class Runtime:
             threshold=settings.drift_threshold,
             interval_seconds=settings.drift_interval_seconds,
             min_rows=settings.drift_min_rows,
+            isolated=settings.drift_isolated,
         )
         self.drift.start()

@@ -14,7 +14,8 @@
 - `BESPOKE_CAPTURE_MAX_BYTES` (64 MiB), `BESPOKE_CAPTURE_MAX_FILES` (10): JSONL rotation.
 - `BESPOKE_DRIFT_ENABLED` (`true`), `BESPOKE_DRIFT_INTERVAL_SECONDS` (300),
   `BESPOKE_DRIFT_METHOD` (`auto`|`psi`|`ks`|`wasserstein`|`jensenshannon`),
-  `BESPOKE_DRIFT_THRESHOLD` (drifted-feature share, 0.5), `BESPOKE_DRIFT_MIN_ROWS` (100).
+  `BESPOKE_DRIFT_THRESHOLD` (drifted-feature share, 0.5), `BESPOKE_DRIFT_MIN_ROWS` (100),
+  `BESPOKE_DRIFT_ISOLATED` (`true`: compute in a child process, off the serving GIL).
 - `BESPOKE_PVC_ROOT`: where `pvc://claim/...` volumes are mounted (`/mnt/pvc`).
 - `BESPOKE_TORCH_THREADS`: torch intra-op threads, 0 = torch's default (0).
 """
@@ -63,6 +64,7 @@ class ServingSettings(BaseModel):
     drift_method: DriftMethod = "auto"
     drift_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     drift_min_rows: int = Field(default=100, ge=2)
+    drift_isolated: bool = True
     pvc_root: str = "/mnt/pvc"
     torch_threads: int = Field(default=0, ge=0)
 
