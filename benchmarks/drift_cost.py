@@ -20,9 +20,9 @@ from _common import emit, median, use_source_roots
 
 use_source_roots()
 
-from traffic_factory import REFERENCE_WORDS, reference_traffic  # noqa: E402
+from traffic_factory import REFERENCE_WORDS, reference_traffic
 
-from bespoke_monitor import drift_between, featurize  # noqa: E402
+from bespoke_monitor import drift_between, featurize
 
 REFERENCE_ROWS = 2000
 
@@ -32,8 +32,8 @@ def _baseline(reference: pd.DataFrame, current: pd.DataFrame) -> None:
         warnings.simplefilter("ignore")
         # The baseline is Evidently itself, imported under the same warning filter as the
         # adapter uses; only bespoke_monitor._evidently imports it in the product.
-        from evidently import Report  # noqa: PLC0415
-        from evidently.presets import DataDriftPreset  # noqa: PLC0415
+        from evidently import Report
+        from evidently.presets import DataDriftPreset
 
         Report([DataDriftPreset()]).run(current, reference)
 

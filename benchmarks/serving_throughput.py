@@ -27,8 +27,8 @@ from _common import REPO_ROOT, emit, use_source_roots
 
 use_source_roots()
 
-import httpx  # noqa: E402
-from served_process import Served, free_port, start_service  # noqa: E402
+import httpx
+from served_process import Served, free_port, start_service
 
 TEXTS = [
     "the food was great and the service wonderful",
@@ -42,10 +42,10 @@ TORCH_THREADS = "2"
 def _baseline_server(version_dir: str, port: int) -> None:
     """The baseline: one model call per request, no batching (runs in a child process)."""
     # Heavy imports only in the child that serves the baseline, not in the load generator.
-    import torch  # noqa: PLC0415
+    import torch
 
-    from bespoke_serving.model import BaseLocation, Classifier, load_model  # noqa: PLC0415
-    from bespoke_serving.version import read_version  # noqa: PLC0415
+    from bespoke_serving.model import BaseLocation, Classifier, load_model
+    from bespoke_serving.version import read_version
 
     torch.set_num_threads(int(TORCH_THREADS))
     info = read_version(Path(version_dir), None)
@@ -164,7 +164,7 @@ def _bespoke_env(version_dir: Path, monitoring: bool) -> dict[str, str]:
         # Generous: on a shared 2-core machine the default 100 ms sheds load with 503s.
         "BESPOKE_MAX_LATENCY_MS": "5000",
         "BESPOKE_DRIFT_ENABLED": "true" if monitoring else "false",
-        "BESPOKE_DRIFT_INTERVAL_SECONDS": "2",
+        "BESPOKE_DRIFT_INTERVAL_SECONDS": "2",  # far more often than production (300 s)
         "BESPOKE_DRIFT_MIN_ROWS": "50",
         "BESPOKE_CAPTURE_WINDOW_SIZE": "1000",
     }
@@ -186,7 +186,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bespoke-bench-"))
     version_dir = args.version_dir
     if version_dir is None:
-        from version_factory import MINILM_DIR, build_classifier_version  # noqa: PLC0415
+        from version_factory import MINILM_DIR, build_classifier_version
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
