@@ -224,6 +224,7 @@ def main() -> None:
     emit(
         {
             "comparison": "monitoring on vs off at concurrency 32",
+            "drift_interval_seconds": args.drift_interval,
             "throughput_cost_ratio": round(
                 1 - on["requests_per_second"] / off["requests_per_second"], 3
             ),
