@@ -1,0 +1,91 @@
+"""The one adapter around Evidently (pinned to 0.7.x): everything else sees plain Python values."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# Evidently 0.7 raises deprecation warnings from its own imports (its legacy helpers touch
+# `numpy.core`, its UI uses litestar's deprecated `Dependency`): they are Evidently's to fix, and
+# would be errors under pytest's warnings-as-errors, so they are silenced for this import only.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+__all__ = ["ColumnDrift", "EvidentlyDrift", "run_drift_preset"]
+
+# Methods that Evidently applies to categorical columns as well; the others (ks, wasserstein)
+# are numeric-only, so categorical columns keep Evidently's automatic choice.
+_CATEGORICAL_CAPABLE = frozenset({"psi", "jensenshannon"})
+_METHOD_IN_NAME = re.compile(r"method=([A-Za-z_]+)")
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    """Evidently's score for one column and the statistical method it chose or was told."""
+
+    score: float
+    method: str
+
+
+@dataclass(frozen=True)
+class EvidentlyDrift:
+    """What the preset reported: drifted column count and share, and per-column scores."""
+
+    drifted_columns: int
+    drifted_share: float
+    columns: dict[str, ColumnDrift]
+
+
+def run_drift_preset(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    numerical: Sequence[str],
+    categorical: Sequence[str],
+    method: str | None,
+    drift_share: float,
+) -> EvidentlyDrift:
+    """Run Evidently's DataDriftPreset on two feature frames with the given column types."""
+    definition = DataDefinition(
+        numerical_columns=list(numerical), categorical_columns=list(categorical)
+    )
+    preset = DataDriftPreset(
+        columns=[*numerical, *categorical],
+        drift_share=drift_share,
+        num_method=method,
+        cat_method=method if method in _CATEGORICAL_CAPABLE else None,
+        include_tests=False,
+    )
+    # Evidently also correlates the columns; a constant column (no unknown words at all) divides
+    # by a zero deviation there, which says nothing about drift.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snapshot = Report([preset]).run(
+            Dataset.from_pandas(current, data_definition=definition),
+            Dataset.from_pandas(reference, data_definition=definition),
+        )
+    return _parse(snapshot.dict())
+
+
+def _parse(result: dict[str, Any]) -> EvidentlyDrift:
+    drifted_columns = 0
+    drifted_share = 0.0
+    columns: dict[str, ColumnDrift] = {}
+    for metric in result["metrics"]:
+        config = metric["config"]
+        kind = str(config.get("type", ""))
+        if kind.endswith(":DriftedColumnsCount"):
+            drifted_columns = int(metric["value"]["count"])
+            drifted_share = float(metric["value"]["share"])
+        elif kind.endswith(":ValueDrift"):
+            found = _METHOD_IN_NAME.search(str(metric.get("metric_name", "")))
+            chosen = config.get("method") or (found.group(1) if found else "auto")
+            columns[str(config["column"])] = ColumnDrift(float(metric["value"]), str(chosen))
+    return EvidentlyDrift(drifted_columns, drifted_share, columns)

@@ -1,0 +1,98 @@
+"""The BentoML service serving one model version (configured by `bespoke_serving.settings`).
+
+Routes: `POST /classify` (adaptive batching), `POST /generate`, `GET /drift`, and BentoML's
+`/healthz`, `/readyz` (ready only after load and warm-up) and `/metrics` (with Bespoke's drift
+gauges appended). Request limits are enforced by `bespoke_serving.limits.RequestGuard`.
+
+Run: `bentoml serve bespoke_serving.service:Bespoke` with `BESPOKE_MODEL_URI` set.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import bentoml
+from bentoml.exceptions import BentoMLException
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bespoke_serving.limits import RequestGuard
+from bespoke_serving.settings import ServingSettings
+
+with bentoml.importing():
+    from bespoke_serving.runtime import NotReadyError, Runtime, WrongTaskError, limits_of
+
+__all__ = ["Bespoke"]
+
+# Batching and limits shape the routes, so they are read when the module is imported.
+SETTINGS = ServingSettings.from_env()
+
+
+async def _drift(_: Request) -> JSONResponse:
+    service = bentoml.get_current_service()
+    if service is None:
+        return JSONResponse({"error": "the service is starting"}, status_code=503)
+    return JSONResponse(service.runtime.drift_payload())
+
+
+_drift_app = Starlette(routes=[Route("/drift", _drift, methods=["GET"])])
+
+
+def _http_error(exc: Exception) -> BentoMLException:
+    if isinstance(exc, NotReadyError):
+        return BentoMLException(str(exc), error_code=HTTPStatus.SERVICE_UNAVAILABLE)
+    return BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT)
+
+
+@bentoml.asgi_app(_drift_app, path="/")
+@bentoml.service(name="bespoke", workers=1, traffic={"timeout": 120})
+class Bespoke:
+    """One model version: predictions, capture for drift, and the drift reading."""
+
+    def __init__(self) -> None:
+        self.runtime = Runtime(SETTINGS)
+        self.runtime.start()
+
+    def __is_ready__(self) -> bool:
+        return self.runtime.ready
+
+    def __metrics__(self, content: str) -> str:
+        return content + self.runtime.collector.exposition()
+
+    # bentoml's decorators are untyped; the signatures below are what they expose.
+    @bentoml.api(  # type: ignore[untyped-decorator]
+        batchable=True,
+        max_batch_size=SETTINGS.max_batch_size,
+        max_latency_ms=SETTINGS.max_latency_ms,
+    )
+    def classify(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Label, score and serving version for each text."""
+        try:
+            return self.runtime.classify(texts)
+        except (NotReadyError, WrongTaskError) as exc:
+            raise _http_error(exc) from exc
+
+    @bentoml.api  # type: ignore[untyped-decorator]
+    def generate(
+        self,
+        prompt: str,
+        max_new_tokens: int | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+    ) -> dict[str, Any]:
+        """Continue `prompt`; `temperature` 0 is greedy decoding."""
+        try:
+            return self.runtime.generate(prompt, max_new_tokens, temperature, top_p)
+        except (NotReadyError, WrongTaskError) as exc:
+            raise _http_error(exc) from exc
+
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]
+    def _shutdown(self) -> None:
+        self.runtime.close()
+
+
+# `bentoml.service` returns a Service wrapper; mypy still sees the decorated class.
+Bespoke.add_asgi_middleware(RequestGuard, limits=limits_of(SETTINGS))  # type: ignore[attr-defined]

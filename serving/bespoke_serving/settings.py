@@ -1,0 +1,86 @@
+"""Typed serving settings read from environment variables (the operator's Deployment sets them).
+
+- `BESPOKE_MODEL_URI` (required): the version directory `<storage>/versions/vN`, as `file:///abs`,
+  a plain path, `pvc://claim/path` or `s3://bucket/prefix`.
+- `BESPOKE_VERSION`: the version number N, checked against `bespoke-version.json`.
+- `BESPOKE_BASE_MODEL_URI`: overrides the base model location recorded in the version.
+- `BESPOKE_NAMESPACE`, `BESPOKE_CUSTOMIZATION`: metric labels (`default`, `local`).
+- `BESPOKE_MERGE_ADAPTER`: merge the LoRA adapter into the base weights at load (`false`).
+- `BESPOKE_MAX_BATCH_SIZE`, `BESPOKE_MAX_LATENCY_MS`: adaptive batching of `/classify` (32, 100).
+- `BESPOKE_MAX_TEXTS_PER_REQUEST` (64), `BESPOKE_MAX_CHARACTERS_PER_TEXT` (4000),
+  `BESPOKE_MAX_NEW_TOKENS` (256), `BESPOKE_MAX_REQUEST_BYTES` (1048576): request limits.
+- `BESPOKE_CAPTURE_WINDOW_SIZE`: rows kept in memory for drift, monitoring.windowSize (1000).
+- `BESPOKE_CAPTURE_URI`: directory (path, `file://`, `pvc://`) for captured JSONL; unset = off.
+- `BESPOKE_CAPTURE_MAX_BYTES` (64 MiB), `BESPOKE_CAPTURE_MAX_FILES` (10): JSONL rotation.
+- `BESPOKE_DRIFT_ENABLED` (`true`), `BESPOKE_DRIFT_INTERVAL_SECONDS` (300),
+  `BESPOKE_DRIFT_METHOD` (`auto`|`psi`|`ks`|`wasserstein`|`jensenshannon`),
+  `BESPOKE_DRIFT_THRESHOLD` (drifted-feature share, 0.5), `BESPOKE_DRIFT_MIN_ROWS` (100),
+  `BESPOKE_DRIFT_ISOLATED` (`true`: compute in a child process, off the serving GIL).
+- `BESPOKE_PVC_ROOT`: where `pvc://claim/...` volumes are mounted (`/mnt/pvc`).
+- `BESPOKE_TORCH_THREADS`: torch intra-op threads, 0 = torch's default (0).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bespoke_monitor import DriftMethod
+
+__all__ = ["ServingSettings", "SettingsError"]
+
+_PREFIX = "BESPOKE_"
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a valid service; the message names the variable."""
+
+
+class ServingSettings(BaseModel):
+    """Everything the service needs to know, validated once at start-up."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_uri: str | None = None
+    version: int | None = Field(default=None, ge=1)
+    base_model_uri: str | None = None
+    namespace: str = "default"
+    customization: str = "local"
+    merge_adapter: bool = False
+    max_batch_size: int = Field(default=32, ge=2, le=4096)
+    max_latency_ms: int = Field(default=100, ge=1)
+    max_texts_per_request: int = Field(default=64, ge=1)
+    max_characters_per_text: int = Field(default=4000, ge=1)
+    max_new_tokens: int = Field(default=256, ge=1)
+    max_request_bytes: int = Field(default=1_048_576, ge=64)
+    capture_window_size: int = Field(default=1000, ge=2)
+    capture_uri: str | None = None
+    capture_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    capture_max_files: int = Field(default=10, ge=1)
+    drift_enabled: bool = True
+    drift_interval_seconds: float = Field(default=300.0, gt=0)
+    drift_method: DriftMethod = "auto"
+    drift_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    drift_min_rows: int = Field(default=100, ge=2)
+    drift_isolated: bool = True
+    pvc_root: str = "/mnt/pvc"
+    torch_threads: int = Field(default=0, ge=0)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
+        """Read `BESPOKE_*` variables; empty values count as unset."""
+        env = os.environ if environ is None else environ
+        values = {
+            name: env[_PREFIX + name.upper()]
+            for name in cls.model_fields
+            if env.get(_PREFIX + name.upper(), "") != ""
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{_PREFIX}{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
+            )
+            raise SettingsError(f"invalid serving settings: {problems}") from exc

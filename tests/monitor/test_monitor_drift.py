@@ -1,0 +1,167 @@
+"""compute_drift on frames with and without planted drift, and the gauges that export it."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from traffic_factory import REFERENCE_WORDS, reference_traffic, shifted_traffic
+
+from bespoke_monitor import DriftCollector, DriftResult, compute_drift, featurize, text_features
+
+LABELS = ["negative", "positive"]
+
+
+def test_features_measure_length_words_and_unknown_words() -> None:
+    frame = text_features(
+        ["Hello world", "hello UNKNOWN thing!", ""],
+        vocabulary={"hello", "world", "thing"},
+        predictions=["a", "b", "a"],
+        confidences=[0.9, 0.5, 0.1],
+    )
+    assert frame["textLength"].tolist() == [11.0, 20.0, 0.0]
+    assert frame["wordCount"].tolist() == [2.0, 3.0, 0.0]
+    assert frame["oovRate"].tolist() == pytest.approx([0.0, 1 / 3, 0.0])
+    assert frame["predictedLabel"].tolist() == ["a", "b", "a"]
+    assert frame["confidence"].tolist() == [0.9, 0.5, 0.1]
+
+
+def test_features_leave_out_prediction_columns_for_generation_traffic() -> None:
+    frame = featurize(pd.DataFrame({"text": ["a prompt"]}), vocabulary=())
+    assert list(frame.columns) == ["textLength", "wordCount", "oovRate"]
+
+
+def test_reference_traffic_raises_no_drift_over_ten_consecutive_windows() -> None:
+    reference = reference_traffic(1000, seed=1)
+    results = [
+        compute_drift(
+            reference,
+            reference_traffic(500, seed=100 + i),
+            vocabulary=REFERENCE_WORDS,
+            labels=LABELS,
+        )
+        for i in range(10)
+    ]
+    assert [r.dataset_drift for r in results] == [False] * 10
+    assert all(r.drift_share < 0.5 for r in results)
+
+
+@pytest.mark.parametrize("method", ["auto", "psi", "ks", "wasserstein", "jensenshannon"])
+def test_planted_shift_is_detected_with_every_method(method: str) -> None:
+    result = compute_drift(
+        reference_traffic(1000, seed=1),
+        shifted_traffic(500, seed=2),
+        vocabulary=REFERENCE_WORDS,
+        method=method,  # type: ignore[arg-type]
+        threshold=0.5,
+        labels=LABELS,
+        version=3,
+    )
+    assert result.dataset_drift is True
+    assert result.drift_share >= 0.5
+    assert result.method == method
+    assert set(result.features) == {
+        "textLength",
+        "wordCount",
+        "oovRate",
+        "confidence",
+        "predictedLabel",
+    }
+    assert result.prediction_mix["negative"] > 0.8
+    assert result.window_rows == 500
+    if method != "auto":
+        # The configured method is what Evidently used on the numeric features.
+        assert result.feature_methods["textLength"] == method
+
+
+def test_threshold_is_the_drifted_feature_share_needed() -> None:
+    # Only the label mix shifts: one feature of five drifts, below 0.5 but above 0.1.
+    current = reference_traffic(500, seed=5)
+    current["prediction"] = "negative"
+    reference = reference_traffic(1000, seed=1)
+    lenient = compute_drift(reference, current, vocabulary=REFERENCE_WORDS, threshold=0.5)
+    strict = compute_drift(reference, current, vocabulary=REFERENCE_WORDS, threshold=0.1)
+    assert lenient.drift_share == strict.drift_share == pytest.approx(0.2)
+    assert (lenient.dataset_drift, strict.dataset_drift) == (False, True)
+
+
+def test_invalid_inputs_are_rejected_with_the_reason() -> None:
+    reference = reference_traffic(10, seed=1)
+    with pytest.raises(ValueError, match="`threshold`"):
+        compute_drift(reference, reference, threshold=1.5)
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        compute_drift(reference, reference.head(1))
+    with pytest.raises(ValueError, match="`text` column"):
+        compute_drift(reference, pd.DataFrame({"words": ["x", "y"]}))
+
+
+def test_result_payload_is_the_operator_contract() -> None:
+    result = compute_drift(
+        reference_traffic(300, seed=1),
+        shifted_traffic(200, seed=2),
+        vocabulary=REFERENCE_WORDS,
+        labels=LABELS,
+        version=7,
+    )
+    payload = result.payload()
+    assert {
+        "version",
+        "checkedAt",
+        "windowRows",
+        "datasetDrift",
+        "driftShare",
+        "method",
+        "threshold",
+        "features",
+        "predictionMix",
+    } <= set(payload)
+    assert payload["version"] == 7
+    assert DriftResult.model_validate(payload) == result
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_gauges_agree_with_the_result() -> None:
+    collector = DriftCollector("ns1", "sentiment", 4, labels=LABELS)
+    before = _samples(collector.exposition())
+    base = (("customization", "sentiment"), ("namespace", "ns1"), ("version", "4"))
+    assert before == {("bespoke_drift_window_rows", base): 0.0}
+
+    result = compute_drift(
+        reference_traffic(300, seed=1),
+        shifted_traffic(200, seed=2),
+        vocabulary=REFERENCE_WORDS,
+        labels=LABELS,
+        version=4,
+    )
+    collector.update(result)
+    samples = _samples(collector.exposition())
+    assert samples[("bespoke_drift_share_ratio", base)] == result.drift_share
+    assert samples[("bespoke_drift_detected", base)] == 1.0
+    assert samples[("bespoke_drift_window_rows", base)] == 200
+    assert math.isclose(
+        samples[("bespoke_drift_last_run_timestamp_seconds", base)],
+        result.checked_at.timestamp(),
+    )
+    for feature, score in result.features.items():
+        key = ("bespoke_drift_feature_score", tuple(sorted((*base, ("feature", feature)))))
+        assert samples[key] == pytest.approx(score)
+    for label in LABELS:
+        key = ("bespoke_prediction_mix_ratio", tuple(sorted((*base, ("label", label)))))
+        assert samples[key] == pytest.approx(result.prediction_mix[label])
+    # Only bounded labels: nothing but namespace/customization/version/feature/label.
+    assert {k for _, labels in samples for k, _ in labels} <= {
+        "namespace",
+        "customization",
+        "version",
+        "feature",
+        "label",
+    }
