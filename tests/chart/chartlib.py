@@ -85,7 +85,7 @@ KNOWN_METRICS: frozenset[str] = frozenset(
         "bespoke_drift_feature_score",
         "bespoke_drift_window_rows",
         "bespoke_drift_last_run_timestamp_seconds",
-        "bespoke_prediction_ratio",
+        "bespoke_prediction_mix_ratio",
         "bentoml_service_request_total",
         "bentoml_service_request_in_progress",
     }
