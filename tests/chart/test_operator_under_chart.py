@@ -71,8 +71,16 @@ def envtest() -> Iterator[Any]:
 
 
 def _apply_chart(
-    envtest: Any, helm: str, *, release: str, namespace: str, watched: str, tmp_path: Path
+    envtest: Any,
+    helm: str,
+    *,
+    release: str,
+    namespace: str,
+    watched: str,
+    tmp_path: Path,
+    without: tuple[str, str, str] | None = None,
 ) -> None:
+    """Render and apply the chart; `without` = (apiGroup, resource, verb) removes one permission."""
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump({"watch": {"mode": "namespaces", "namespaces": [watched]}}))
     rendered = subprocess.run(
@@ -94,7 +102,23 @@ def _apply_chart(
         timeout=120,
     )
     assert rendered.returncode == 0, rendered.stderr
-    envtest.kubectl("apply", "--server-side", "-f", "-", input_text=rendered.stdout)
+    manifests = rendered.stdout
+    if without is not None:
+        documents = [d for d in yaml.safe_load_all(manifests) if d]
+        removed = 0
+        for document in documents:
+            for rule in document.get("rules", []) if document["kind"] == "ClusterRole" else []:
+                group, resource, verb = without
+                if (
+                    group in rule["apiGroups"]
+                    and resource in rule["resources"]
+                    and verb in rule["verbs"]
+                ):
+                    rule["verbs"] = [v for v in rule["verbs"] if v != verb]
+                    removed += 1
+        assert removed, f"the chart grants no {without} to remove"
+        manifests = yaml.safe_dump_all(documents)
+    envtest.kubectl("apply", "--server-side", "-f", "-", input_text=manifests)
 
 
 def _operator_queries(render: Render) -> list[str]:
@@ -171,6 +195,56 @@ def test_operator_works_with_only_the_chart_rbac_and_is_scraped(
     assert "Forbidden" not in runner.output
     assert "status=403" not in runner.output
     assert "HTTP/1.1 403" not in runner.output
+
+
+def test_a_missing_permission_shows_as_a_stalled_condition_not_silence(
+    *, envtest: Any, helm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart's RBAC minus `create` on Jobs: the customization says why nothing trains."""
+    from kopf.testing import KopfRunner
+
+    suffix = uuid.uuid4().hex[:6]
+    system, team, release = f"bespoke-{suffix}", f"team-{suffix}", "cut"
+    for namespace in (system, team):
+        envtest.create_namespace(namespace)
+    _apply_chart(
+        envtest,
+        helm,
+        release=release,
+        namespace=system,
+        watched=team,
+        tmp_path=tmp_path,
+        without=("batch", "jobs", "create"),
+    )
+    monkeypatch.setenv(
+        "KUBECONFIG", str(envtest.service_account_kubeconfig(system, f"{release}-bespoke"))
+    )
+    monkeypatch.setenv("BESPOKE_METRICS_PORT", "0")
+    customization = yaml.safe_load(EXAMPLE.read_text())
+    customization["metadata"]["namespace"] = team
+    name = customization["metadata"]["name"]
+    path = f"{GROUP_PATH}/namespaces/{team}/modelcustomizations/{name}"
+    args = ["run", "--standalone", "--namespace", team, "-m", "bespoke_operator.handlers"]
+    with KopfRunner(args, timeout=90) as runner:
+        created = envtest.request(
+            "POST", f"{GROUP_PATH}/namespaces/{team}/modelcustomizations", customization
+        )
+        assert created.status == 201, created.message
+
+        def stalled() -> dict[str, Any] | None:
+            conditions = envtest.request("GET", path).body.get("status", {}).get("conditions", [])
+            return next(
+                (c for c in conditions if c["type"] == "Stalled" and c["status"] == "True"), None
+            )
+
+        condition = _wait(stalled)
+    assert runner.exception is None
+    assert condition is not None, "a missing permission left no Stalled condition"
+    assert condition["reason"] == "ApiRequestFailed"
+    assert "403" in condition["message"]
+    assert "jobs" in condition["message"]
+    jobs = envtest.request("GET", f"/apis/batch/v1/namespaces/{team}/jobs").body["items"]
+    assert jobs == []
 
 
 def _assert_admitted_under_restricted(envtest: Any, template: dict[str, Any], suffix: str) -> None:
