@@ -68,7 +68,7 @@ def _load(options: RunOptions) -> tuple[dict[str, Any], CustomizationState]:
         for d in yaml.safe_load_all(options.file.read_text())
         if d and d.get("kind") == "ModelCustomization"
     )
-    state = CustomizationState(options.state_dir, name)
+    state = CustomizationState(options.state_dir.resolve(), name)
     try:
         return prepare(raw, options.file.parent.resolve(), state), state
     except MissingLocation as exc:
@@ -136,6 +136,10 @@ def _finished(
     runtime: LocalRuntime,
 ) -> bool:
     status = step.decision.status
+    # Drift is recorded before anything else: the pass that sees it may also start a retrain.
+    if step.observed.drift is not None:
+        progress.readings.add(step.observed.drift.checked_at)
+    progress.drift_seen |= status.drift is not None and status.drift.detected
     if status.phase == "Failed":
         return True
     if status.phase != "Ready":
@@ -144,17 +148,10 @@ def _finished(
         return True
     if progress.traffic_thread is None and status.endpoint:
         _start_traffic(options, status.endpoint, progress, console)
-    drift = step.observed.drift
-    if drift is not None:
-        progress.readings.add(drift.checked_at)
-        progress.drift_seen |= status.drift is not None and status.drift.detected
     if options.traffic == "reference":
         return len(progress.readings) >= _QUIET_READINGS
-    policy = runtime.customization().spec.monitoring.on_drift
-    if not progress.drift_seen:
-        return False
-    if policy.action == "alert":
-        return True
+    if runtime.customization().spec.monitoring.on_drift.action == "alert":
+        return progress.drift_seen
     # Retrain policy: done once a drift-triggered version has been trained and decided.
     decided = ("Promoted", "Rejected", "Failed", "AwaitingApproval", "Retired")
     return any(
