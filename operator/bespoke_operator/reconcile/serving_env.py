@@ -30,6 +30,8 @@ def serving_env(
         "BESPOKE_MAX_NEW_TOKENS": str(serving.limits.max_new_tokens),
         "BESPOKE_MAX_REQUEST_BYTES": str(serving.limits.max_request_bytes),
         "BESPOKE_CAPTURE_WINDOW_SIZE": str(monitoring.window_size),
+        # The monitor waits for this many rows; never more than the window can hold.
+        "BESPOKE_DRIFT_MIN_ROWS": str(min(monitoring.window_size, 100)),
         "BESPOKE_DRIFT_ENABLED": str(monitoring.enabled).lower(),
         "BESPOKE_DRIFT_INTERVAL_SECONDS": str(monitoring.interval_seconds),
         "BESPOKE_DRIFT_METHOD": monitoring.method,
