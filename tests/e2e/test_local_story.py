@@ -139,9 +139,8 @@ def test_served_drift_detected_and_retrained_once(
     assert triggers == ["Initial", "Drift"], result.stdout  # one retrain: the cooldown held
     assert versions[2]["spec"]["parentVersion"] == 1  # warm-started from production
     assert versions[2]["status"]["phase"] in ("Promoted", "Rejected")
-    events = [
-        json.loads(line)["reason"] for line in (state / "support-tickets" / "events.jsonl").open()
-    ]
+    lines = (state / "support-tickets" / "events.jsonl").read_text().splitlines()
+    events = [json.loads(line)["reason"] for line in lines]
     assert {"Promoted", "DriftDetected", "RetrainingStarted"} <= set(events)
     serving = json.loads((state / "support-tickets" / "serving.json").read_text())
     labels = _classify(
