@@ -30,6 +30,7 @@ from bespoke_operator.reconcile import APPROVAL_ANNOTATION
 from bespoke_operator.reconcile.conditions import set_condition
 from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
 from bespoke_operator.runtimes.kubernetes.objects import Images
+from bespoke_operator.runtimes.kubernetes.observe import without_server_fields
 from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime, Outcome, status_patch
 
 __all__: list[str] = []
@@ -161,9 +162,7 @@ async def _reconcile(
 
 async def _drift_if_due(runtime: KubernetesRuntime, body: Mapping[str, Any]) -> Any:
     try:
-        mc = ModelCustomization.model_validate(
-            {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec", "status")}
-        )
+        mc = ModelCustomization.model_validate(without_server_fields(body))
     except ValueError:
         return None
     drift = mc.status.drift if mc.status else None
@@ -194,9 +193,7 @@ async def _report_failure(
     message = f"the operator cannot continue: {exc}"
     _log.error("Reconcile of %s/%s failed: %s", *key, exc)
     try:
-        previous = ModelCustomization.model_validate(
-            {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec", "status")}
-        ).status
+        previous = ModelCustomization.model_validate(without_server_fields(body)).status
     except ValueError:
         previous = None
     conditions = previous.conditions if previous else []

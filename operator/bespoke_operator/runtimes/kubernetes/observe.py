@@ -17,7 +17,13 @@ from bespoke_operator.api import ModelVersion
 from bespoke_operator.reconcile import APPROVAL_ANNOTATION, ServingState, TrainerRun, TrainerSummary
 from bespoke_operator.runtimes.kubernetes.objects import TRAINER_CONTAINER
 
-__all__ = ["approved_versions", "parse_versions", "serving_state", "trainer_runs"]
+__all__ = [
+    "approved_versions",
+    "parse_versions",
+    "serving_state",
+    "trainer_runs",
+    "without_server_fields",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -27,14 +33,15 @@ def parse_versions(items: Iterable[Mapping[str, Any]]) -> list[ModelVersion]:
     versions = []
     for item in items:
         try:
-            versions.append(ModelVersion.model_validate(_without_server_fields(item)))
+            versions.append(ModelVersion.model_validate(without_server_fields(item)))
         except ValidationError as exc:
             name = item.get("metadata", {}).get("name")
             _log.warning("Skipping ModelVersion %s that does not parse: %s", name, exc)
     return versions
 
 
-def _without_server_fields(item: Mapping[str, Any]) -> dict[str, Any]:
+def without_server_fields(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields the API models describe (drops server-only keys the strict models reject)."""
     return {
         k: v for k, v in item.items() if k in ("apiVersion", "kind", "metadata", "spec", "status")
     }

@@ -73,9 +73,7 @@ class KubernetesRuntime:
         """One level-triggered pass over a customization (its body as the API returned it)."""
         metadata = body.get("metadata", {})
         try:
-            mc = ModelCustomization.model_validate(
-                {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec", "status")}
-            )
+            mc = ModelCustomization.model_validate(observe.without_server_fields(body))
         except ValidationError as exc:
             previous = _previous_status(body)
             message = "; ".join(
