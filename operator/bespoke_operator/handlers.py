@@ -1,20 +1,26 @@
 """kopf handlers, thin: every trigger runs the same reconcile of one customization.
 
 Run with `kopf run -m bespoke_operator.handlers --all-namespaces` (or `--namespace X`). Triggers:
-create/update/resume of a ModelCustomization, a timer (which also reads `/drift`), and events of
-the children (trainer Jobs, serving Deployments, approval annotations on ModelVersions), so a
-missed event heals within one interval.
+create/update/resume of a ModelCustomization, events of the children (trainer Jobs, serving
+Deployments, approval annotations on ModelVersions), and one operator-wide resync loop that
+reconciles a customization again when something no event announces falls due (a rollout
+deadline, a drift reading — see `reconcile.schedule`), and every resync interval to heal a
+missed event. One loop rather than a kopf timer per object: timers cost a task and a finalizer
+per customization, and a full reconcile of every customization every interval.
 
 Settings (environment): `BESPOKE_TRAINER_IMAGE`, `BESPOKE_SERVING_IMAGE`,
-`BESPOKE_RECONCILE_INTERVAL_SECONDS` (default 30), `BESPOKE_METRICS_PORT` (default 9090, 0 = off),
-`KUBECONFIG` outside a cluster.
+`BESPOKE_RECONCILE_INTERVAL_SECONDS` (default 30: how often work in flight is checked),
+`BESPOKE_RESYNC_INTERVAL_SECONDS` (default 10 intervals: settled customizations),
+`BESPOKE_METRICS_PORT` (default 9090, 0 = off), `KUBECONFIG` outside a cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import random
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -25,9 +31,14 @@ from prometheus_client import start_http_server
 
 from bespoke_operator.api import API_VERSION, ModelCustomization, ModelCustomizationStatus
 from bespoke_operator.api.crd import GROUP, VERSION
+from bespoke_operator.kopf_storage import (
+    LeanAnnotationsDiffBaseStorage,
+    LeanAnnotationsProgressStorage,
+)
 from bespoke_operator.metrics import OperatorMetrics
 from bespoke_operator.reconcile import APPROVAL_ANNOTATION
 from bespoke_operator.reconcile.conditions import set_condition
+from bespoke_operator.reconcile.schedule import next_check
 from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
 from bespoke_operator.runtimes.kubernetes.objects import Images
 from bespoke_operator.runtimes.kubernetes.observe import without_server_fields
@@ -39,15 +50,20 @@ _log = logging.getLogger(__name__)
 _PLURAL: Final = "modelcustomizations"
 _DEFAULT_IMAGE: Final = "ghcr.io/bespoke-dev/bespoke-{component}:0.1.0"
 _INTERVAL: Final = float(os.environ.get("BESPOKE_RECONCILE_INTERVAL_SECONDS", "30"))
+_RESYNC: Final = float(os.environ.get("BESPOKE_RESYNC_INTERVAL_SECONDS", str(10 * _INTERVAL)))
+# How many periodic reconciles run at once: event-driven ones keep their turn between them.
+_RESYNC_CONCURRENCY: Final = 8
 _PART_OF: Final = {"app.kubernetes.io/part-of": "bespoke"}
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Our own annotation keys and finalizer, watch timeouts, and the runtime in the memo."""
+    """Our own annotation keys, watch timeouts, and the runtime and resync loop in the memo."""
+    # No handler needs a finalizer any more (children go by owner references); naming the one
+    # older releases added lets kopf find and remove it from existing customizations.
     settings.persistence.finalizer = "bespoke.dev/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="bespoke.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.progress_storage = LeanAnnotationsProgressStorage(prefix="bespoke.dev")
+    settings.persistence.diffbase_storage = LeanAnnotationsDiffBaseStorage(
         prefix="bespoke.dev", key="last-handled-configuration"
     )
     # Reconnect watches that went quiet (a silently dropped connection) instead of hanging.
@@ -65,6 +81,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.runtime = KubernetesRuntime(await KubeApi.connect(os.environ.get("KUBECONFIG")), images)
     memo.metrics = OperatorMetrics()
     memo.locks = {}
+    memo.due = {}  # (namespace, name) -> monotonic time of the next periodic reconcile
+    memo.resync = asyncio.create_task(_resync_forever(memo), name="bespoke-resync")
     port = int(os.environ.get("BESPOKE_METRICS_PORT", "9090"))
     if port:
         start_http_server(port, registry=memo.metrics.registry)
@@ -78,7 +96,10 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    """Closes the API client."""
+    """Stops the resync loop and closes the API client."""
+    memo.resync.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await memo.resync
     await memo.runtime.api.close()
 
 
@@ -87,15 +108,11 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.update(GROUP, VERSION, _PLURAL)
 async def reconcile_customization(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """The spec was created or changed (or the operator restarted)."""
-    outcome = await _reconcile(memo, body, read_drift=False)
+    # A body nobody has written a status into yet is as fresh as a re-read would be.
+    known = None if body.get("status") else body
+    outcome = await _reconcile(memo, _key(body), known=known, read_drift=False)
     if outcome is not None and outcome.decision is None:
         raise kopf.PermanentError(_stalled_message(outcome))
-
-
-@kopf.timer(GROUP, VERSION, _PLURAL, interval=_INTERVAL, initial_delay=_INTERVAL)
-async def reconcile_periodically(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Heals missed events, advances deadlines and cooldowns, and reads the drift monitor."""
-    await _reconcile(memo, body, read_drift=True)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={**_PART_OF, "app.kubernetes.io/component": "trainer"})
@@ -109,12 +126,57 @@ async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         return  # a Job being created or running changes nothing the core decides on
     name = body.get("metadata", {}).get("labels", {}).get("bespoke.dev/customization")
     namespace = body.get("metadata", {}).get("namespace")
-    if not name or not namespace:
-        return
-    path = resource_path(API_VERSION, _PLURAL, namespace, name)
-    owner = await memo.runtime.api.get(path)
-    if owner is not None and not owner["metadata"].get("deletionTimestamp"):
-        await _reconcile(memo, owner, read_drift=False)
+    if name and namespace:
+        await _reconcile(memo, (namespace, name), read_drift=False)
+
+
+async def _resync_forever(memo: kopf.Memo) -> None:
+    """Reconciles each customization whose next periodic check has come (see module docs)."""
+    tick = max(0.5, min(_INTERVAL, _RESYNC) / 5)
+    gate = asyncio.Semaphore(_RESYNC_CONCURRENCY)
+    while True:
+        await asyncio.sleep(tick)
+        now = time.monotonic()
+        due = [key for key, at in memo.due.items() if at <= now]
+        for key in due:
+            memo.due[key] = now + _INTERVAL  # not picked again while this pass is running
+        await asyncio.gather(*(_resync_one(memo, key, gate) for key in due))
+
+
+async def _resync_one(memo: kopf.Memo, key: tuple[str, str], gate: asyncio.Semaphore) -> None:
+    async with gate:
+        try:
+            outcome = await _reconcile(memo, key, read_drift=True)
+        except kopf.TemporaryError as exc:
+            memo.due[key] = time.monotonic() + (exc.delay or _INTERVAL)
+            return
+        except Exception:  # the loop must outlive any one customization's failure
+            _log.exception("Periodic reconcile of %s/%s failed", *key)
+            return
+    if outcome is None:  # deleted: forget it
+        memo.due.pop(key, None)
+        lock = memo.locks.get(key)
+        if lock is not None and not lock.locked():
+            del memo.locks[key]
+
+
+def _schedule(memo: kopf.Memo, key: tuple[str, str], outcome: Outcome) -> None:
+    now = datetime.now(UTC)
+    at = next_check(
+        outcome.customization,
+        outcome.status,
+        now=now,
+        interval=timedelta(seconds=_INTERVAL),
+        resync=timedelta(seconds=_RESYNC),
+    )
+    # Jitter, so customizations created together do not all come due in the same tick.
+    delay = (at - now).total_seconds() * random.uniform(1.0, 1.1)
+    memo.due[key] = time.monotonic() + delay
+
+
+def _key(body: Mapping[str, Any]) -> tuple[str, str]:
+    metadata = body["metadata"]
+    return metadata["namespace"], metadata["name"]
 
 
 def _finished(job: Mapping[str, Any]) -> bool:
@@ -126,20 +188,23 @@ def _finished(job: Mapping[str, Any]) -> bool:
 
 
 async def _reconcile(
-    memo: kopf.Memo, body: Mapping[str, Any], *, read_drift: bool
+    memo: kopf.Memo,
+    key: tuple[str, str],
+    *,
+    read_drift: bool,
+    known: Mapping[str, Any] | None = None,
 ) -> Outcome | None:
-    metadata = body["metadata"]
-    key = (metadata["namespace"], metadata["name"])
+    """One reconcile of a customization; None when it no longer exists."""
     lock = memo.locks.setdefault(key, asyncio.Lock())
     started = time.perf_counter()
     runtime: KubernetesRuntime = memo.runtime
     metrics: OperatorMetrics = memo.metrics
-    current: Mapping[str, Any] = body
+    current: Mapping[str, Any] = known or {"metadata": {"namespace": key[0], "name": key[1]}}
     async with lock:
         try:
             # Status is computed from the freshest object, never from a stale event body.
-            fresh = await runtime.api.get(resource_path(API_VERSION, _PLURAL, *key))
-            if fresh is None:
+            fresh = known or await runtime.api.get(resource_path(API_VERSION, _PLURAL, *key))
+            if fresh is None or fresh["metadata"].get("deletionTimestamp"):
                 return None
             current = fresh
             drift = await _drift_if_due(runtime, fresh) if read_drift else None
@@ -157,6 +222,7 @@ async def _reconcile(
     if outcome.decision is not None:
         metrics.observe_decision(*key, outcome.decision)
     metrics.observe_status(*key, outcome.status)
+    _schedule(memo, key, outcome)
     return outcome
 
 

@@ -7,6 +7,8 @@ longer); a permanent one (403) is written into status as Stalled; an invalid spe
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -34,6 +36,7 @@ def _memo(api: KubeApi) -> kopf.Memo:
     memo.runtime = KubernetesRuntime(api, Images(trainer="trainer:test", serving="serving:test"))
     memo.metrics = OperatorMetrics()
     memo.locks = {}
+    memo.due = {}
     return memo
 
 
@@ -64,7 +67,7 @@ def _reconciles(memo: kopf.Memo, result: str) -> float:
     [
         (("POST", "/jobs"), 500, 2),
         (("POST", "/jobs"), 429, 10),
-        (("GET", f"/modelcustomizations/{NAME}"), 503, 2),
+        (("POST", "/configmaps"), 503, 2),
         (("PATCH", f"/modelcustomizations/{NAME}/status"), 500, 2),
     ],
 )
@@ -130,3 +133,26 @@ async def test_invalid_spec_is_a_permanent_error_with_stalled_status_and_no_job(
     assert mc["status"]["observedGeneration"] == 1
     assert kube.stored("jobs") == []
     assert kube.stored("modelversions") == []
+
+
+async def test_the_resync_loop_reconciles_what_is_due_and_forgets_what_is_gone(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    memo = _memo(api)
+    body = await _create(api)
+    await reconcile_customization(body=body, memo=memo)
+    key = (NAMESPACE, NAME)
+    # Training waits for its Job's event; the periodic pass only heals, at the resync interval.
+    assert memo.due[key] - time.monotonic() > handlers._INTERVAL
+
+    gate = asyncio.Semaphore(1)
+    memo.due[key] = 0.0
+    await handlers._resync_one(memo, key, gate)
+    assert _reconciles(memo, "success") == 2
+    assert memo.due[key] - time.monotonic() > handlers._INTERVAL
+    assert [j["metadata"]["name"] for j in kube.stored("jobs")] == ["sentiment-v1-train-1"]
+
+    await api.delete(MC_PATH)
+    await handlers._resync_one(memo, key, gate)
+    assert key not in memo.due
+    assert key not in memo.locks

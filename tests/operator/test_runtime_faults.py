@@ -14,7 +14,7 @@ import pytest
 from bespoke_operator.api import API_VERSION
 from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
 from bespoke_operator.runtimes.kubernetes.objects import Images
-from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime
+from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime, status_patch
 from tests.operator.conftest import NAME, NAMESPACE, Fault, FaultyKubernetes, customization
 
 pytestmark = pytest.mark.asyncio
@@ -53,6 +53,7 @@ async def test_repeated_passes_create_one_version_one_config_and_one_job(
 
     for _ in range(3):
         outcome = await runtime.reconcile(body)
+        body = {**body, "status": status_patch(outcome.status)}  # as the handler writes it
 
     assert _names(kube, "modelversions") == ["sentiment-v1"]
     assert _names(kube, "configmaps") == ["sentiment-v1-trainer"]
@@ -62,6 +63,33 @@ async def test_repeated_passes_create_one_version_one_config_and_one_job(
     owner = job["metadata"]["ownerReferences"][0]
     version = kube.stored("modelversions")[0]
     assert (owner["kind"], owner["uid"]) == ("ModelVersion", version["metadata"]["uid"])
+    assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+
+
+async def test_a_new_customization_is_created_for_without_reading_children(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    body = await _stored_customization(api)
+
+    outcome = await _runtime(api).reconcile(body)
+
+    versions = resource_path(API_VERSION, "modelversions", NAMESPACE)
+    assert len(kube["get", JOBS]) == len(kube["get", versions]) == 0
+    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
+    assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+
+
+async def test_a_status_less_pass_after_a_crash_still_ends_with_one_job(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    runtime = _runtime(api)
+    body = await _stored_customization(api)
+    await runtime.reconcile(body)  # created the children, then "crashed" before the status write
+
+    outcome = await runtime.reconcile(body)
+
+    assert _names(kube, "modelversions") == ["sentiment-v1"]
+    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
     assert _condition(outcome.status, "Reconciling") == ("True", "Training")
 
 
