@@ -21,7 +21,7 @@ import attrs
 import kmock
 import pytest_asyncio
 import yaml
-from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client import Configuration
 
 from bespoke_operator.runtimes.kubernetes.client import KubeApi
 
@@ -122,7 +122,7 @@ async def kube() -> AsyncIterator[FaultyKubernetes]:
 @pytest_asyncio.fixture
 async def api(kube: FaultyKubernetes) -> AsyncIterator[KubeApi]:
     """The operator's own JSON client, pointed at the emulator."""
-    client = KubeApi(ApiClient(Configuration(host=str(kube.url).rstrip("/"))))
+    client = KubeApi(Configuration(host=str(kube.url).rstrip("/")))
     yield client
     await client.close()
 
