@@ -29,7 +29,6 @@ from tests.chart.chartlib import (
     OPERATOR_METRICS,
     REPO_ROOT,
     Render,
-    find_tool,
     metric_names,
     one,
 )
@@ -306,11 +305,3 @@ def _wait(probe: Any, attempts: int = 120) -> Any:
         time.sleep(0.5)
         result = probe()
     return result
-
-
-@pytest.fixture(scope="module")
-def prometheus_bin() -> str:
-    path = find_tool("prometheus")
-    if path is None:
-        pytest.skip("prometheus is not installed: apt-get install prometheus (hack/tools.sh)")
-    return path
