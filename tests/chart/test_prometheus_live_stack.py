@@ -235,9 +235,11 @@ def test_bentoml_request_metrics_count_the_requests_sent(
         f'{{endpoint="/classify", customization="{CUSTOMIZATION}"}})'
     )
     live.prometheus.wait_for(f"{query} >= {ok}")
+    # BentoML also declares some codes at 0 before any request gets them: count what happened.
     counts = {
         s["metric"]["http_response_code"]: float(s["value"][1])
         for s in live.prometheus.query(query)["data"]["result"]
+        if float(s["value"][1]) > 0
     }
     assert counts.pop("200") == ok
     assert counts == {str(code): n for code, n in live.sent.items() if code != 200}
