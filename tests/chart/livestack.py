@@ -88,13 +88,14 @@ def example_document(root: Path, state: CustomizationState, *, train_rows: int) 
     shutil.copy(EXAMPLE / "data" / "recent-labelled.jsonl", data / "recent-labelled.jsonl")
     document: dict[str, Any] = yaml.safe_load((EXAMPLE / "customization.yaml").read_text())
     spec = document["spec"]
-    spec["training"].update({"epochs": 1, "learningRate": "3e-3"})
+    spec["training"].update({"epochs": 1, "learningRate": "5e-3"})
     spec["evaluation"]["gates"] = [
         {"metric": "accuracy", "min": "0.5"},
         {"metric": "macroF1", "min": "0.3"},
     ]
     spec["monitoring"]["intervalSeconds"] = 5
-    return prepare(document, root, state)
+    prepared: dict[str, Any] = prepare(document, root, state)
+    return prepared
 
 
 class OperatorLoop:

@@ -37,7 +37,7 @@ pytestmark = [
 ]
 
 # Training rows of the trimmed example: enough for one short epoch to clear the lowered gates.
-TRAIN_ROWS = 400
+TRAIN_ROWS = 300
 # The example's monitoring.windowSize; the server computes drift from 100 rows on.
 WINDOW = 200
 CUSTOMIZATION = "support-tickets"
@@ -115,7 +115,7 @@ def live(
         )
         record = state.serving()
         assert record is not None, status
-        targets = {
+        targets: dict[str, list[tuple[str, dict[str, str]]]] = {
             "operator": [(f"127.0.0.1:{loop.metrics_port}", {})],
             "serving": [(f"127.0.0.1:{record.port}", _serving_labels(record.version))],
         }
