@@ -1,11 +1,12 @@
 """The real operator, with exactly the chart's ServiceAccount and RBAC, scraped by real Prometheus.
 
-The chart is applied to the envtest harness's API server in `namespaces` mode; kopf runs the
-operator's handlers (KopfRunner) logged in with a token of the chart's ServiceAccount, so every
-request is authorized by the chart's roles. A customization must get its first version and
-trainer Job without one Forbidden answer, and Prometheus must scrape the operator's own
-`/metrics` and answer every operator query of the dashboard and the alerts. The trainer pod
-template the operator wrote is admitted by the API server under an enforced `restricted` profile.
+The chart is installed by `helm install` into the envtest API server in `namespaces` mode;
+kopf runs the operator's handlers (KopfRunner) logged in with a token of the chart's
+ServiceAccount, so every request is authorized by the chart's roles. A customization must get its
+first version and trainer Job without one Forbidden answer, and Prometheus must scrape the
+operator's own `/metrics` and answer every operator query of the dashboard and the alerts. The
+trainer pod template the operator wrote is admitted by the API server under an enforced
+`restricted` profile.
 """
 
 from __future__ import annotations
