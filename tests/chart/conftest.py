@@ -26,6 +26,11 @@ def promtool() -> str:
 
 
 @pytest.fixture(scope="session")
+def prometheus_bin() -> str:
+    return require_tool("prometheus")
+
+
+@pytest.fixture(scope="session")
 def render(helm: str, tmp_path_factory: pytest.TempPathFactory) -> Render:
     """Render the chart with `helm template` and return its non-empty documents."""
     cache: dict[str, list[Manifest]] = {}

@@ -125,6 +125,35 @@ class PrometheusServer:
         groups = self._get("/api/v1/rules")["data"]["groups"]
         return [rule for group in groups for rule in group["rules"]]
 
+    def alerts(self) -> list[dict[str, Any]]:
+        """The active (pending or firing) alerts with their labels and annotations."""
+        alerts: list[dict[str, Any]] = self._get("/api/v1/alerts")["data"]["alerts"]
+        return alerts
+
+    def label_values(self, label: str) -> list[str]:
+        """Every value of `label` in the stored series (`__name__`: every series name)."""
+        values: list[str] = self._get(f"/api/v1/label/{label}/values")["data"]
+        return values
+
+    def scraped_metric_names(self) -> set[str]:
+        """Series names the targets declare (HELP/TYPE lines), with or without samples yet.
+
+        A labelled counter has no series until its first event, but its exporter declares it
+        from the start. Metadata is per family: OpenMetrics names a counter's family without
+        `_total`, and a histogram's series are its family's `_bucket`, `_sum` and `_count`.
+        """
+        families: dict[str, list[dict[str, str]]] = self._get("/api/v1/metadata")["data"]
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+        suffixes["summary"] = ("_sum", "_count")
+        names = set()
+        for family, entries in families.items():
+            names.add(family)
+            for entry in entries:
+                names |= {
+                    family + s for s in suffixes.get(entry["type"], ()) if not family.endswith(s)
+                }
+        return names
+
     def wait_for(self, expr: str, timeout: float = 60) -> list[dict[str, Any]]:
         """Poll until the query returns at least one series; return them."""
         deadline = time.monotonic() + timeout

@@ -3,6 +3,15 @@
 The API server is the envtest harness's etcd + kube-apiserver (tests/cluster/envtest_cluster.py,
 binaries from hack/envtest.sh), started once for this module; `BESPOKE_TEST_KUBECONFIG` points at
 another cluster instead. Without either the tests skip (fail with `BESPOKE_ENVTEST_REQUIRED=1`).
+
+These are literal `helm install`s. They once could not be: helm asks the server's `/version`
+(discovery works on envtest) and checks it against the chart's `kubeVersion: ">=1.29.0-0"`. A
+kube-apiserver built from the Go modules without the `-X k8s.io/component-base/version.*`
+link flags reports `v0.0.0-master`, a valid semver that sorts below 1.29, so helm refused with
+"chart requires kubeVersion: >=1.29.0-0 which is incompatible with Kubernetes v0.0.0-master"
+before sending anything. hack/envtest.sh now stamps its builds as Kubernetes' own build does
+(and replaces unstamped cached binaries); `test_the_server_reports_a_stamped_version` and
+`test_an_unstamped_server_version_is_what_helm_refuses` pin both halves of that.
 """
 
 from __future__ import annotations
@@ -25,9 +34,10 @@ from tests.chart.podsecurity import pod_spec_of
 
 pytestmark = pytest.mark.cluster
 
-UNVERSIONED_SERVER = "incompatible with Kubernetes v0.0.0-master"
+UNSTAMPED_VERSION = "v0.0.0-master"
 # The Kubernetes release hack/envtest.sh builds (its default BESPOKE_ENVTEST_K8S_VERSION).
 ENVTEST_KUBERNETES = os.environ.get("BESPOKE_ENVTEST_K8S_VERSION", "1.34.4")
+CRDS = ("modelcustomizations.bespoke.dev", "modelversions.bespoke.dev")
 WORKLOAD_KINDS = {"Deployment", "Job", "StatefulSet", "DaemonSet", "CronJob"}
 MONITORING_RESOURCES = {
     "servicemonitors.monitoring.coreos.com": ("metrics", "serviceMonitor"),
@@ -119,20 +129,16 @@ def release(cluster: Cluster) -> Iterator[tuple[str, str]]:
 
 
 def _install(cluster: Cluster, name: str, namespace: str, values: Manifest, tmp_path: Path) -> None:
+    """`helm install` of the chart; helm reports the release deployed."""
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
-    chart_args = [name, str(CHART_DIR), "--namespace", namespace, "--values", str(values_file)]
-    result = cluster.helm("install", *chart_args)
-    if result.returncode != 0 and UNVERSIONED_SERVER in result.stderr:
-        # An API server built from source without version stamps reports v0.0.0-master, which
-        # fails the chart's kubeVersion check before anything is sent. Let the server validate
-        # the same objects anyway: render for the version it was built from and apply them.
-        rendered = cluster.helm(
-            "template", *chart_args, "--include-crds", "--kube-version", ENVTEST_KUBERNETES
-        )
-        assert rendered.returncode == 0, rendered.stderr
-        result = cluster.kubectl("apply", "--server-side", "-f", "-", stdin=rendered.stdout)
+    result = cluster.helm(
+        "install", name, str(CHART_DIR), "--namespace", namespace, "--values", str(values_file)
+    )
     assert result.returncode == 0, result.stderr
+    status = cluster.helm("status", name, "--namespace", namespace, "--output", "json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["info"]["status"] == "deployed"
 
 
 def _can(cluster: Cluster, account: str, *args: str) -> bool:
@@ -154,6 +160,15 @@ def _installed_toggles(cluster: Cluster) -> Manifest:
                 node = node.setdefault(key, {})
             node["enabled"] = True
     return toggles
+
+
+def test_the_server_reports_a_stamped_version(cluster: Cluster) -> None:
+    answer = cluster.kubectl("get", "--raw", "/version")
+    assert answer.returncode == 0, answer.stderr
+    version = json.loads(answer.stdout)["gitVersion"]
+    assert version != UNSTAMPED_VERSION
+    if not os.environ.get("BESPOKE_TEST_KUBECONFIG"):
+        assert version == f"v{ENVTEST_KUBERNETES}"
 
 
 def test_helm_install_with_defaults(
@@ -181,6 +196,37 @@ def test_helm_install_with_defaults(
     assert not _can(cluster, account, "get", "secrets", "--all-namespaces")
     assert not _can(cluster, account, "create", "pods", "--all-namespaces")
     assert not _can(cluster, account, "delete", "customresourcedefinitions.apiextensions.k8s.io")
+    # helm installed the chart's crds/ (or found them from an earlier release) and they serve.
+    for crd in CRDS:
+        established = cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s"
+        )
+        assert established.returncode == 0, established.stderr
+
+
+def test_helm_upgrade_adds_a_toggle_and_uninstall_keeps_the_crds(
+    cluster: Cluster, release: tuple[str, str], tmp_path: Path
+) -> None:
+    name, namespace = release
+    _install(cluster, name, namespace, {}, tmp_path)
+    dashboard = {"grafanaDashboard": {"enabled": True}}
+    values = tmp_path / "upgrade.yaml"
+    values.write_text(yaml.safe_dump(dashboard))
+    upgraded = cluster.helm(
+        "upgrade", name, str(CHART_DIR), "--namespace", namespace, "--values", str(values)
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    configmaps = cluster.kubectl(
+        "get", "configmap", "-n", namespace, "-l", "grafana_dashboard=1", "-o", "name"
+    )
+    assert configmaps.stdout.strip(), configmaps.stderr
+    removed = cluster.helm("uninstall", name, "--namespace", namespace)
+    assert removed.returncode == 0, removed.stderr
+    gone = cluster.kubectl("get", "deployment", f"{name}-operator", "-n", namespace)
+    assert "NotFound" in gone.stderr
+    # Helm never deletes (or upgrades) CRDs: the customizations people made survive an uninstall.
+    for crd in CRDS:
+        assert cluster.kubectl("get", "crd", crd).returncode == 0
 
 
 def test_helm_install_with_every_installable_toggle_namespaced(

@@ -420,3 +420,19 @@ def test_renders_on_the_oldest_supported_kubernetes(helm: str, tmp_path: Path) -
     )
     assert too_old.returncode != 0
     assert "incompatible with Kubernetes" in too_old.stderr
+
+
+def test_an_unstamped_server_version_is_what_helm_refuses(helm: str, tmp_path: Path) -> None:
+    """Why `helm install` once failed on the envtest harness (see test_chart_install.py)."""
+    unstamped = run_helm(
+        helm, "template", "rel", str(CHART_DIR), "--kube-version", "v0.0.0-master", tmp_dir=tmp_path
+    )
+    assert unstamped.returncode != 0
+    assert (
+        f"chart requires kubeVersion: {CHART['kubeVersion']} which is incompatible with"
+        " Kubernetes v0.0.0-master" in unstamped.stderr
+    )
+    stamped = run_helm(
+        helm, "template", "rel", str(CHART_DIR), "--kube-version", "v1.34.4", tmp_dir=tmp_path
+    )
+    assert stamped.returncode == 0, stamped.stderr
