@@ -114,7 +114,12 @@ class OperatorMetrics:
     def observe_status(
         self, namespace: str, customization: str, status: ModelCustomizationStatus
     ) -> None:
-        """Sets the production-version gauges from a new status."""
+        """Sets the production-version gauges from a new status.
+
+        Also starts the customization's counters at 0 (idempotent): a series born at 1 shows no
+        `increase()`, so alerts on the first failure, rejection or rollback would miss it.
+        """
+        self._start_counters(namespace, customization)
         version = status.production_version
         if version is None:
             return
@@ -124,3 +129,9 @@ class OperatorMetrics:
             self.version_metric.labels(namespace, customization, str(version), metric).set(
                 float(value)
             )
+
+    def _start_counters(self, namespace: str, customization: str) -> None:
+        for outcome in sorted(set(_OUTCOMES.values())):
+            self.versions.labels(namespace, customization, outcome)
+        for counter in (self.promotions, self.rollbacks, self.drift_retrains):
+            counter.labels(namespace, customization)

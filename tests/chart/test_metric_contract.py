@@ -29,3 +29,24 @@ def test_the_operator_exports_every_series_the_dashboard_and_alerts_use() -> Non
         for suffix in _SUFFIXES.get(family.type, ("",))
     }
     assert sorted(OPERATOR_METRICS - exported) == []
+
+
+def test_counters_start_at_zero_once_a_customization_is_reconciled() -> None:
+    """A series born at 1 has no increase(): the first failure would never alert."""
+    metrics = pytest.importorskip("bespoke_operator.metrics")
+    api = pytest.importorskip("bespoke_operator.api")
+    operator_metrics = metrics.OperatorMetrics()
+    operator_metrics.observe_status("ml", "tickets", api.ModelCustomizationStatus())
+    started = {
+        (sample.name, sample.labels.get("outcome", "")): sample.value
+        for family in operator_metrics.registry.collect()
+        for sample in family.samples
+        if sample.labels.get("customization") == "tickets"
+    }
+    for outcome in ("Promoted", "Rejected", "Failed", "AwaitingApproval"):
+        assert started[("bespoke_versions_total", outcome)] == 0
+    for name in ("promotions", "rollbacks", "drift_retrains"):
+        assert started[(f"bespoke_{name}_total", "")] == 0
+    # The duration histogram only feeds quantile panels, never an alert on increase(): it is not
+    # pre-started, which spares a dozen bucket series per customization.
+    assert ("bespoke_training_duration_seconds_count", "") not in started
