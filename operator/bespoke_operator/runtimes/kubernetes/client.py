@@ -105,6 +105,7 @@ class KubeApi:
         body: Any = None,
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
+        read_body: bool = True,
     ) -> dict[str, Any]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         # Re-read per call: the in-cluster loader refreshes the projected token through this hook.
@@ -123,7 +124,9 @@ class KubeApi:
             raw = await response.read()
             if not 200 <= response.status <= 299:
                 raise ApiError(response.status, _message(raw, str(response.reason)), path)
-        return json.loads(raw) if raw else {}
+        # Parsing a write's echo of the whole object costs more than the write itself; most
+        # writes need nothing back.
+        return json.loads(raw) if raw and read_body else {}
 
     async def get(self, path: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
@@ -140,35 +143,44 @@ class KubeApi:
         items: list[dict[str, Any]] = result.get("items", [])
         return items
 
-    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """Creates an object; None when it already exists (creating twice is success)."""
+    async def create(
+        self, path: str, body: dict[str, Any], *, read_back: bool = False
+    ) -> dict[str, Any] | None:
+        """Creates an object; None when it already exists (creating twice is success).
+
+        The created object as the server stored it with `read_back`, else an empty mapping.
+        """
         try:
-            return await self._call("POST", path, body=body)
+            return await self._call("POST", path, body=body, read_body=read_back)
         except ApiError as exc:
             if exc.status == 409:
                 return None
             raise
 
-    async def apply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, path: str, body: dict[str, Any]) -> None:
         """Server-side apply: the server changes nothing when the object already matches."""
-        return await self._call(
+        await self._call(
             "PATCH",
             path,
             body=body,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
+            read_body=False,
         )
 
-    async def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
+    async def merge_patch(self, path: str, patch: dict[str, Any]) -> None:
         """A JSON merge patch (lists are replaced whole)."""
         merge = "application/merge-patch+json"
-        return await self._call("PATCH", path, body=patch, content_type=merge)
+        await self._call("PATCH", path, body=patch, content_type=merge, read_body=False)
 
     async def delete(self, path: str) -> None:
         """Deletes with background propagation; deleting what is gone is success."""
         try:
             await self._call(
-                "DELETE", path, body={"kind": "DeleteOptions", "propagationPolicy": "Background"}
+                "DELETE",
+                path,
+                body={"kind": "DeleteOptions", "propagationPolicy": "Background"},
+                read_body=False,
             )
         except ApiError as exc:
             if exc.status != 404:

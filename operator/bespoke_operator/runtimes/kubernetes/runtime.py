@@ -164,7 +164,7 @@ class KubernetesRuntime:
             body = action.version.model_dump(mode="json", by_alias=True, exclude_none=True)
             body["metadata"]["ownerReferences"] = [owner.as_dict()]
             path = resource_path(API_VERSION, _VERSIONS, namespace)
-            created = await self.api.create(path, body)
+            created = await self.api.create(path, body, read_back=True)
             if created is None:  # it already existed: a repeated pass
                 created = await self.api.get(f"{path}/{body['metadata']['name']}") or {}
             uids[action.version.spec.version] = created.get("metadata", {}).get("uid", "")
