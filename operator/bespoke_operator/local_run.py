@@ -142,6 +142,10 @@ def _finished(
     progress.drift_seen |= status.drift is not None and status.drift.detected
     if status.phase == "Failed":
         return True
+    if _retrain_decided(runtime) and (status.phase == "Ready" or not options.keep_serving):
+        # Without --keep-serving the run stops every server as it ends: rolling the new version
+        # out only to stop it would cost a server start (half a minute here) and show nothing.
+        return True
     if status.phase != "Ready":
         return False
     if options.traffic == "none":
@@ -152,7 +156,11 @@ def _finished(
         return len(progress.readings) >= _QUIET_READINGS
     if runtime.customization().spec.monitoring.on_drift.action == "alert":
         return progress.drift_seen
-    # Retrain policy: done once a drift-triggered version has been trained and decided.
+    return False  # retrain policy: done once the drift-triggered version is decided (above)
+
+
+def _retrain_decided(runtime: LocalRuntime) -> bool:
+    """Whether a drift-triggered version has been trained and its gates decided."""
     decided = ("Promoted", "Rejected", "Failed", "AwaitingApproval", "Retired")
     return any(
         v.spec.trigger == "Drift" and v.status is not None and v.status.phase in decided
@@ -213,6 +221,11 @@ def _summary(console: Console, runtime: LocalRuntime, options: RunOptions) -> No
     console.print(
         f"Phase: [bold]{status.phase}[/]  production version: {status.production_version}"
     )
+    if status.rollout is not None and not options.keep_serving:
+        console.print(
+            f"v{status.rollout.version} is promoted; the next `bespoke run` rolls it out "
+            "(add --keep-serving to wait for it and keep it up)"
+        )
     if status.endpoint and options.keep_serving:
         console.print(
             f"Serving at {status.endpoint}  (POST /classify, GET /metrics, GET /drift); "
