@@ -192,7 +192,8 @@ class TrainingConfig(_Model):
     gradient_checkpointing: bool = False
     num_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch")
     group_by_length: bool = Field(
-        default=True, description="Batch examples of similar length together (less padding)"
+        default=True,
+        description="Batch examples of similar length together (less padding; unpacked only)",
     )
     packing: bool = Field(
         default=True,

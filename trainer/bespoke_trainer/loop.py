@@ -63,7 +63,9 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-def _batches(lengths: np.ndarray, cfg: TrainingConfig, epoch: int, dist: Dist) -> list[np.ndarray]:
+def _batches(
+    lengths: np.ndarray, cfg: TrainingConfig, epoch: int, dist: Dist, *, packed: bool
+) -> list[np.ndarray]:
     return epoch_batches(
         lengths,
         cfg.batch_size,
@@ -71,7 +73,9 @@ def _batches(lengths: np.ndarray, cfg: TrainingConfig, epoch: int, dist: Dist) -
         epoch=epoch,
         rank=dist.rank,
         world_size=dist.world_size,
-        group_by_length=cfg.group_by_length,
+        # Packed batches carry no padding to save, and batches of only long or only short
+        # examples would change what each step learns from for nothing.
+        group_by_length=cfg.group_by_length and not packed,
     )
 
 
@@ -124,7 +128,7 @@ def train(
     causal = bool(len(data)) and isinstance(data.targets[0], list)
     packed = causal and cfg.packing
     model_computes_loss = model_computes_loss and causal
-    batches_per_epoch = len(_batches(lengths, cfg, 0, dist))
+    batches_per_epoch = len(_batches(lengths, cfg, 0, dist, packed=packed))
     steps_per_epoch = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps)
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
@@ -193,7 +197,7 @@ def train(
     model.train()
     stop = False
     while state.epoch < cfg.epochs and not stop:
-        batches = _batches(lengths, cfg, state.epoch, dist)
+        batches = _batches(lengths, cfg, state.epoch, dist, packed=packed)
         for bi in range(state.batch_in_epoch, len(batches)):
             idx = batches[bi]
             host = (
