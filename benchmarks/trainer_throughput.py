@@ -7,8 +7,8 @@ ours, ...) so a noisy machine penalises both, and the ratio is taken within each
 - `classification` (the CPU check): MiniLM-L6 (or `--model tiny`, a 2-layer random BERT) on the
   example sentiment data; the baseline is `Trainer` with batches padded to the maximum sequence
   length (`padding="max_length"`). Accuracy of each side on the held-out rows is reported: the
-  speed only counts at equal accuracy. A reference run, `Trainer` with dynamic padding and its
-  length-grouped sampler, shows how much of the gain HF users could get by configuration alone.
+  speed only counts at equal accuracy. A reference run, `Trainer` with dynamic padding (pad to
+  the longest in each batch), shows how much of the gain HF users could get by configuration.
 - `causal-lm` (the GPU check): a Qwen2-0.5B- or Llama-1B-shaped model initialised at random from
   its config (or `tiny`), random token sequences of random length up to `--max-length`, LoRA r=16
   on all linear layers, bf16 on CUDA; the baseline pads each batch to its longest sequence.
@@ -333,7 +333,6 @@ def _cls_hf(
         if padded
         else DataCollatorWithPadding(tok)
     )
-    extra = {} if padded else {"train_sampling_strategy": "group_by_length"}
     with _peak_memory() as mem, tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         enc = tok(texts, truncation=True, max_length=args.max_length)
@@ -343,7 +342,7 @@ def _cls_hf(
         ]
         trainer = Trainer(
             model=model,
-            args=_hf_args(out, args, steps, **extra),
+            args=_hf_args(out, args, steps),
             train_dataset=_Rows(rows),
             data_collator=collator,
         )
@@ -352,7 +351,7 @@ def _cls_hf(
         _sync()
         seconds = time.perf_counter() - start
     real = sum(len(x) for x in enc["input_ids"]) * args.epochs
-    name = BASELINE if padded else "hf-trainer-peft-dynamic-grouped"
+    name = BASELINE if padded else "hf-trainer-peft-dynamic"
     record = _record(name, seconds, len(texts) * args.epochs, real, mem, None)
     return (
         record | _hf_finish(trainer) | {"accuracy": _accuracy(model, tok, test_texts, test_labels)}
@@ -571,7 +570,7 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
             BASELINE: lambda w: _cls_hf(warm if w else data, model_dir, args, padded=True),
         }
         if args.reference:
-            sides["hf-trainer-peft-dynamic-grouped"] = lambda w: _cls_hf(
+            sides["hf-trainer-peft-dynamic"] = lambda w: _cls_hf(
                 warm if w else data, model_dir, args, padded=False
             )
         results = _run_sides(sides, args.repeats, "classification")

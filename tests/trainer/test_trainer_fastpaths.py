@@ -73,7 +73,7 @@ def _train(
 def test_defaults_are_on_only_where_safe() -> None:
     t = TrainingConfig()
     assert t.packing
-    assert t.group_by_length
+    assert not t.group_by_length  # it can cost accuracy: see the config comment
     assert t.fused_optimizer
     assert t.bf16_base
     assert not t.compile

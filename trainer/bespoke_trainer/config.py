@@ -191,8 +191,10 @@ class TrainingConfig(_Model):
     mitigate_bias: bool = False
     gradient_checkpointing: bool = False
     num_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch")
+    # Off by default: where length tracks the label (templated data), sorted batches hold one
+    # class each and training converges worse (measured: benchmarks/README.md).
     group_by_length: bool = Field(
-        default=True,
+        default=False,
         description="Batch examples of similar length together (less padding; unpacked only)",
     )
     packing: bool = Field(
