@@ -65,7 +65,12 @@ from transformers import (
 from bespoke_trainer.config import LoraSettings, MethodConfig, TrainingConfig
 from bespoke_trainer.distributed import Dist
 from bespoke_trainer.encoding import IGNORE_INDEX, Encoded, collate, encode_classification
-from bespoke_trainer.fastpaths import adapters_to_fp32, base_dtype, maybe_compile
+from bespoke_trainer.fastpaths import (
+    adapters_to_fp32,
+    attention_implementation,
+    base_dtype,
+    maybe_compile,
+)
 from bespoke_trainer.loop import LoopResult, train
 from bespoke_trainer.modeling import LoadedModel, apply_method
 
@@ -368,9 +373,12 @@ def _causal_config(shape: str) -> Any:
     return (LlamaConfig if family == "llama" else Qwen2Config)(**spec, pad_token_id=0)
 
 
-def _causal_fresh(shape: str, *, checkpointing: bool = False) -> torch.nn.Module:
+def _causal_fresh(shape: str, *, ours: bool, checkpointing: bool = False) -> torch.nn.Module:
     config = _causal_config(shape)
     device = _device()
+    attention = attention_implementation(device) if ours else None
+    if attention is not None:
+        config._attn_implementation = attention  # FlashAttention 2 where installed
     torch.manual_seed(0)
     training = TrainingConfig(bf16_base=True)
     # The baseline gets the same bf16 base (the stronger, common HF recipe); PEFT keeps its
@@ -378,7 +386,8 @@ def _causal_fresh(shape: str, *, checkpointing: bool = False) -> torch.nn.Module
     dtype = base_dtype(training, "lora", device) or torch.float32
     cls = LlamaForCausalLM if isinstance(config, LlamaConfig) else Qwen2ForCausalLM
     with device:
-        base: PreTrainedModel = cls(config).to(dtype)
+        base: PreTrainedModel = cls(config)
+    base.to(dtype=dtype)  # type: ignore[call-arg]
     loaded = LoadedModel(base, None)  # type: ignore[arg-type]
     model = apply_method(
         loaded,
@@ -416,13 +425,13 @@ def _lora_flops(model: torch.nn.Module, data: Encoded, shape: str) -> float:
         3 * 4 * cfg["num_hidden_layers"] * cfg["hidden_size"] * len(x) * len(x) / 2
         for x in data.input_ids
     )
-    return tokens * (4 * frozen + 6 * adapter) + attention
+    return float(tokens * (4 * frozen + 6 * adapter) + attention)
 
 
 def _causal_ours(
     data: Encoded, shape: str, args: argparse.Namespace, variant: str
 ) -> dict[str, Any]:
-    model = _causal_fresh(shape, checkpointing=variant == "checkpointing")
+    model = _causal_fresh(shape, ours=True, checkpointing=variant == "checkpointing")
     cfg = TrainingConfig(
         epochs=1,
         batch_size=args.batch_size,
@@ -452,7 +461,7 @@ def _causal_ours(
 
 
 def _causal_hf(data: Encoded, shape: str, args: argparse.Namespace) -> dict[str, Any]:
-    model = _causal_fresh(shape)
+    model = _causal_fresh(shape, ours=False)
     rows = [{"input_ids": x, "labels": x} for x in data.input_ids]
 
     def pad(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -594,15 +603,17 @@ def run_causal(args: argparse.Namespace, shape: str) -> dict[str, Any]:
     """The GPU check: real tokens/s, peak memory, loss after the same tokens."""
     data = _causal_data(args, SHAPES[shape]["vocab_size"])
     n = 2 * args.batch_size
-    warm = Encoded(data.input_ids[:n], data.targets[:n], data.weights[:n])  # type: ignore[arg-type]
+    warm = Encoded(data.input_ids[:n], data.targets[:n], data.weights[:n])
     sides: dict[str, Side] = {
         "bespoke": lambda w: _causal_ours(warm if w else data, shape, args, "default"),
         BASELINE: lambda w: _causal_hf(warm if w else data, shape, args),
     }
+
+    def variant_side(variant: str) -> Side:
+        return lambda w: _causal_ours(warm if w else data, shape, args, variant)
+
     for variant in args.variants:
-        sides[f"bespoke+{variant}"] = lambda w, v=variant: _causal_ours(
-            warm if w else data, shape, args, v
-        )
+        sides[f"bespoke+{variant}"] = variant_side(variant)
     results = _run_sides(sides, args.repeats, f"causal-lm/{shape}")
     medians = {name: _medians(runs) for name, runs in results.items()}
     for m in medians.values():
