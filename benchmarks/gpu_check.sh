@@ -16,7 +16,7 @@ mkdir -p "$OUT_DIR"
 PY=${PYTHON:-python}
 REPEATS=${REPEATS:-3}
 SHAPES=${SHAPES:-qwen2-0.5b llama-1b}
-VARIANTS=${VARIANTS:-checkpointing compile}
+VARIANTS=${VARIANTS:-checkpointing}  # add "compile" to measure torch.compile (minutes of compiling)
 export PYTHONPATH=$ROOT/operator:$ROOT/trainer:$ROOT/serving:$ROOT/monitor${PYTHONPATH:+:$PYTHONPATH}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 

@@ -702,7 +702,7 @@ def main() -> None:
         c.variants = (
             args.variants
             if args.variants is not None
-            else (["checkpointing"] if args.quick else ["checkpointing", "compile"])
+            else ["checkpointing"]
         )
         for shape in shapes:
             summaries.append(run_causal(c, shape))
