@@ -699,11 +699,7 @@ def main() -> None:
         c.max_length = args.max_length or (256 if not cuda else 1024)
         c.lr = args.lr or 2e-4
         c.repeats = 1 if args.quick else args.repeats
-        c.variants = (
-            args.variants
-            if args.variants is not None
-            else ["checkpointing"]
-        )
+        c.variants = args.variants if args.variants is not None else ["checkpointing"]
         for shape in shapes:
             summaries.append(run_causal(c, shape))
             emit(summaries[-1])
