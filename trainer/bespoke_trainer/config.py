@@ -191,6 +191,25 @@ class TrainingConfig(_Model):
     mitigate_bias: bool = False
     gradient_checkpointing: bool = False
     num_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch")
+    # Off by default: where length tracks the label (templated data), sorted batches hold one
+    # class each and training converges worse (measured: benchmarks/README.md).
+    group_by_length: bool = Field(
+        default=False,
+        description="Batch examples of similar length together (less padding; unpacked only)",
+    )
+    packing: bool = Field(
+        default=True,
+        description="causal-lm: pack each batch into padding-free rows, attention per example",
+    )
+    fused_optimizer: bool = Field(default=True, description="Fused AdamW (CUDA only)")
+    bf16_base: bool = Field(
+        default=True,
+        description="CUDA, lora: frozen base in bf16, adapters and head kept in fp32",
+    )
+    compile: bool = Field(default=False, description="torch.compile the model")
+    liger_kernels: bool = Field(
+        default=False, description="Liger kernels (CUDA, Llama/Qwen2/Mistral) when importable"
+    )
 
 
 class EvaluationConfig(_Model):

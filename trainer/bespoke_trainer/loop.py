@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
+from bespoke_trainer.batching import epoch_batches, pack_batch, real_tokens
 from bespoke_trainer.checkpoint import (
     LoopState,
     best_weights,
@@ -27,13 +28,24 @@ from bespoke_trainer.checkpoint import (
 from bespoke_trainer.config import TrainingConfig, metric_higher_is_better
 from bespoke_trainer.distributed import Dist
 from bespoke_trainer.encoding import Encoded, batch_loss, collate
+from bespoke_trainer.fastpaths import make_optimizer
 from bespoke_trainer.modeling import trainable_state
 
-__all__ = ["LoopResult", "train"]
+__all__ = ["LoopResult", "TrainStats", "train"]
 
 log = logging.getLogger(__name__)
 
 EvalFn = Callable[[], dict[str, Any]]
+
+
+@dataclass
+class TrainStats:
+    """What this process trained on in this run (after any resume), for logs and benchmarks."""
+
+    samples: int = 0
+    real_tokens: int = 0
+    losses: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -44,18 +56,51 @@ class LoopResult:
     selection_metric: str
     total_steps: int
     resumed_from_step: int | None
+    stats: TrainStats = field(default_factory=TrainStats)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-def _batches(n: int, cfg: TrainingConfig, epoch: int, dist: Dist) -> list[np.ndarray]:
-    # The order depends only on (seed, epoch), so a resumed run sees the same batches.
-    order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-    per_rank = len(order) // dist.world_size if dist.world_size > 1 else len(order)
-    order = order[dist.rank :: dist.world_size][:per_rank]
-    return [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+def _batches(
+    lengths: np.ndarray, cfg: TrainingConfig, epoch: int, dist: Dist, *, packed: bool
+) -> list[np.ndarray]:
+    return epoch_batches(
+        lengths,
+        cfg.batch_size,
+        seed=cfg.seed,
+        epoch=epoch,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        # Packed batches carry no padding to save, and batches of only long or only short
+        # examples would change what each step learns from for nothing.
+        group_by_length=cfg.group_by_length and not packed,
+    )
+
+
+def _forward(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    *,
+    causal: bool,
+    model_computes_loss: bool,
+) -> torch.Tensor:
+    """The logits, or the loss itself when the model computes it (fused kernels)."""
+    kwargs: dict[str, Any] = {"input_ids": batch["input_ids"]}
+    if "position_ids" in batch:
+        kwargs["position_ids"] = batch["position_ids"]  # packed: no mask, see pack_batch
+    else:
+        kwargs["attention_mask"] = batch["attention_mask"]
+    if causal:
+        # A KV cache is of no use in training and would hide the packing from the mask builder.
+        kwargs["use_cache"] = False
+    if model_computes_loss:
+        # Liger's fused linear + cross-entropy never materialises the logits.
+        out: torch.Tensor = model(**kwargs, labels=batch["labels"])["loss"]
+        return out
+    logits: torch.Tensor = model(**kwargs)["logits"]
+    return logits
 
 
 def train(
@@ -67,14 +112,23 @@ def train(
     evaluate: EvalFn,
     checkpoint_dir: Path,
     dist: Dist,
-    tokens_per_example: Callable[[np.ndarray], int] | None = None,
+    model_computes_loss: bool = False,
 ) -> LoopResult:
-    """Train `model` in place; on return it holds the best weights by the selection metric."""
+    """Train `model` in place; on return it holds the best weights by the selection metric.
+
+    Causal-LM batches are packed without padding when `cfg.packing` is on; classification
+    batches (and unpacked causal ones) are padded to their longest example, which
+    `cfg.groupByLength` keeps close to every other example's length.
+    """
     device = dist.device
     inner = _unwrap(model)
     params = [p for p in inner.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    batches_per_epoch = len(_batches(len(data), cfg, 0, dist))
+    optimizer = make_optimizer(params, cfg, device)
+    lengths = np.fromiter((len(x) for x in data.input_ids), dtype=np.int64, count=len(data))
+    causal = bool(len(data)) and isinstance(data.targets[0], list)
+    packed = causal and cfg.packing
+    model_computes_loss = model_computes_loss and causal
+    batches_per_epoch = len(_batches(lengths, cfg, 0, dist, packed=packed))
     steps_per_epoch = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps)
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
@@ -97,7 +151,13 @@ def train(
     started = time.monotonic()
     start_step = state.step
     seen = 0
-    window_loss, window_n = 0.0, 0
+    stats = TrainStats()
+    # Losses and norms stay on the device until a log line needs them: a float() per step
+    # would wait for the GPU to finish every step before queueing the next.
+    step_losses: list[torch.Tensor] = []
+    step_norms: list[torch.Tensor] = []
+    window_loss: torch.Tensor | float = 0.0
+    window_n = 0
 
     def run_eval() -> bool:
         """Evaluate, track the best weights, and say whether to stop."""
@@ -137,22 +197,29 @@ def train(
     model.train()
     stop = False
     while state.epoch < cfg.epochs and not stop:
-        batches = _batches(len(data), cfg, state.epoch, dist)
+        batches = _batches(lengths, cfg, state.epoch, dist, packed=packed)
         for bi in range(state.batch_in_epoch, len(batches)):
-            batch = {k: v.to(device) for k, v in collate(data, batches[bi], pad_id).items()}
+            idx = batches[bi]
+            host = (
+                pack_batch(data, idx, pad_id, cfg.max_sequence_length)
+                if packed
+                else collate(data, idx, pad_id)
+            )
+            batch = {k: v.to(device, non_blocking=True) for k, v in host.items()}
             with dist.autocast():
-                logits = model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-                )["logits"]
-            loss, _, _ = batch_loss(logits, batch)
+                out = _forward(model, batch, causal=causal, model_computes_loss=model_computes_loss)
+            loss = out if model_computes_loss else batch_loss(out, batch)[0]
             (loss / cfg.gradient_accumulation_steps).backward()  # type: ignore[no-untyped-call]
-            window_loss += float(loss.detach())
+            step_losses.append(loss.detach())
+            window_loss = window_loss + step_losses[-1]
             window_n += 1
-            seen += len(batches[bi]) * dist.world_size
+            seen += len(idx) * dist.world_size
+            stats.samples += len(idx)
+            stats.real_tokens += real_tokens(data, idx)
             last_in_epoch = bi == len(batches) - 1
             if (bi + 1) % cfg.gradient_accumulation_steps and not last_in_epoch:
                 continue
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            step_norms.append(torch.nn.utils.clip_grad_norm_(params, 1.0).detach())
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -169,7 +236,7 @@ def train(
                     total_steps,
                     state.epoch + 1,
                     cfg.epochs,
-                    window_loss / max(window_n, 1),
+                    float(window_loss) / max(window_n, 1),
                     scheduler.get_last_lr()[0],
                     rate,
                     timedelta(seconds=round(eta)),
@@ -203,8 +270,14 @@ def train(
         load_weights(inner, {k: v.to(device) for k, v in best.items()})
         log.info("Restored the best weights from step %d", state.best_step)
     model.eval()
+    stats.losses = torch.stack(step_losses).float().tolist() if step_losses else []
+    stats.grad_norms = torch.stack(step_norms).float().tolist() if step_norms else []
     return LoopResult(
-        state=state, selection_metric=metric, total_steps=total_steps, resumed_from_step=resumed
+        state=state,
+        selection_metric=metric,
+        total_steps=total_steps,
+        resumed_from_step=resumed,
+        stats=stats,
     )
 
 

@@ -72,11 +72,18 @@ def load_base(
     method: MethodConfig,
     labels: list[str],
     cache_dir: Path,
+    *,
+    dtype: torch.dtype | None = None,
+    attn_implementation: str | None = None,
 ) -> LoadedModel:
     """Load tokenizer and base model (safetensors only; remote code only when allowed)."""
     name, extra = _source(base, cache_dir)
     common: dict[str, Any] = {"trust_remote_code": base.trust_remote_code, **extra}
     kwargs: dict[str, Any] = {"use_safetensors": True, **common}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     if method.type == "qlora":
         from transformers import BitsAndBytesConfig
 

@@ -40,6 +40,13 @@ from bespoke_trainer.errors import (
     StorageError,
 )
 from bespoke_trainer.evaluate import Evaluation, evaluate
+from bespoke_trainer.fastpaths import (
+    adapters_to_fp32,
+    apply_liger,
+    attention_implementation,
+    base_dtype,
+    maybe_compile,
+)
 from bespoke_trainer.loop import LoopResult, train
 from bespoke_trainer.modeling import apply_method, check_method_supported, load_base, load_version
 from bespoke_trainer.summary import success_summary
@@ -110,18 +117,31 @@ def _run(config: TrainerConfig, paths: VersionPaths, cache: Path, dist: Dist) ->
         raise StorageError(f"cannot write to {paths.final_uri}: {exc.strerror or exc}") from exc
     _seed_everything(config.training.seed)
     warm_dir = _warm_start_dir(config, data, cache)
-    loaded = load_base(config.base_model, config.task, config.method, data.labels, cache)
+    t = config.training
+    dtype = base_dtype(t, config.method.type, dist.device)
+    loaded = load_base(
+        config.base_model,
+        config.task,
+        config.method,
+        data.labels,
+        cache,
+        dtype=dtype,
+        attn_implementation=attention_implementation(dist.device),
+    )
+    liger = t.liger_kernels and apply_liger(loaded.model, dist.device)
     model = apply_method(
         loaded,
         config.task,
         config.method,
         warm_start_dir=warm_dir,
-        gradient_checkpointing=config.training.gradient_checkpointing,
+        gradient_checkpointing=t.gradient_checkpointing,
     )
+    if dtype is not None:
+        adapters_to_fp32(model)
     if config.method.type != "qlora":
         model.to(dist.device)
+    maybe_compile(model, t)
     tokenizer = loaded.tokenizer
-    t = config.training
     encoded = _encode_train(config, data, tokenizer)
     wrapped = dist.wrap(model)
     ev = config.evaluation
@@ -149,6 +169,7 @@ def _run(config: TrainerConfig, paths: VersionPaths, cache: Path, dist: Dist) ->
         evaluate=validate,
         checkpoint_dir=paths.checkpoints,
         dist=dist,
+        model_computes_loss=liger,
     )
     if not dist.is_main:
         return {}

@@ -1,0 +1,106 @@
+"""Switchable speed-ups: fused AdamW, bf16 base with fp32 adapters, torch.compile, Liger."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Iterable
+
+import torch
+
+from bespoke_trainer.config import TrainingConfig
+
+__all__ = [
+    "adapters_to_fp32",
+    "apply_liger",
+    "attention_implementation",
+    "base_dtype",
+    "liger_available",
+    "make_optimizer",
+    "maybe_compile",
+]
+
+log = logging.getLogger(__name__)
+
+
+def base_dtype(training: TrainingConfig, method: str, device: torch.device) -> torch.dtype | None:
+    """The dtype to load the base model in; None keeps the checkpoint's default (fp32).
+
+    Only a frozen base (LoRA) goes to bf16: full fine-tuning keeps fp32 master weights, and a
+    CPU keeps fp32 because its bf16 matmuls are slower than fp32 ones on most hosts.
+    """
+    if device.type == "cuda" and method == "lora" and training.bf16_base:
+        return torch.bfloat16
+    return None
+
+
+def attention_implementation(device: torch.device) -> str | None:
+    """FlashAttention 2 on CUDA when installed (packed rows become variable-length attention);
+    otherwise None, which is transformers' default: SDPA."""
+    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"  # pragma: no cover - GPU only
+    return None
+
+
+def adapters_to_fp32(model: torch.nn.Module) -> int:
+    """Keep every trainable parameter (adapters, classifier head) in fp32; return how many moved.
+
+    Under bf16 autocast the matmuls still run in bf16, but the optimizer updates fp32 weights:
+    small LoRA updates would otherwise round away.
+    """
+    moved = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+            moved += 1
+    return moved
+
+
+def make_optimizer(
+    params: Iterable[torch.nn.Parameter], training: TrainingConfig, device: torch.device
+) -> torch.optim.AdamW:
+    """AdamW, fused into one kernel per step on CUDA when `fusedOptimizer` is on."""
+    fused = device.type == "cuda" and training.fused_optimizer
+    return torch.optim.AdamW(
+        list(params),
+        lr=training.learning_rate,
+        weight_decay=training.weight_decay,
+        # `fused=None` is torch's own default (foreach where it can); False would force the
+        # slow per-parameter loop.
+        fused=True if fused else None,
+    )
+
+
+def maybe_compile(model: torch.nn.Module, training: TrainingConfig) -> torch.nn.Module:
+    """Compile in place (parameter names, hence checkpoints and adapters, stay unchanged)."""
+    if training.compile:
+        # Sequence lengths vary from batch to batch: dynamic shapes avoid a recompile per length.
+        model.compile(dynamic=True)
+        log.info("Compiled the model with torch.compile (dynamic shapes)")
+    return model
+
+
+def liger_available() -> bool:
+    """Whether the Liger kernel package is importable (it needs CUDA and Triton)."""
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
+def apply_liger(model: torch.nn.Module, device: torch.device) -> bool:
+    """Swap in Liger's fused kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy).
+
+    Applied to the base model before the adapters wrap it. Returns whether it was applied:
+    without the package or a GPU, or for a model type Liger does not know, training goes on
+    with the stock modules.
+    """
+    if device.type != "cuda" or not liger_available():
+        log.info("Liger kernels requested but unavailable here (needs CUDA and liger-kernel)")
+        return False
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance  # pragma: no cover
+
+    try:  # pragma: no cover - GPU only
+        _apply_liger_kernel_to_instance(model=model)
+    except (ValueError, KeyError, AttributeError) as exc:  # pragma: no cover - GPU only
+        log.warning("Liger kernels not applied: %s", exc)
+        return False
+    log.info("Applied Liger kernels")  # pragma: no cover - GPU only
+    return True  # pragma: no cover - GPU only
