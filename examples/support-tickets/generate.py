@@ -248,7 +248,7 @@ def _write(path: Path, rows: list[dict[str, str]], *, labelled: bool = True) -> 
 def main() -> None:
     """Writes every file of the example."""
     _write(HERE / "data" / "train.jsonl", stream(800, TRAIN_MIX, seed=1))
-    _write(HERE / "data" / "recent-labelled.jsonl", stream(300, DRIFT_MIX, seed=2, drifted=True))
+    _write(HERE / "data" / "recent-labelled.jsonl", stream(200, DRIFT_MIX, seed=2, drifted=True))
     _write(HERE / "traffic" / "reference.jsonl", stream(600, TRAIN_MIX, seed=3), labelled=False)
     _write(
         HERE / "traffic" / "drifted.jsonl",
