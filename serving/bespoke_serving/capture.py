@@ -83,6 +83,7 @@ class TrafficCapture:
         self._sink = sink
         self._drained = threading.Condition()
         self._pending = 0
+        self._ingested = 0
         self._thread = threading.Thread(target=self._run, name="bespoke-capture", daemon=True)
         self._thread.start()
 
@@ -124,6 +125,12 @@ class TrafficCapture:
             frame = frame.drop(columns=["confidence"])
         return frame
 
+    @property
+    def ingested(self) -> int:
+        """Records that ever entered the window: unchanged means no new traffic."""
+        with self._lock:
+            return self._ingested
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._window)
@@ -142,6 +149,7 @@ class TrafficCapture:
                 return
             with self._lock:
                 self._window.extend(records)
+                self._ingested += len(records)
             if self._sink is not None:
                 try:
                     self._sink.write(records)
