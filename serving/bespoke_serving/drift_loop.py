@@ -114,7 +114,7 @@ class DriftLoop:
         self._interval = interval_seconds
         self._min_rows = min_rows
         self._latest: DriftResult | None = None
-        self._computed_at_ingested = -1
+        self._latest_ingested = -1
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -133,6 +133,12 @@ class DriftLoop:
         """The last reading, or None before the window first had enough rows."""
         with self._lock:
             return self._latest
+
+    @property
+    def latest_ingested(self) -> int:
+        """`TrafficCapture.ingested` when the latest reading's window was taken (-1: none yet)."""
+        with self._lock:
+            return self._latest_ingested
 
     def start(self) -> None:
         """Run in a daemon thread until `stop`."""
@@ -160,9 +166,9 @@ class DriftLoop:
             result = _drift(self._reference, self._vocabulary, window, *args)
         else:
             result = self._executor.submit(_child_compute, window, *args).result()
-        self._computed_at_ingested = ingested
         with self._lock:
             self._latest = result
+            self._latest_ingested = ingested
         self._collector.update(result)
         log.info(
             "Drift computed: share %.2f, detected %s, %d rows",
@@ -174,7 +180,7 @@ class DriftLoop:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            if self._capture.ingested == self._computed_at_ingested:
+            if self._capture.ingested == self.latest_ingested:
                 # No traffic since the last reading: it still holds, and an idle service
                 # should not burn CPU recomputing it.
                 continue
