@@ -187,12 +187,37 @@ async def _load(url: str, concurrency: int, seconds: float) -> dict[str, Any]:
     }
 
 
-def _measure(name: str, served: Served, level: int, seconds: float, **extra: Any) -> dict[str, Any]:
-    result = {
-        "server": name,
-        "concurrency": level,
-        **asyncio.run(_load(served.url, level, seconds)),
+def _group_cpu_seconds(group: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a process group."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _with_cpu(result: dict[str, Any], cpu_seconds: float) -> dict[str, Any]:
+    # Requests per CPU-second of the server's own processes: what the machine's changing load
+    # does not move, unlike requests per second.
+    efficiency = result["ok"] / cpu_seconds if cpu_seconds > 0 else None
+    return {
+        **result,
+        "server_cpu_seconds": round(cpu_seconds, 2),
+        "requests_per_cpu_second": round(efficiency, 1) if efficiency else None,
     }
+
+
+def _measure(name: str, served: Served, level: int, seconds: float, **extra: Any) -> dict[str, Any]:
+    cpu = _group_cpu_seconds(served.process.pid)
+    result = asyncio.run(_load(served.url, level, seconds))
+    result = _with_cpu(
+        {"server": name, "concurrency": level, **result},
+        _group_cpu_seconds(served.process.pid) - cpu,
+    )
     emit({**result, **extra})
     return result
 
@@ -219,16 +244,23 @@ def _monitored_block(
             await asyncio.sleep(1.0)
         return await task
 
+    cpu = _group_cpu_seconds(served.process.pid)
     result = {"server": "bespoke", "concurrency": 32, **asyncio.run(block())}
-    emit({**result, "phase": "monitoring", "round": round_index, "drift_runs": len(readings)})
     ended = time.time()
     deadline = time.monotonic() + interval + 120
-    while time.monotonic() < deadline:
+    settled = False
+    while time.monotonic() < deadline and not settled:
         stamp = _checked_at(served)
-        if stamp is not None and datetime_seconds(stamp) >= ended:
-            break
+        settled = stamp is not None and datetime_seconds(stamp) >= ended
         time.sleep(0.5)
-    return {**result, "drift_runs": len(readings)}
+    # The CPU count runs until that drift run is done, so it includes what the run cost.
+    result = _with_cpu(result, _group_cpu_seconds(served.process.pid) - cpu)
+    result |= {
+        "drift_runs_finished_in_block": len(readings),
+        "drift_run_after_block_seconds": round(time.time() - ended, 1) if settled else None,
+    }
+    emit({**result, "phase": "monitoring", "round": round_index})
+    return result
 
 
 def datetime_seconds(stamp: str) -> float:
@@ -241,7 +273,7 @@ def datetime_seconds(stamp: str) -> float:
 def _medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         key: round(median([float(r[key]) for r in rows if r[key] is not None]), 2)
-        for key in ("requests_per_second", "p50_ms", "p99_ms")
+        for key in ("requests_per_second", "p50_ms", "p99_ms", "requests_per_cpu_second")
     } | {"errors": sum(int(r["errors"]) for r in rows), "rounds": len(rows)}
 
 
@@ -296,6 +328,7 @@ def main() -> None:
             threads=threads,
             batching=batching,
         )
+        (workdir / name).mkdir()
         return lambda: start_service(env, workdir / name)
 
     starters: dict[str, Callable[[], Served]] = {
@@ -308,7 +341,6 @@ def main() -> None:
     servers: dict[str, Served] = {}
     try:
         for name, start in starters.items():
-            (workdir / name).mkdir(exist_ok=True)
             servers[name] = start()
         for name, served in servers.items():
             served.wait_until("/" if name == "baseline" else "/readyz", limit_seconds=600)
@@ -371,17 +403,27 @@ def _report(
     def p99(row: dict[str, Any]) -> float:
         return float(row["p99_ms"])
 
+    def eff(row: dict[str, Any]) -> float:
+        return float(row["requests_per_cpu_second"])
+
     throughput_cost = [1 - rps(m["bespoke"]) / rps(m["bespoke-monitoring-off"]) for m in monitoring]
     p99_cost = [p99(m["bespoke"]) / p99(m["bespoke-monitoring-off"]) - 1 for m in monitoring]
+    cpu_cost = [eff(m["bespoke-monitoring-off"]) / eff(m["bespoke"]) - 1 for m in monitoring]
     emit(
         {
             "comparison": "monitoring on vs off at concurrency 32 (median over rounds)",
             "drift_interval_seconds": interval,
-            "drift_runs_per_block": [m["bespoke"]["drift_runs"] for m in monitoring],
+            "drift_runs_finished_in_block": [
+                m["bespoke"]["drift_runs_finished_in_block"] for m in monitoring
+            ],
+            "drift_run_after_block_seconds": [
+                m["bespoke"]["drift_run_after_block_seconds"] for m in monitoring
+            ],
             "throughput_cost_ratio": round(median(throughput_cost), 3),
             "throughput_cost_per_round": [round(c, 3) for c in throughput_cost],
             "p99_cost_ratio": round(median(p99_cost), 3),
             "p99_cost_per_round": [round(c, 3) for c in p99_cost],
+            "cpu_per_request_cost_ratio": round(median(cpu_cost), 3),
         }
     )
     off32 = zip(table["bespoke-monitoring-off"][32], table["baseline"][32], strict=True)
@@ -400,6 +442,9 @@ def _report(
             ),
             "ratio_per_round": [round(x, 2) for x in ratios],
             "ratio_monitoring_off": round(median(ratios_off), 2),
+            "cpu_efficiency_ratio": round(
+                median([eff(m["bespoke"]) / eff(m["baseline"]) for m in monitoring]), 2
+            ),
             "ratio": round(median(ratios), 2),
             "load": os.getloadavg(),
         }
