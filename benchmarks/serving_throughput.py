@@ -187,16 +187,28 @@ async def _load(url: str, concurrency: int, seconds: float) -> dict[str, Any]:
     }
 
 
-def _group_cpu_seconds(group: int) -> float:
-    """CPU seconds (user + system) used so far by the live processes of a process group."""
-    total = 0
+def _tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) used so far by a live process and its live descendants.
+
+    A tree, not a process group: BentoML starts its worker in a group of its own.
+    """
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == group:
-            total += int(fields[11]) + int(fields[12])
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        ticks[pid] = int(fields[11]) + int(fields[12])
+    total = 0
+    for pid, used in ticks.items():
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == root:
+            total += used
     return total / os.sysconf("SC_CLK_TCK")
 
 
@@ -212,11 +224,11 @@ def _with_cpu(result: dict[str, Any], cpu_seconds: float) -> dict[str, Any]:
 
 
 def _measure(name: str, served: Served, level: int, seconds: float, **extra: Any) -> dict[str, Any]:
-    cpu = _group_cpu_seconds(served.process.pid)
+    cpu = _tree_cpu_seconds(served.process.pid)
     result = asyncio.run(_load(served.url, level, seconds))
     result = _with_cpu(
         {"server": name, "concurrency": level, **result},
-        _group_cpu_seconds(served.process.pid) - cpu,
+        _tree_cpu_seconds(served.process.pid) - cpu,
     )
     emit({**result, **extra})
     return result
@@ -244,7 +256,7 @@ def _monitored_block(
             await asyncio.sleep(1.0)
         return await task
 
-    cpu = _group_cpu_seconds(served.process.pid)
+    cpu = _tree_cpu_seconds(served.process.pid)
     result = {"server": "bespoke", "concurrency": 32, **asyncio.run(block())}
     ended = time.time()
     deadline = time.monotonic() + interval + 120
@@ -254,7 +266,7 @@ def _monitored_block(
         settled = stamp is not None and datetime_seconds(stamp) >= ended
         time.sleep(0.5)
     # The CPU count runs until that drift run is done, so it includes what the run cost.
-    result = _with_cpu(result, _group_cpu_seconds(served.process.pid) - cpu)
+    result = _with_cpu(result, _tree_cpu_seconds(served.process.pid) - cpu)
     result |= {
         "drift_runs_finished_in_block": len(readings),
         "drift_run_after_block_seconds": round(time.time() - ended, 1) if settled else None,
@@ -291,7 +303,7 @@ def main() -> None:
         help="seconds between drift runs with monitoring on, also the monitoring block length "
         "(30; quick 10, a stress setting; the production default is 300)",
     )
-    parser.add_argument("--monitor-rounds", type=int, help="monitoring rounds (3; quick 2)")
+    parser.add_argument("--monitor-rounds", type=int, help="monitoring rounds (3; quick 1)")
     parser.add_argument(
         "--torch-threads", type=int, default=1, help="torch intra-op threads, every server (1)"
     )
@@ -306,9 +318,9 @@ def main() -> None:
         _baseline_server(args.baseline_server[0], int(args.baseline_server[1]), args.torch_threads)
         return
     rounds = args.rounds or (1 if args.quick else 2)
-    seconds = args.seconds or (3.0 if args.quick else 6.0)
+    seconds = args.seconds or (2.5 if args.quick else 6.0)
     interval = args.drift_interval or (10.0 if args.quick else 30.0)
-    monitor_rounds = args.monitor_rounds or (2 if args.quick else 3)
+    monitor_rounds = args.monitor_rounds or (1 if args.quick else 3)
     threads = args.torch_threads
     workdir = Path(tempfile.mkdtemp(prefix="bespoke-bench-"))
     version_dir = args.version_dir
