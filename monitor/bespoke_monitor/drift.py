@@ -67,13 +67,12 @@ def drift_between(
     shared = [c for c in current.columns if c in reference.columns]
     numerical = [c for c in NUMERICAL_FEATURES if c in shared]
     categorical = [c for c in CATEGORICAL_FEATURES if c in shared]
-    report = _evidently.run_drift_preset(
+    report = _evidently.column_drift(
         reference[numerical + categorical],
         current[numerical + categorical],
         numerical=numerical,
         categorical=categorical,
         method=None if method == "auto" else method,
-        drift_share=threshold,
     )
     # Evidently can return NaN for a column that is constant in both frames: no evidence of
     # drift, and NaN cannot travel in JSON.

@@ -9,7 +9,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from traffic_factory import REFERENCE_WORDS, reference_traffic, shifted_traffic
 
-from bespoke_monitor import DriftCollector, DriftResult, compute_drift, featurize, text_features
+from bespoke_monitor import (
+    DriftCollector,
+    DriftResult,
+    _evidently,
+    compute_drift,
+    featurize,
+    text_features,
+)
 
 LABELS = ["negative", "positive"]
 
@@ -165,3 +172,34 @@ def test_gauges_agree_with_the_result() -> None:
         "feature",
         "label",
     }
+
+
+@pytest.mark.parametrize("method", ["auto", "psi", "ks", "wasserstein", "jensenshannon"])
+@pytest.mark.parametrize("shifted", [False, True], ids=["reference", "shifted"])
+@pytest.mark.parametrize("reference_rows", [300, 1500], ids=["small", "large"])
+def test_per_column_tests_score_exactly_as_evidentlys_preset(
+    method: str, shifted: bool, reference_rows: int
+) -> None:
+    # The monitor runs Evidently's tests without its report (which renders charts); the
+    # preset, run in full, must agree on every score, method and drift verdict. 1,000
+    # reference rows is where Evidently switches its automatic choice of test.
+    vocabulary = frozenset(REFERENCE_WORDS)
+    reference = featurize(reference_traffic(reference_rows, seed=5), vocabulary)
+    traffic = shifted_traffic(400, seed=6) if shifted else reference_traffic(400, seed=7)
+    current = featurize(traffic, vocabulary)
+    columns = {
+        "numerical": ["textLength", "wordCount", "oovRate", "confidence"],
+        "categorical": ["predictedLabel"],
+        "method": None if method == "auto" else method,
+    }
+    fast = _evidently.column_drift(reference, current, **columns)  # type: ignore[arg-type]
+    full = _evidently.run_drift_preset(reference, current, drift_share=0.5, **columns)  # type: ignore[arg-type]
+    assert fast.drifted_columns == full.drifted_columns
+    assert fast.drifted_share == pytest.approx(full.drifted_share)
+    assert set(fast.columns) == set(full.columns)
+    for name, column in full.columns.items():
+        assert fast.columns[name].method == column.method, name
+        if math.isnan(column.score):
+            assert math.isnan(fast.columns[name].score), name
+        else:
+            assert fast.columns[name].score == pytest.approx(column.score, rel=1e-9), name
