@@ -26,9 +26,17 @@ with warnings.catch_warnings():
     from evidently import DataDefinition, Dataset, Report
     from evidently.legacy.calculations.stattests import get_stattest
     from evidently.legacy.core import ColumnType
+    from evidently.legacy.metrics.data_drift import embedding_drift_methods
     from evidently.presets import DataDriftPreset
 
-__all__ = ["ColumnDrift", "EvidentlyDrift", "column_drift", "run_drift_preset"]
+__all__ = [
+    "ColumnDrift",
+    "EmbeddingDrift",
+    "EvidentlyDrift",
+    "column_drift",
+    "embedding_drift",
+    "run_drift_preset",
+]
 
 # Methods that Evidently applies to categorical columns as well; the others (ks, wasserstein)
 # are numeric-only, so categorical columns keep Evidently's automatic choice.
@@ -81,6 +89,30 @@ def column_drift(
         columns[column] = ColumnDrift(float(result.drift_score), chosen or test.display_name)
     share = drifted / len(kinds) if kinds else 0.0
     return EvidentlyDrift(drifted, share, columns)
+
+
+@dataclass(frozen=True)
+class EmbeddingDrift:
+    """Evidently's verdict on two sets of embedding vectors."""
+
+    score: float
+    drifted: bool
+    method: str
+
+
+def embedding_drift(reference: np.ndarray, current: np.ndarray) -> EmbeddingDrift:
+    """Evidently's default embeddings drift test: a classifier told to separate the two sets.
+
+    The score is its ROC AUC on held-out rows; above 0.55 (0.5 is chance) counts as drift.
+    """
+    if reference.ndim != 2 or current.ndim != 2 or reference.shape[1] != current.shape[1]:
+        raise ValueError(
+            f"embeddings must be two matrices of the same width, got {reference.shape} "
+            f"and {current.shape}"
+        )
+    test = embedding_drift_methods.model()
+    score, drifted, method = test(pd.DataFrame(current), pd.DataFrame(reference))
+    return EmbeddingDrift(float(score), bool(drifted), f"{method} roc_auc")
 
 
 def run_drift_preset(

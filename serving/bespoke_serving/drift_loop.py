@@ -19,6 +19,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import pandas as pd
 
 from bespoke_monitor import DriftCollector, DriftMethod, DriftResult, drift_between, featurize
@@ -47,21 +48,31 @@ def _lower_priority(niceness: int) -> None:
             log.warning("Cannot lower the drift process priority (thread %d)", tid)
 
 
-def _child_init(reference: pd.DataFrame, vocabulary: frozenset[str], niceness: int) -> None:
+def _child_init(
+    reference: pd.DataFrame,
+    vocabulary: frozenset[str],
+    reference_embeddings: np.ndarray | None,
+    niceness: int,
+) -> None:
     _lower_priority(niceness)
     _child_state["reference"] = reference
     _child_state["vocabulary"] = vocabulary
+    _child_state["reference_embeddings"] = reference_embeddings
 
 
 def _drift(
     reference: pd.DataFrame,
     vocabulary: frozenset[str],
+    reference_embeddings: np.ndarray | None,
     window: pd.DataFrame,
     method: DriftMethod,
     threshold: float,
     labels: Sequence[str],
     version: int,
 ) -> DriftResult:
+    current_embeddings = None
+    if reference_embeddings is not None and "embedding" in window.columns:
+        current_embeddings = np.stack(window["embedding"].tolist())
     return drift_between(
         reference,
         featurize(window, vocabulary),
@@ -69,6 +80,8 @@ def _drift(
         threshold=threshold,
         labels=labels,
         version=version,
+        reference_embeddings=reference_embeddings,
+        current_embeddings=current_embeddings,
     )
 
 
@@ -81,7 +94,8 @@ def _child_compute(
 ) -> DriftResult:
     reference = cast(pd.DataFrame, _child_state["reference"])
     vocabulary = cast(frozenset[str], _child_state["vocabulary"])
-    return _drift(reference, vocabulary, window, method, threshold, labels, version)
+    embeddings = cast(np.ndarray | None, _child_state["reference_embeddings"])
+    return _drift(reference, vocabulary, embeddings, window, method, threshold, labels, version)
 
 
 class DriftLoop:
@@ -101,10 +115,12 @@ class DriftLoop:
         interval_seconds: float,
         min_rows: int,
         isolated: bool = True,
+        reference_embeddings: np.ndarray | None = None,
     ) -> None:
         self._vocabulary = frozenset(vocabulary)
         # Reference features are computed once per version, not per run.
         self._reference = featurize(reference, self._vocabulary)
+        self._reference_embeddings = reference_embeddings
         self._capture = capture
         self._collector = collector
         self._version = version
@@ -125,7 +141,12 @@ class DriftLoop:
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_child_init,
-                initargs=(self._reference, self._vocabulary, CHILD_NICENESS),
+                initargs=(
+                    self._reference,
+                    self._vocabulary,
+                    reference_embeddings,
+                    CHILD_NICENESS,
+                ),
             )
 
     @property
@@ -163,7 +184,9 @@ class DriftLoop:
             return None
         args = (self._method, self._threshold, self._labels, self._version)
         if self._executor is None:
-            result = _drift(self._reference, self._vocabulary, window, *args)
+            result = _drift(
+                self._reference, self._vocabulary, self._reference_embeddings, window, *args
+            )
         else:
             result = self._executor.submit(_child_compute, window, *args).result()
         with self._lock:

@@ -20,6 +20,9 @@
   `BESPOKE_DRIFT_METHOD` (`auto`|`psi`|`ks`|`wasserstein`|`jensenshannon`),
   `BESPOKE_DRIFT_THRESHOLD` (drifted-feature share, 0.5), `BESPOKE_DRIFT_MIN_ROWS` (100),
   `BESPOKE_DRIFT_ISOLATED` (`true`: compute in a child process, off the serving GIL).
+- `BESPOKE_DRIFT_EMBEDDINGS` (`false`): also test the model's mean-pooled embeddings of the
+  window against the reference's (text classification only): one more feature, `embeddings`.
+  Costs the reference's embeddings at start-up and a little memory per captured row.
 - `BESPOKE_ACCESS_LOG` (`false`): BentoML's per-request access log lines. Off by default: they
   cost a fifth of the request path's CPU (measured), and `/metrics` has request counts and
   latencies.
@@ -76,6 +79,7 @@ class ServingSettings(BaseModel):
     drift_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     drift_min_rows: int = Field(default=100, ge=2)
     drift_isolated: bool = True
+    drift_embeddings: bool = False
     access_log: bool = False
     pvc_root: str = "/mnt/pvc"
     torch_threads: int = Field(default=0, ge=0)
