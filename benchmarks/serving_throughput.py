@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -295,7 +296,7 @@ def main() -> None:
     parser.add_argument("--version-dir", type=Path, help="serve this version instead of building")
     parser.add_argument("--rounds", type=int, help="rounds of the latency table (2; quick 1)")
     parser.add_argument(
-        "--seconds", type=float, help="seconds per latency measurement (6; quick 3)"
+        "--seconds", type=float, help="seconds per latency measurement (6; quick 2.5)"
     )
     parser.add_argument(
         "--drift-interval",
@@ -314,6 +315,8 @@ def main() -> None:
         "--baseline-server", nargs=2, metavar=("VERSION_DIR", "PORT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
+    # A stopped benchmark still stops its servers (they run in sessions of their own).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.baseline_server:
         _baseline_server(args.baseline_server[0], int(args.baseline_server[1]), args.torch_threads)
         return
