@@ -125,7 +125,13 @@ def _start_baseline(version_dir: Path, workdir: Path, threads: int) -> Served:
 
 
 def _bespoke_env(
-    version_dir: Path, *, monitoring: bool, interval: float, threads: int, batching: str
+    version_dir: Path,
+    *,
+    monitoring: bool,
+    interval: float,
+    threads: int,
+    batching: str,
+    max_latency_ms: int = 5000,
 ) -> dict[str, str]:
     return {
         "BESPOKE_MODEL_URI": str(version_dir),
@@ -134,7 +140,7 @@ def _bespoke_env(
         "BESPOKE_MAX_BATCH_SIZE": "32",
         # Only BentoML's adaptive batching reads it; generous, or the shared 2-core machine's
         # slow moments shed load with 503s.
-        "BESPOKE_MAX_LATENCY_MS": "5000",
+        "BESPOKE_MAX_LATENCY_MS": str(max_latency_ms),
         "BESPOKE_DRIFT_ENABLED": "true" if monitoring else "false",
         "BESPOKE_DRIFT_INTERVAL_SECONDS": str(interval),
         "BESPOKE_DRIFT_MIN_ROWS": "100",
@@ -312,6 +318,13 @@ def main() -> None:
         "--adaptive", action="store_true", help="also BentoML's adaptive batching in the table"
     )
     parser.add_argument(
+        "--adaptive-max-latency-ms",
+        type=int,
+        default=5000,
+        help="BentoML's max_latency_ms for --adaptive (5000; the serving default is 100, which "
+        "sheds load with 503s on a busy 2-core machine)",
+    )
+    parser.add_argument(
         "--baseline-server", nargs=2, metavar=("VERSION_DIR", "PORT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -342,6 +355,7 @@ def main() -> None:
             interval=interval,
             threads=threads,
             batching=batching,
+            max_latency_ms=args.adaptive_max_latency_ms,
         )
         (workdir / name).mkdir()
         return lambda: start_service(env, workdir / name)
