@@ -7,11 +7,17 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from bespoke_monitor import _evidently
-from bespoke_monitor.features import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, text_features
+from bespoke_monitor.features import (
+    CATEGORICAL_FEATURES,
+    EMBEDDINGS_FEATURE,
+    NUMERICAL_FEATURES,
+    text_features,
+)
 
 __all__ = ["DriftMethod", "DriftResult", "compute_drift", "drift_between", "featurize"]
 
@@ -58,8 +64,14 @@ def drift_between(
     labels: Sequence[str] = (),
     version: int | None = None,
     now: datetime | None = None,
+    reference_embeddings: np.ndarray | None = None,
+    current_embeddings: np.ndarray | None = None,
 ) -> DriftResult:
-    """Drift between two frames that already hold features (see `featurize`)."""
+    """Drift between two frames that already hold features (see `featurize`).
+
+    With both embedding matrices (one row per text), the embeddings count as one more feature,
+    `embeddings`, tested with Evidently's embeddings drift method.
+    """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"`threshold` is a drifted-feature share in [0, 1], got {threshold}")
     if len(reference) < 2 or len(current) < 2:
@@ -67,28 +79,35 @@ def drift_between(
     shared = [c for c in current.columns if c in reference.columns]
     numerical = [c for c in NUMERICAL_FEATURES if c in shared]
     categorical = [c for c in CATEGORICAL_FEATURES if c in shared]
-    report = _evidently.run_drift_preset(
+    report = _evidently.column_drift(
         reference[numerical + categorical],
         current[numerical + categorical],
         numerical=numerical,
         categorical=categorical,
         method=None if method == "auto" else method,
-        drift_share=threshold,
     )
     # Evidently can return NaN for a column that is constant in both frames: no evidence of
     # drift, and NaN cannot travel in JSON.
     scores = {k: v.score for k, v in report.columns.items() if math.isfinite(v.score)}
-    share = min(max(report.drifted_share, 0.0), 1.0)
+    methods = {k: v.method for k, v in report.columns.items()}
+    drifted, tested = report.drifted_columns, len(report.columns)
+    if reference_embeddings is not None and current_embeddings is not None:
+        embedded = _evidently.embedding_drift(reference_embeddings, current_embeddings)
+        scores[EMBEDDINGS_FEATURE] = embedded.score
+        methods[EMBEDDINGS_FEATURE] = embedded.method
+        drifted += embedded.drifted
+        tested += 1
+    share = min(max(drifted / tested if tested else 0.0, 0.0), 1.0)
     return DriftResult(
         version=version,
         checked_at=now or datetime.now(UTC),
         window_rows=len(current),
-        dataset_drift=report.drifted_columns > 0 and share >= threshold,
+        dataset_drift=drifted > 0 and share >= threshold,
         drift_share=share,
         method=method,
         threshold=threshold,
         features=scores,
-        feature_methods={k: v.method for k, v in report.columns.items()},
+        feature_methods=methods,
         prediction_mix=prediction_mix(current, labels),
     )
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 __all__ = [
     "CATEGORICAL_FEATURES",
+    "EMBEDDINGS_FEATURE",
     "FEATURES",
     "NUMERICAL_FEATURES",
     "text_features",
@@ -22,8 +23,10 @@ _WORD = re.compile(r"\w+")
 
 NUMERICAL_FEATURES = ("textLength", "wordCount", "oovRate", "confidence")
 CATEGORICAL_FEATURES = ("predictedLabel",)
+# Mean-pooled model embeddings, one feature for the whole vector (when the service captures them).
+EMBEDDINGS_FEATURE = "embeddings"
 # The bounded set of feature names, used as the `feature` label of the score gauge.
-FEATURES = NUMERICAL_FEATURES + CATEGORICAL_FEATURES
+FEATURES = (*NUMERICAL_FEATURES, *CATEGORICAL_FEATURES, EMBEDDINGS_FEATURE)
 
 
 def words(text: str) -> list[str]:

@@ -13,10 +13,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["CaptureRecord", "JsonlSink", "TrafficCapture"]
@@ -32,6 +33,17 @@ class CaptureRecord:
     prediction: str | None
     confidence: float | None
     timestamp: float
+    # Kept in memory for embedding drift only; never written to the JSONL files.
+    embedding: np.ndarray | None = None
+
+    def jsonable(self) -> dict[str, object]:
+        """The fields written to the capture files."""
+        return {
+            "text": self.text,
+            "prediction": self.prediction,
+            "confidence": self.confidence,
+            "timestamp": self.timestamp,
+        }
 
 
 class JsonlSink:
@@ -50,7 +62,7 @@ class JsonlSink:
         for record in records:
             if self._file.tell() >= self.max_bytes:
                 self._rotate()
-            self._file.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+            self._file.write(json.dumps(record.jsonable(), ensure_ascii=False) + "\n")
         self._file.flush()
 
     def files(self) -> list[Path]:
@@ -83,6 +95,7 @@ class TrafficCapture:
         self._sink = sink
         self._drained = threading.Condition()
         self._pending = 0
+        self._ingested = 0
         self._thread = threading.Thread(target=self._run, name="bespoke-capture", daemon=True)
         self._thread.start()
 
@@ -91,12 +104,16 @@ class TrafficCapture:
         texts: Sequence[str],
         predictions: Sequence[str | None],
         confidences: Sequence[float | None],
+        embeddings: np.ndarray | None = None,
     ) -> None:
-        """Queue served traffic; returns at once."""
+        """Queue served traffic (with one embedding row per text, if given); returns at once."""
         now = time.time()
+        vectors: Sequence[np.ndarray | None] = (
+            [None] * len(texts) if embeddings is None else list(embeddings)
+        )
         records = [
-            CaptureRecord(t, p, c, now)
-            for t, p, c in zip(texts, predictions, confidences, strict=True)
+            CaptureRecord(t, p, c, now, e)
+            for t, p, c, e in zip(texts, predictions, confidences, vectors, strict=True)
         ]
         with self._drained:
             self._pending += 1
@@ -108,7 +125,8 @@ class TrafficCapture:
             return self._drained.wait_for(lambda: self._pending == 0, timeout)
 
     def snapshot(self) -> pd.DataFrame:
-        """The current window as a frame with `text`, `prediction`, `confidence` columns."""
+        """The current window as a frame with `text`, `prediction`, `confidence` columns, and
+        `embedding` (one vector per row) when every row has one."""
         with self._lock:
             rows = list(self._window)
         frame = pd.DataFrame(
@@ -122,7 +140,15 @@ class TrafficCapture:
             frame = frame.drop(columns=["prediction"])
         if frame["confidence"].isna().all():
             frame = frame.drop(columns=["confidence"])
+        if rows and all(r.embedding is not None for r in rows):
+            frame["embedding"] = pd.Series([r.embedding for r in rows], dtype="object")
         return frame
+
+    @property
+    def ingested(self) -> int:
+        """Records that ever entered the window: unchanged means no new traffic."""
+        with self._lock:
+            return self._ingested
 
     def __len__(self) -> int:
         with self._lock:
@@ -142,6 +168,7 @@ class TrafficCapture:
                 return
             with self._lock:
                 self._window.extend(records)
+                self._ingested += len(records)
             if self._sink is not None:
                 try:
                     self._sink.write(records)

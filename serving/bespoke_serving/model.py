@@ -7,6 +7,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from peft import PeftModel
 from transformers import (
@@ -47,19 +48,43 @@ class Classifier:
 
     def classify(self, texts: list[str]) -> list[Prediction]:
         """Label and probability for each text, in input order."""
+        return self._run(texts, embed=False)[0]
+
+    def classify_with_embeddings(self, texts: list[str]) -> tuple[list[Prediction], np.ndarray]:
+        """Predictions and each text's mean-pooled last hidden state, from one forward pass."""
+        predictions, embeddings = self._run(texts, embed=True)
+        assert embeddings is not None
+        return predictions, embeddings
+
+    def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Mean-pooled last hidden states of many texts, in batches."""
+        chunks = [
+            self.classify_with_embeddings(texts[i : i + batch_size])[1]
+            for i in range(0, len(texts), batch_size)
+        ]
+        return np.concatenate(chunks) if chunks else np.empty((0, 0), dtype=np.float32)
+
+    def _run(self, texts: list[str], embed: bool) -> tuple[list[Prediction], np.ndarray | None]:
         if not texts:
-            return []
+            return [], None
         encoded = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         with torch.inference_mode():
-            logits = self.model(**encoded).logits
-        probabilities = torch.softmax(logits.float(), dim=-1)
+            output = self.model(**encoded, output_hidden_states=embed)
+            embeddings = None
+            if embed:
+                # Mean over real tokens only: padding must not pull short texts together.
+                mask = encoded["attention_mask"].unsqueeze(-1).to(output.hidden_states[-1].dtype)
+                summed = (output.hidden_states[-1] * mask).sum(dim=1)
+                embeddings = (summed / mask.sum(dim=1).clamp(min=1.0)).float().numpy()
+        probabilities = torch.softmax(output.logits.float(), dim=-1)
         scores, indices = probabilities.max(dim=-1)
-        return [
+        predictions = [
             Prediction(self.labels[int(i)], float(s))
             for s, i in zip(scores.tolist(), indices.tolist(), strict=True)
         ]
+        return predictions, embeddings
 
 
 class Generator:

@@ -64,6 +64,8 @@ class Runtime:
         self.model: LoadedModel | None = None
         self.load_error: str | None = None
         self._ready = threading.Event()
+        # Set once the reference's embeddings exist: only then are request embeddings useful.
+        self._embed = False
         self._loader: threading.Thread | None = None
 
     @property
@@ -88,11 +90,14 @@ class Runtime:
         model = self._model()
         if not isinstance(model, Classifier):
             raise WrongTaskError("this version serves causal-lm: use /generate")
-        predictions = model.classify(texts)
+        embeddings = None
+        if self.capture is not None and self._embed:
+            predictions, embeddings = model.classify_with_embeddings(texts)
+        else:
+            predictions = model.classify(texts)
         if self.capture is not None:
-            self.capture.submit(
-                texts, [p.label for p in predictions], [p.score for p in predictions]
-            )
+            labels, scores = [p.label for p in predictions], [p.score for p in predictions]
+            self.capture.submit(texts, labels, scores, embeddings)
         version = self.info.version
         return [{"label": p.label, "score": p.score, "version": version} for p in predictions]
 
@@ -189,6 +194,10 @@ class Runtime:
         if reference is None or len(reference) < 2:
             log.warning("Drift disabled: %s has no usable reference.parquet", self.version_dir)
             return
+        reference_embeddings = None
+        if settings.drift_embeddings and isinstance(self.model, Classifier):
+            reference_embeddings = self.model.embed(reference["text"].astype(str).tolist())
+            self._embed = True
         self.drift = DriftLoop(
             reference=reference,
             vocabulary=read_vocabulary(self.version_dir),
@@ -201,5 +210,6 @@ class Runtime:
             interval_seconds=settings.drift_interval_seconds,
             min_rows=settings.drift_min_rows,
             isolated=settings.drift_isolated,
+            reference_embeddings=reference_embeddings,
         )
         self.drift.start()

@@ -6,7 +6,11 @@
 - `BESPOKE_BASE_MODEL_URI`: overrides the base model location recorded in the version.
 - `BESPOKE_NAMESPACE`, `BESPOKE_CUSTOMIZATION`: metric labels (`default`, `local`).
 - `BESPOKE_MERGE_ADAPTER`: merge the LoRA adapter into the base weights at load (`false`).
-- `BESPOKE_MAX_BATCH_SIZE`, `BESPOKE_MAX_LATENCY_MS`: adaptive batching of `/classify` (32, 100).
+- `BESPOKE_BATCHING`: how `/classify` requests are batched: `greedy` (default; whatever queued
+  while the model was busy, never waiting for a batch to fill, see `bespoke_serving.batching`) or
+  `adaptive` (BentoML's adaptive batching).
+- `BESPOKE_MAX_BATCH_SIZE` (32): texts per model call; `BESPOKE_MAX_LATENCY_MS` (100): the
+  longest BentoML's adaptive batching lets a request wait (`adaptive` only).
 - `BESPOKE_MAX_TEXTS_PER_REQUEST` (64), `BESPOKE_MAX_CHARACTERS_PER_TEXT` (4000),
   `BESPOKE_MAX_NEW_TOKENS` (256), `BESPOKE_MAX_REQUEST_BYTES` (1048576): request limits.
 - `BESPOKE_CAPTURE_WINDOW_SIZE`: rows kept in memory for drift, monitoring.windowSize (1000).
@@ -16,14 +20,23 @@
   `BESPOKE_DRIFT_METHOD` (`auto`|`psi`|`ks`|`wasserstein`|`jensenshannon`),
   `BESPOKE_DRIFT_THRESHOLD` (drifted-feature share, 0.5), `BESPOKE_DRIFT_MIN_ROWS` (100),
   `BESPOKE_DRIFT_ISOLATED` (`true`: compute in a child process, off the serving GIL).
+- `BESPOKE_DRIFT_EMBEDDINGS` (`false`): also test the model's mean-pooled embeddings of the
+  window against the reference's (text classification only): one more feature, `embeddings`.
+  Costs the reference's embeddings at start-up and a little memory per captured row.
+- `BESPOKE_ACCESS_LOG` (`false`): BentoML's per-request access log lines. Off by default: they
+  cost a fifth of the request path's CPU (measured), and `/metrics` has request counts and
+  latencies.
 - `BESPOKE_PVC_ROOT`: where `pvc://claim/...` volumes are mounted (`/mnt/pvc`).
-- `BESPOKE_TORCH_THREADS`: torch intra-op threads, 0 = torch's default (0).
+- `BESPOKE_TORCH_THREADS`: torch intra-op threads, 0 = torch's default (0). On a CPU shared
+  with other busy processes, 1 is much faster than more (oversubscribed OpenMP threads wait on
+  each other at every barrier; see `benchmarks/README.md`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -49,6 +62,7 @@ class ServingSettings(BaseModel):
     namespace: str = "default"
     customization: str = "local"
     merge_adapter: bool = False
+    batching: Literal["greedy", "adaptive"] = "greedy"
     max_batch_size: int = Field(default=32, ge=2, le=4096)
     max_latency_ms: int = Field(default=100, ge=1)
     max_texts_per_request: int = Field(default=64, ge=1)
@@ -65,6 +79,8 @@ class ServingSettings(BaseModel):
     drift_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     drift_min_rows: int = Field(default=100, ge=2)
     drift_isolated: bool = True
+    drift_embeddings: bool = False
+    access_log: bool = False
     pvc_root: str = "/mnt/pvc"
     torch_threads: int = Field(default=0, ge=0)
 

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from traffic_factory import REFERENCE_WORDS, reference_traffic, shifted_traffic
 
-from bespoke_monitor import DriftCollector, DriftResult, compute_drift, featurize, text_features
+from bespoke_monitor import (
+    FEATURES,
+    DriftCollector,
+    DriftResult,
+    _evidently,
+    compute_drift,
+    drift_between,
+    featurize,
+    text_features,
+)
 
 LABELS = ["negative", "positive"]
 
@@ -165,3 +175,84 @@ def test_gauges_agree_with_the_result() -> None:
         "feature",
         "label",
     }
+
+
+@pytest.mark.parametrize("method", ["auto", "psi", "ks", "wasserstein", "jensenshannon"])
+@pytest.mark.parametrize("shifted", [False, True], ids=["reference", "shifted"])
+@pytest.mark.parametrize("reference_rows", [300, 1500], ids=["small", "large"])
+def test_per_column_tests_score_exactly_as_evidentlys_preset(
+    method: str, shifted: bool, reference_rows: int
+) -> None:
+    # The monitor runs Evidently's tests without its report (which renders charts); the
+    # preset, run in full, must agree on every score, method and drift verdict. 1,000
+    # reference rows is where Evidently switches its automatic choice of test.
+    vocabulary = frozenset(REFERENCE_WORDS)
+    reference = featurize(reference_traffic(reference_rows, seed=5), vocabulary)
+    traffic = shifted_traffic(400, seed=6) if shifted else reference_traffic(400, seed=7)
+    current = featurize(traffic, vocabulary)
+    columns = {
+        "numerical": ["textLength", "wordCount", "oovRate", "confidence"],
+        "categorical": ["predictedLabel"],
+        "method": None if method == "auto" else method,
+    }
+    fast = _evidently.column_drift(reference, current, **columns)  # type: ignore[arg-type]
+    full = _evidently.run_drift_preset(reference, current, drift_share=0.5, **columns)  # type: ignore[arg-type]
+    assert fast.drifted_columns == full.drifted_columns
+    assert fast.drifted_share == pytest.approx(full.drifted_share)
+    assert set(fast.columns) == set(full.columns)
+    for name, column in full.columns.items():
+        assert fast.columns[name].method == column.method, name
+        if math.isnan(column.score):
+            assert math.isnan(fast.columns[name].score), name
+        else:
+            assert fast.columns[name].score == pytest.approx(column.score, rel=1e-9), name
+
+
+def _embeddings(rows: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(0.0, 1.0, (rows, 32))
+    vectors[:, :4] += shift  # a move along a few directions, as new topics would cause
+    return vectors
+
+
+def test_embedding_drift_flags_moved_embeddings_and_not_resampled_ones() -> None:
+    vocabulary = frozenset(REFERENCE_WORDS)
+    reference = featurize(reference_traffic(600, seed=1), vocabulary)
+    current = featurize(reference_traffic(300, seed=2), vocabulary)
+    reference_embeddings = _embeddings(600, seed=3)
+
+    quiet = drift_between(
+        reference,
+        current,
+        labels=LABELS,
+        reference_embeddings=reference_embeddings,
+        current_embeddings=_embeddings(300, seed=4),
+    )
+    assert quiet.features["embeddings"] < 0.55
+    assert quiet.feature_methods["embeddings"] == "model roc_auc"
+    assert quiet.dataset_drift is False
+
+    moved = drift_between(
+        reference,
+        current,
+        labels=LABELS,
+        threshold=0.2,
+        reference_embeddings=reference_embeddings,
+        current_embeddings=_embeddings(300, seed=4, shift=1.0),
+    )
+    assert moved.features["embeddings"] > 0.55
+    # Only the embeddings moved: one of six features, above the 0.2 threshold share.
+    assert moved.drift_share == pytest.approx(1 / 6)
+    assert moved.dataset_drift is False
+    assert set(moved.features) == {*FEATURES}
+
+
+def test_embeddings_must_be_matrices_of_one_width() -> None:
+    frame = featurize(reference_traffic(50, seed=1), frozenset(REFERENCE_WORDS))
+    with pytest.raises(ValueError, match="same width"):
+        drift_between(
+            frame,
+            frame,
+            reference_embeddings=np.zeros((50, 8)),
+            current_embeddings=np.zeros((50, 4)),
+        )

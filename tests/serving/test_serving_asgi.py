@@ -125,20 +125,20 @@ def test_malformed_or_oversized_input_gets_a_4xx_naming_the_problem(
     assert asgi_client.post("/classify", json={"texts": ["fine"]}).status_code == 200
 
 
-def _wait_for_reading_after(client: Any, moment: float) -> dict[str, Any]:
-    """The first reading that began after `moment` (the second one stamped after it)."""
-    first = _stamped_after(client, moment)
-    return _stamped_after(client, pd.Timestamp(first["checkedAt"]).timestamp())
+def _reading_of_all_traffic(client: Any) -> dict[str, Any]:
+    """The first reading whose window was taken after all traffic so far was captured.
 
-
-def _stamped_after(client: Any, moment: float) -> dict[str, Any]:
-    for _ in range(600):
-        payload: dict[str, Any] = client.get("/drift").json()
-        checked = payload["checkedAt"]
-        if checked is not None and pd.Timestamp(checked).timestamp() > moment:
+    Readings are computed only when new traffic arrived, so this is the next one due.
+    """
+    runtime = _runtime()
+    assert runtime.capture.flush()
+    captured = runtime.capture.ingested
+    for _ in range(600):  # a bound on waiting, not an assertion on speed
+        if runtime.drift.latest_ingested >= captured:
+            payload: dict[str, Any] = client.get("/drift").json()
             return payload
         time.sleep(0.1)
-    raise AssertionError(f"no drift reading after {moment}: {payload}")
+    raise AssertionError(f"no drift reading of {captured} captured records")
 
 
 def _gauges(runtime: Any) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -156,17 +156,15 @@ def test_drift_stays_quiet_on_reference_traffic_and_flags_planted_shift(
     texts = reference["text"].tolist()[:160]
     for i in range(0, len(texts), 4):
         assert asgi_client.post("/classify", json={"texts": texts[i : i + 4]}).status_code == 200
-    _runtime().capture.flush()
-    quiet = _wait_for_reading_after(asgi_client, time.time())
+    quiet = _reading_of_all_traffic(asgi_client)
     assert quiet["datasetDrift"] is False, quiet
     assert quiet["windowRows"] == 150
 
     shifted = [" ".join(f"zq{i}x{j}" for j in range(25)) for i in range(160)]
     for i in range(0, len(shifted), 4):
         assert asgi_client.post("/classify", json={"texts": shifted[i : i + 4]}).status_code == 200
-    _runtime().capture.flush()
     # Detected at the first reading that began after the traffic: within one interval.
-    loud = _wait_for_reading_after(asgi_client, time.time())
+    loud = _reading_of_all_traffic(asgi_client)
     assert loud["datasetDrift"] is True, loud
     assert loud["driftShare"] >= 0.5
     assert loud["features"]["oovRate"] is not None
