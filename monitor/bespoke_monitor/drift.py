@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -18,10 +17,9 @@ from bespoke_monitor.features import (
     NUMERICAL_FEATURES,
     text_features,
 )
+from bespoke_monitor.methods import DriftMethod
 
 __all__ = ["DriftMethod", "DriftResult", "compute_drift", "drift_between", "featurize"]
-
-DriftMethod = Literal["auto", "psi", "ks", "wasserstein", "jensenshannon"]
 
 
 class DriftResult(BaseModel):

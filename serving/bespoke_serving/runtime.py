@@ -13,7 +13,7 @@ import torch
 from bespoke_monitor import DriftCollector, DriftResult
 from bespoke_serving.capture import JsonlSink, TrafficCapture
 from bespoke_serving.drift_loop import DriftLoop
-from bespoke_serving.limits import RequestLimits
+from bespoke_serving.errors import NotReadyError, WrongTaskError
 from bespoke_serving.model import BaseLocation, Classifier, Generator, LoadedModel, load_model
 from bespoke_serving.settings import ServingSettings, SettingsError
 from bespoke_serving.uris import local_dir
@@ -24,27 +24,9 @@ from bespoke_serving.version import (
     read_vocabulary,
 )
 
-__all__ = ["NotReadyError", "Runtime", "WrongTaskError", "limits_of"]
+__all__ = ["NotReadyError", "Runtime", "WrongTaskError"]
 
 log = logging.getLogger(__name__)
-
-
-class NotReadyError(RuntimeError):
-    """The model is still loading (or failed to load)."""
-
-
-class WrongTaskError(RuntimeError):
-    """The request is for the other task than the version serves."""
-
-
-def limits_of(settings: ServingSettings) -> RequestLimits:
-    """The request limits part of the settings."""
-    return RequestLimits(
-        max_texts_per_request=settings.max_texts_per_request,
-        max_characters_per_text=settings.max_characters_per_text,
-        max_new_tokens=settings.max_new_tokens,
-        max_request_bytes=settings.max_request_bytes,
-    )
 
 
 class Runtime:

@@ -21,11 +21,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bespoke_serving.batching import MicroBatcher
+from bespoke_serving.errors import NotReadyError, WrongTaskError
 from bespoke_serving.limits import RequestGuard
 from bespoke_serving.settings import ServingSettings
-
-with bentoml.importing():
-    from bespoke_serving.runtime import NotReadyError, Runtime, WrongTaskError, limits_of
 
 __all__ = ["Bespoke"]
 
@@ -60,6 +58,10 @@ class Bespoke:
     """One model version: predictions, capture for drift, and the drift reading."""
 
     def __init__(self) -> None:
+        # Imported here, in the worker: BentoML's CLI process only reads this module to learn
+        # the service's shape, and importing torch there cost a quarter of a cold start.
+        from bespoke_serving.runtime import Runtime
+
         self.runtime = Runtime(SETTINGS)
         self.batcher = MicroBatcher(self.runtime.classify, SETTINGS.max_batch_size)
         self.runtime.start()
@@ -117,7 +119,7 @@ class Bespoke:
 
 
 # `bentoml.service` returns a Service wrapper; mypy still sees the decorated class.
-Bespoke.add_asgi_middleware(RequestGuard, limits=limits_of(SETTINGS))  # type: ignore[attr-defined]
+Bespoke.add_asgi_middleware(RequestGuard, limits=SETTINGS.request_limits())  # type: ignore[attr-defined]
 # BentoML works out each response's media type from the output's JSON schema, which it
 # generates anew for every response (a tenth of the request path's CPU, measured); both
 # routes answer JSON, so it is said once here.

@@ -41,6 +41,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bespoke_monitor import DriftMethod
+from bespoke_serving.limits import RequestLimits
 
 __all__ = ["ServingSettings", "SettingsError"]
 
@@ -100,3 +101,12 @@ class ServingSettings(BaseModel):
                 f"{_PREFIX}{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
             )
             raise SettingsError(f"invalid serving settings: {problems}") from exc
+
+    def request_limits(self) -> RequestLimits:
+        """The request limits part of the settings."""
+        return RequestLimits(
+            max_texts_per_request=self.max_texts_per_request,
+            max_characters_per_text=self.max_characters_per_text,
+            max_new_tokens=self.max_new_tokens,
+            max_request_bytes=self.max_request_bytes,
+        )
