@@ -26,9 +26,8 @@ from bespoke_trainer.modeling import LoadedModel, apply_method
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-def _lora_llama(
-    dtype: torch.dtype = torch.float32, device: str = "cpu", *, checkpointing: bool = False
-) -> torch.nn.Module:
+def _tiny_llama(dtype: torch.dtype, device: str) -> LlamaForCausalLM:
+    """A seeded, randomly initialised 2-layer Llama (grouped-query attention, 64 tokens)."""
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=64,
@@ -40,7 +39,13 @@ def _lora_llama(
         max_position_embeddings=128,
         pad_token_id=0,
     )
-    base = LlamaForCausalLM(config).to(device=device, dtype=dtype)
+    return LlamaForCausalLM(config).to(device=device, dtype=dtype)
+
+
+def _lora_llama(
+    dtype: torch.dtype = torch.float32, device: str = "cpu", *, checkpointing: bool = False
+) -> torch.nn.Module:
+    base = _tiny_llama(dtype, device)
     method = MethodConfig(type="lora", lora=LoraSettings(r=4, alpha=8, dropout=0.0))
     loaded = LoadedModel(base, None)  # type: ignore[arg-type]
     return apply_method(loaded, "causal-lm", method, gradient_checkpointing=checkpointing)
@@ -204,17 +209,7 @@ def test_compiled_model_trains_on_cuda(tmp_path: Path) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_liger_kernels_when_installed(tmp_path: Path) -> None:
     pytest.importorskip("liger_kernel")
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        pad_token_id=0,
-    )
-    base = LlamaForCausalLM(config).to("cuda", torch.bfloat16)
+    base = _tiny_llama(torch.bfloat16, "cuda")
     assert apply_liger(base, CUDA)
     method = MethodConfig(type="lora", lora=LoraSettings(r=4, alpha=8, dropout=0.0))
     model = apply_method(LoadedModel(base, None), "causal-lm", method)  # type: ignore[arg-type]
