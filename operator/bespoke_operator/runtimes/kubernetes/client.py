@@ -8,6 +8,7 @@ which at a thousand customizations was a fifth of the operator's CPU.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import ssl
@@ -83,6 +84,9 @@ class KubeApi:
         """Releases the HTTP session."""
         if self._session is not None:
             await self._session.close()
+            # aiohttp finishes closing TLS transports on later loop iterations (its graceful
+            # shutdown advice): an operator stopping right after would leave their sockets open.
+            await asyncio.sleep(0.25)
 
     def _http(self) -> aiohttp.ClientSession:
         # Created on first use: an aiohttp session belongs to the running event loop.
