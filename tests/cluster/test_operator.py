@@ -195,10 +195,10 @@ def test_lifecycle_train_gate_deploy_restart_rollback_and_delete(cluster: Cluste
         assert version is not None
         jobs = wait_for(cluster.jobs, bool)
         assert [j["metadata"]["name"] for j in jobs] == ["sentiment-v1-train-1"]
-        assert jobs[0]["metadata"]["ownerReferences"][0]["kind"] == "ModelVersion"
-        assert version["metadata"]["ownerReferences"][0]["kind"] == "ModelCustomization"
         configmap = cluster.get(f"/api/v1/namespaces/{cluster.ns}/configmaps/sentiment-v1-trainer")
         assert configmap is not None
+        for child in (version, jobs[0], configmap):
+            assert child["metadata"]["ownerReferences"][0]["kind"] == "ModelCustomization"
         assert json.loads(configmap["data"]["config.json"])["version"] == 1
         mc = wait_for(cluster.mc, lambda b: _condition(b, "Reconciling") == "True")
         assert mc is not None
@@ -269,4 +269,42 @@ def test_lifecycle_train_gate_deploy_restart_rollback_and_delete(cluster: Cluste
             timeout_s=90,
         )
         assert gone == (None, [], None)
+    assert runner.exception is None
+
+
+def test_a_superseded_version_takes_its_trainer_and_config_with_it(cluster: Cluster) -> None:
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["metadata"]["namespace"] = cluster.ns
+    answer = cluster.envtest.request(
+        "POST", f"{GROUP_PATH}/namespaces/{cluster.ns}/modelcustomizations", document
+    )
+    assert answer.status == 201, answer.message
+    configmaps = f"/api/v1/namespaces/{cluster.ns}/configmaps"
+
+    with _runner(cluster.ns) as runner:
+        wait_for(cluster.jobs, bool)
+        # The spec changes while v1 still trains: v2 replaces it, and v1's trainer Job and
+        # config go (they are owned by the customization, so nothing else would remove them).
+        answer = cluster.envtest.request(
+            "PATCH",
+            f"{GROUP_PATH}/namespaces/{cluster.ns}/modelcustomizations/sentiment",
+            {"spec": {"training": {"epochs": 5}}},
+            content_type="application/merge-patch+json",
+        )
+        assert answer.status == 200, answer.message
+        state = wait_for(
+            lambda: (
+                sorted(j["metadata"]["name"] for j in cluster.jobs()),
+                sorted(c["metadata"]["name"] for c in cluster.items(configmaps, "")),
+            ),
+            lambda s: s[0] == ["sentiment-v2-train-1"] and "sentiment-v1-trainer" not in s[1],
+        )
+        assert state[0] == ["sentiment-v2-train-1"]
+        assert "sentiment-v1-trainer" not in state[1] and "sentiment-v2-trainer" in state[1]
+        superseded = cluster.mv(1)
+        assert superseded is not None
+        assert (superseded["status"]["phase"], superseded["status"]["reason"]) == (
+            "Failed",
+            "Superseded",
+        )
     assert runner.exception is None

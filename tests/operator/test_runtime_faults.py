@@ -59,10 +59,10 @@ async def test_repeated_passes_create_one_version_one_config_and_one_job(
     assert _names(kube, "configmaps") == ["sentiment-v1-trainer"]
     assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
     assert len(kube["post", JOBS]) == 1  # later passes saw the Job and asked for nothing
-    job = kube.stored("jobs")[0]
-    owner = job["metadata"]["ownerReferences"][0]
-    version = kube.stored("modelversions")[0]
-    assert (owner["kind"], owner["uid"]) == ("ModelVersion", version["metadata"]["uid"])
+    # All owned by the customization: the Job needs no uid of a version written in the same pass.
+    for child in (kube.stored("jobs")[0], kube.stored("configmaps")[0]):
+        owner = child["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["uid"]) == ("ModelCustomization", body["metadata"]["uid"])
     assert _condition(outcome.status, "Reconciling") == ("True", "Training")
 
 
@@ -106,11 +106,11 @@ async def test_conflict_on_job_create_is_success(kube: FaultyKubernetes, api: Ku
 
     assert len(kube["post", JOBS]) == 2
     assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
-    # The emulator answers a repeated create with 409 (seen raw here), which `create` maps to None.
+    # The emulator answers a repeated create with 409 (seen raw here), which `create` maps to False.
     with pytest.raises(ApiError) as conflict:
         await api._call("POST", JOBS, body=original)
     assert conflict.value.status == 409
-    assert await api.create(JOBS, original) is None
+    assert await api.create(JOBS, original) is False
     assert kube.stored("jobs")[0] == original  # the existing Job is left as it was
     assert _condition(outcome.status, "Stalled") == ("False", "AsExpected")
     assert _condition(outcome.status, "Reconciling") == ("True", "Training")
@@ -130,7 +130,7 @@ async def test_server_error_on_job_create_surfaces_as_retryable_then_heals(
     assert raised.value.status == status
     assert raised.value.retryable
     assert _names(kube, "jobs") == []
-    # The version and its config were created before the failure; the retry reuses them.
+    # The version and its config were created alongside the failed Job; the retry reuses them.
     assert _names(kube, "modelversions") == ["sentiment-v1"]
     outcome = await runtime.reconcile(body)
     assert _names(kube, "modelversions") == ["sentiment-v1"]

@@ -156,6 +156,7 @@ def decide(mc: ModelCustomization, observed: Observed) -> Decision:
     """The actions that move the customization toward its spec, and its new status."""
     plan = _Plan(mc, observed)
     _ensure_current_version(plan)
+    _stop_orphaned_trainers(plan)
     _apply_drift(plan)
     _progress_training(plan)
     desired = _drive_serving(plan)
@@ -164,6 +165,16 @@ def decide(mc: ModelCustomization, observed: Observed) -> Decision:
         if status != plan.seen.get(number):
             plan.actions.append(SetVersionStatus(number, status))
     return Decision(tuple(plan.actions), _status(plan))
+
+
+def _stop_orphaned_trainers(plan: _Plan) -> None:
+    """A trainer still running for a version that no longer exists (deleted by hand) is stopped."""
+    orphaned = {
+        run.version
+        for run in plan.observed.trainer_runs
+        if run.state == "Running" and run.version not in plan.specs
+    }
+    plan.actions.extend(StopTrainer(number) for number in sorted(orphaned))
 
 
 def _ensure_current_version(plan: _Plan) -> None:

@@ -290,6 +290,21 @@ def test_spec_change_mid_training_supersedes_the_running_version() -> None:
     assert actions_of(decision, StartTrainer) == [StartTrainer(2, 1)]
 
 
+def test_a_trainer_whose_version_was_deleted_by_hand_is_stopped() -> None:
+    world = InMemoryWorld(customization())
+    world.reconcile()
+    del world.versions[1]  # `kubectl delete modelversion sentiment-v1` while it trains
+    decision = world.reconcile()
+    assert actions_of(decision, StopTrainer) == [StopTrainer(1)]
+    # The spec still asks for a model, so a new version trains in its place.
+    assert [c.version.spec.version for c in actions_of(decision, CreateVersion)] == [2]
+    assert actions_of(decision, StartTrainer) == [StartTrainer(2, 1)]
+    # A finished run of a deleted version (its Job not yet expired) is left alone.
+    world.finish(2, **GOOD)
+    del world.versions[2]
+    assert actions_of(world.reconcile(), StopTrainer) == []
+
+
 def test_serving_only_change_redeploys_without_retraining() -> None:
     world = promoted_world()
     world.document["spec"]["serving"]["replicas"] = 3

@@ -147,19 +147,15 @@ class KubeApi:
         items: list[dict[str, Any]] = result.get("items", [])
         return items
 
-    async def create(
-        self, path: str, body: dict[str, Any], *, read_back: bool = False
-    ) -> dict[str, Any] | None:
-        """Creates an object; None when it already exists (creating twice is success).
-
-        The created object as the server stored it with `read_back`, else an empty mapping.
-        """
+    async def create(self, path: str, body: dict[str, Any]) -> bool:
+        """Creates an object; False when it already exists (creating twice is success)."""
         try:
-            return await self._call("POST", path, body=body, read_body=read_back)
+            await self._call("POST", path, body=body, read_body=False)
         except ApiError as exc:
             if exc.status == 409:
-                return None
+                return False
             raise
+        return True
 
     async def apply(self, path: str, body: dict[str, Any]) -> None:
         """Server-side apply: the server changes nothing when the object already matches."""

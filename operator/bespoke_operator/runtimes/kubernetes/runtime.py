@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -88,17 +89,16 @@ class KubernetesRuntime:
             API_VERSION, "ModelCustomization", mc.metadata.name, metadata["uid"]
         )
         if body.get("status"):
-            observed, uids = await self._observe(mc, drift)
+            observed = await self._observe(mc, drift)
         else:
             # Nothing has reconciled this customization yet, so it has no children to list: the
             # only way it could is a pass that crashed before writing status, and then every
             # create below answers 409 (success) and the next pass observes for real. Skipping
             # three reads per new customization is what keeps a burst of creates fast.
-            observed, uids = Observed(now=self.clock(), drift=drift), {}
+            observed = Observed(now=self.clock(), drift=drift)
         decision = decide(mc, observed)
-        # Events last: they inform people, and the objects they describe come first.
-        for action in sorted(decision.actions, key=lambda a: isinstance(a, Event)):
-            await self._apply(mc, action, owner, uids)
+        for stage in _stages(decision.actions):
+            await _all(self._apply(mc, action, owner) for action in stage)
         return Outcome(decision.status, decision, mc)
 
     async def read_drift(self, mc: ModelCustomization) -> DriftReport | None:
@@ -119,9 +119,7 @@ class KubernetesRuntime:
             _log.info("No drift reading from %s: %s", status.endpoint, exc)
             return None
 
-    async def _observe(
-        self, mc: ModelCustomization, drift: DriftReport | None
-    ) -> tuple[Observed, dict[int, str]]:
+    async def _observe(self, mc: ModelCustomization, drift: DriftReport | None) -> Observed:
         namespace = mc.metadata.namespace
         name = mc.metadata.name
         selector = f"bespoke.dev/customization={name}"
@@ -129,11 +127,6 @@ class KubernetesRuntime:
             resource_path(API_VERSION, _VERSIONS, namespace), selector
         )
         versions = observe.parse_versions(version_items)
-        uids = {
-            int(item["spec"]["version"]): item["metadata"]["uid"]
-            for item in version_items
-            if "uid" in item.get("metadata", {})
-        }
         trainer = f"{selector},app.kubernetes.io/component=trainer"
         jobs = await self.api.list(resource_path("batch/v1", "jobs", namespace), trainer)
         pods = await self.api.list(resource_path("v1", "pods", namespace), trainer) if jobs else []
@@ -141,7 +134,7 @@ class KubernetesRuntime:
             resource_path("apps/v1", "deployments", namespace, objects.serving_name(name))
         )
         endpoint = f"http://{objects.serving_name(name)}.{namespace}.svc:{objects.SERVING_PORT}"
-        observed = Observed(
+        return Observed(
             now=self.clock(),
             versions=tuple(versions),
             trainer_runs=tuple(observe.trainer_runs(jobs, pods)),
@@ -149,25 +142,14 @@ class KubernetesRuntime:
             drift=drift,
             approved_versions=observe.approved_versions(versions),
         )
-        return observed, uids
 
-    async def _apply(
-        self,
-        mc: ModelCustomization,
-        action: Action,
-        owner: objects.OwnerRef,
-        uids: dict[int, str],
-    ) -> None:
+    async def _apply(self, mc: ModelCustomization, action: Action, owner: objects.OwnerRef) -> None:
         namespace = mc.metadata.namespace or "default"
         name = mc.metadata.name
         if isinstance(action, CreateVersion):
             body = action.version.model_dump(mode="json", by_alias=True, exclude_none=True)
             body["metadata"]["ownerReferences"] = [owner.as_dict()]
-            path = resource_path(API_VERSION, _VERSIONS, namespace)
-            created = await self.api.create(path, body, read_back=True)
-            if created is None:  # it already existed: a repeated pass
-                created = await self.api.get(f"{path}/{body['metadata']['name']}") or {}
-            uids[action.version.spec.version] = created.get("metadata", {}).get("uid", "")
+            await self.api.create(resource_path(API_VERSION, _VERSIONS, namespace), body)
         elif isinstance(action, SetVersionStatus):
             path = resource_path(
                 API_VERSION, _VERSIONS, namespace, version_name(name, action.version), "status"
@@ -176,15 +158,9 @@ class KubernetesRuntime:
                 path, {"status": action.status.model_dump(mode="json", by_alias=True)}
             )
         elif isinstance(action, StartTrainer):
-            await self._start_trainer(mc, action, uids)
+            await self._start_trainer(mc, action, owner)
         elif isinstance(action, StopTrainer):
-            selector = (
-                f"bespoke.dev/customization={name},app.kubernetes.io/component=trainer,"
-                f"bespoke.dev/version={action.version}"
-            )
-            jobs_path = resource_path("batch/v1", "jobs", namespace)
-            for job in await self.api.list(jobs_path, selector):
-                await self.api.delete(f"{jobs_path}/{job['metadata']['name']}")
+            await self._remove_trainer(mc, action.version)
         elif isinstance(action, Deploy):
             await self._deploy(mc, action, owner)
         elif isinstance(action, Undeploy):
@@ -199,30 +175,54 @@ class KubernetesRuntime:
             await self.api.delete(
                 resource_path(API_VERSION, _VERSIONS, namespace, version_name(name, action.version))
             )
+            await self._remove_trainer(mc, action.version)
         elif isinstance(action, Event):
             await self._event(mc, owner, action)
 
     async def _start_trainer(
-        self, mc: ModelCustomization, action: StartTrainer, uids: dict[int, str]
+        self, mc: ModelCustomization, action: StartTrainer, owner: objects.OwnerRef
     ) -> None:
         namespace = mc.metadata.namespace or "default"
-        version_object = version_name(mc.metadata.name, action.version)
-        spec, uid = action.spec, uids.get(action.version)
-        if spec is None or not uid:  # not known from this pass: read it back
-            path = resource_path(API_VERSION, _VERSIONS, namespace, version_object)
-            found = await self.api.get(path)
+        spec = action.spec
+        if spec is None:  # not known from this pass: read it back
+            version_object = version_name(mc.metadata.name, action.version)
+            found = await self.api.get(
+                resource_path(API_VERSION, _VERSIONS, namespace, version_object)
+            )
             if found is None:
                 raise RuntimeError(f"ModelVersion {version_object} vanished before its trainer")
-            spec, uid = observe.parse_versions([found])[0].spec, found["metadata"]["uid"]
-        owner = objects.OwnerRef(API_VERSION, "ModelVersion", version_object, uid)
-        await self.api.create(
-            resource_path("v1", "configmaps", namespace),
-            objects.trainer_configmap(spec, action.config, namespace, owner),
+            spec = observe.parse_versions([found])[0].spec
+        # Both owned by the customization, not the version: neither needs the version's uid, so
+        # a new version, its config and its Job are written at once (one round trip to a Job).
+        await _all(
+            (
+                self.api.create(
+                    resource_path("v1", "configmaps", namespace),
+                    objects.trainer_configmap(spec, action.config, namespace, owner),
+                ),
+                self.api.create(
+                    resource_path("batch/v1", "jobs", namespace),
+                    objects.trainer_job(spec, action.attempt, namespace, owner, self.images),
+                ),
+            )
         )
-        await self.api.create(
-            resource_path("batch/v1", "jobs", namespace),
-            objects.trainer_job(spec, action.attempt, namespace, owner, self.images),
+
+    async def _remove_trainer(self, mc: ModelCustomization, version: int) -> None:
+        """Deletes every trainer Job of a version and its config (superseded or deleted)."""
+        namespace = mc.metadata.namespace or "default"
+        selector = (
+            f"bespoke.dev/customization={mc.metadata.name},app.kubernetes.io/component=trainer,"
+            f"bespoke.dev/version={version}"
         )
+        jobs_path = resource_path("batch/v1", "jobs", namespace)
+        jobs = [
+            f"{jobs_path}/{job['metadata']['name']}"
+            for job in await self.api.list(jobs_path, selector)
+        ]
+        config = resource_path(
+            "v1", "configmaps", namespace, objects.trainer_configmap_name(mc.metadata.name, version)
+        )
+        await _all(self.api.delete(path) for path in [*jobs, config])
 
     async def _deploy(
         self, mc: ModelCustomization, action: Deploy, owner: objects.OwnerRef
@@ -277,6 +277,28 @@ class KubernetesRuntime:
             "count": 1,
         }
         await self.api.create(resource_path("v1", "events", namespace), body)
+
+
+def _stages(actions: Iterable[Action]) -> list[list[Action]]:
+    """Actions grouped into rounds that run concurrently, one round after the other.
+
+    Objects are created, changed and deleted first; then version statuses (the status
+    subresource of a version created in the first round); Events last, since the objects they
+    describe come first. Within a round no action depends on another.
+    """
+    rounds: list[list[Action]] = [[], [], []]
+    for action in actions:
+        index = 2 if isinstance(action, Event) else 1 if isinstance(action, SetVersionStatus) else 0
+        rounds[index].append(action)
+    return [r for r in rounds if r]
+
+
+async def _all(calls: Iterable[Awaitable[Any]]) -> None:
+    """Awaits calls concurrently; when any fails, the first failure is raised after all end."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _previous_status(body: Mapping[str, Any]) -> ModelCustomizationStatus | None:
