@@ -1,12 +1,20 @@
 """kopf handlers, thin: every trigger runs the same reconcile of one customization.
 
 Run with `kopf run -m bespoke_operator.handlers --all-namespaces` (or `--namespace X`). Triggers:
-create/update/resume of a ModelCustomization, events of the children (trainer Jobs, serving
-Deployments, approval annotations on ModelVersions), and one operator-wide resync loop that
-reconciles a customization again when something no event announces falls due (a rollout
-deadline, a drift reading — see `reconcile.schedule`), and every resync interval to heal a
-missed event. One loop rather than a kopf timer per object: timers cost a task and a finalizer
-per customization, and a full reconcile of every customization every interval.
+a ModelCustomization seen for the first time since the operator started (kopf's initial listing,
+or a new object) or with a new `metadata.generation` (a spec change); events of the children
+(trainer Jobs, serving Deployments, approval annotations on ModelVersions); and one
+operator-wide resync loop that reconciles a customization again when something no event
+announces falls due (a rollout deadline, a drift reading — see `reconcile.schedule`), when a
+failed pass is to be retried, and every resync interval to heal a missed event.
+
+Level-triggered on the generation, like a controller-runtime predicate, rather than kopf's
+create/update handlers: those store a diff-base annotation (a copy of the spec) after every
+change, which costs a patch, another watch event and two deep copies of the body per change, and
+retry through kopf's own machinery. Here the echo of the operator's own status write carries the
+generation already handled and is skipped; a failed pass is retried by the resync loop, after 2 s
+for an error that heals on its own (10 s after a 429) and 60 s for one a person must fix. One
+loop rather than a kopf timer per object: timers cost a task and a finalizer per customization.
 
 Settings (environment): `BESPOKE_TRAINER_IMAGE`, `BESPOKE_SERVING_IMAGE`,
 `BESPOKE_RECONCILE_INTERVAL_SECONDS` (default 30: how often work in flight is checked),
@@ -74,6 +82,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.metrics = OperatorMetrics()
     memo.locks = {}
     memo.due = {}  # (namespace, name) -> monotonic time of the next periodic reconcile
+    memo.handled = {}  # (namespace, name) -> the generation last reconciled on its own event
     memo.resync = asyncio.create_task(_resync_forever(memo), name="bespoke-resync")
     _tune_garbage_collector()
     port = int(os.environ.get("BESPOKE_METRICS_PORT", "9090"))
@@ -86,6 +95,7 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     # No handler needs a finalizer any more (children go by owner references); naming the one
     # older releases added lets kopf find and remove it from existing customizations.
     settings.persistence.finalizer = "bespoke.dev/finalizer"
+    # kopf builds every watched object's essence on every event, with or without change handlers.
     settings.persistence.progress_storage = LeanAnnotationsProgressStorage(prefix="bespoke.dev")
     settings.persistence.diffbase_storage = LeanAnnotationsDiffBaseStorage(
         prefix="bespoke.dev", key="last-handled-configuration"
@@ -132,16 +142,25 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     await memo.runtime.api.close()
 
 
-@kopf.on.resume(GROUP, VERSION, _PLURAL)
-@kopf.on.create(GROUP, VERSION, _PLURAL)
-@kopf.on.update(GROUP, VERSION, _PLURAL)
-async def reconcile_customization(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The spec was created or changed (or the operator restarted)."""
+@kopf.on.event(GROUP, VERSION, _PLURAL)
+async def customization_changed(
+    body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any
+) -> None:
+    """A customization is new to this operator or its spec changed: reconcile it."""
+    key = _key(body)
+    if event.get("type") == "DELETED":
+        _forget(memo, key)
+        return
+    metadata = body.get("metadata", {})
+    generation = metadata.get("generation")
+    if metadata.get("deletionTimestamp") or memo.handled.get(key) == generation:
+        return  # being deleted (children go by owner references), or this spec was handled
+    memo.handled[key] = generation
     # A body nobody has written a status into yet is as fresh as a re-read would be.
     known = None if body.get("status") else body
-    outcome = await _reconcile(memo, _key(body), known=known, read_drift=False)
+    outcome = await _reconcile_or_retry_later(memo, key, known=known)
     if outcome is not None and outcome.decision is None:
-        raise kopf.PermanentError(_stalled_message(outcome))
+        _log.warning("%s/%s is stalled: %s", *key, _stalled_message(outcome))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=TRAINER_JOBS)
@@ -154,12 +173,24 @@ async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     name = body.get("metadata", {}).get("labels", {}).get("bespoke.dev/customization")
     namespace = body.get("metadata", {}).get("namespace")
     if name and namespace:
-        await _reconcile(memo, (namespace, name), read_drift=False)
+        await _reconcile_or_retry_later(memo, (namespace, name))
+
+
+async def _reconcile_or_retry_later(
+    memo: kopf.Memo, key: tuple[str, str], *, known: Mapping[str, Any] | None = None
+) -> Outcome | None:
+    """An event-driven reconcile; an API failure is logged, and the resync loop retries it."""
+    try:
+        return await _reconcile(memo, key, known=known, read_drift=False)
+    except ApiError as exc:
+        delay = memo.due.get(key, time.monotonic()) - time.monotonic()
+        _log.warning("Reconcile of %s/%s failed (%s); retrying in %.0f s", *key, exc, delay)
+        return None
 
 
 async def _resync_forever(memo: kopf.Memo) -> None:
     """Reconciles each customization whose next periodic check has come (see module docs)."""
-    tick = max(0.5, min(_INTERVAL, _RESYNC) / 5)
+    tick = max(0.5, min(1.0, _INTERVAL / 5))
     gate = asyncio.Semaphore(_RESYNC_CONCURRENCY)
     while True:
         await asyncio.sleep(tick)
@@ -174,17 +205,23 @@ async def _resync_one(memo: kopf.Memo, key: tuple[str, str], gate: asyncio.Semap
     async with gate:
         try:
             outcome = await _reconcile(memo, key, read_drift=True)
-        except kopf.TemporaryError as exc:
-            memo.due[key] = time.monotonic() + (exc.delay or _INTERVAL)
+        except ApiError as exc:  # already rescheduled by `_reconcile`
+            _log.warning("Periodic reconcile of %s/%s failed: %s", *key, exc)
             return
         except Exception:  # the loop must outlive any one customization's failure
             _log.exception("Periodic reconcile of %s/%s failed", *key)
             return
-    if outcome is None:  # deleted: forget it
-        memo.due.pop(key, None)
-        lock = memo.locks.get(key)
-        if lock is not None and not lock.locked():
-            del memo.locks[key]
+    if outcome is None:  # deleted
+        _forget(memo, key)
+
+
+def _forget(memo: kopf.Memo, key: tuple[str, str]) -> None:
+    """Drops what the operator remembers of a deleted customization."""
+    memo.due.pop(key, None)
+    memo.handled.pop(key, None)
+    lock = memo.locks.get(key)
+    if lock is not None and not lock.locked():
+        del memo.locks[key]
 
 
 def _schedule(memo: kopf.Memo, key: tuple[str, str], outcome: Outcome) -> None:
@@ -225,7 +262,10 @@ async def _reconcile(
     read_drift: bool,
     known: Mapping[str, Any] | None = None,
 ) -> Outcome | None:
-    """One reconcile of a customization; None when it no longer exists."""
+    """One reconcile of a customization; None when it no longer exists.
+
+    A pass that fails is rescheduled for the resync loop before the error is raised.
+    """
     lock = memo.locks.setdefault(key, asyncio.Lock())
     started = time.perf_counter()
     runtime: KubernetesRuntime = memo.runtime
@@ -243,18 +283,30 @@ async def _reconcile(
             if _status_changed(fresh, outcome):
                 await _write_status(runtime, key, outcome)
         except ApiError as exc:
-            result = "temporary" if exc.retryable else "error"
-            metrics.observe_reconcile(result, time.perf_counter() - started)
+            metrics.observe_reconcile(
+                "temporary" if exc.retryable else "error", time.perf_counter() - started
+            )
             if not exc.retryable:
                 await _report_failure(runtime, key, current, exc)
-            delay = 10 if exc.status == 429 else (2 if exc.retryable else 60)
-            raise kopf.TemporaryError(str(exc), delay=delay) from exc
+            memo.due[key] = time.monotonic() + _retry_delay(exc)
+            raise
+        except Exception:
+            metrics.observe_reconcile("error", time.perf_counter() - started)
+            memo.due[key] = time.monotonic() + _INTERVAL
+            raise
     metrics.observe_reconcile("success", time.perf_counter() - started)
     if outcome.decision is not None:
         metrics.observe_decision(*key, outcome.decision)
     metrics.observe_status(*key, outcome.status)
     _schedule(memo, key, outcome)
     return outcome
+
+
+def _retry_delay(exc: ApiError) -> float:
+    """Seconds before a failed pass is retried: throttling backs off, a person needs longer."""
+    if exc.status == 429:
+        return 10
+    return 2 if exc.retryable else 60
 
 
 async def _drift_if_due(runtime: KubernetesRuntime, body: Mapping[str, Any]) -> Any:

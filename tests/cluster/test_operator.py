@@ -300,7 +300,8 @@ def test_a_superseded_version_takes_its_trainer_and_config_with_it(cluster: Clus
             lambda s: s[0] == ["sentiment-v2-train-1"] and "sentiment-v1-trainer" not in s[1],
         )
         assert state[0] == ["sentiment-v2-train-1"]
-        assert "sentiment-v1-trainer" not in state[1] and "sentiment-v2-trainer" in state[1]
+        assert "sentiment-v1-trainer" not in state[1]
+        assert "sentiment-v2-trainer" in state[1]
         superseded = cluster.mv(1)
         assert superseded is not None
         assert (superseded["status"]["phase"], superseded["status"]["reason"]) == (

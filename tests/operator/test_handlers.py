@@ -1,8 +1,9 @@
-"""The kopf handlers' error mapping, called directly against kmock's emulator.
+"""The kopf handlers' triggers and error mapping, called directly against kmock's emulator.
 
-Retryable API answers (409, 429, 5xx) become `kopf.TemporaryError` with a delay (429 backs off
-longer); a permanent one (403) is written into status as Stalled; an invalid spec is a
-`kopf.PermanentError` with Stalled/InvalidSpec in status and no Job.
+A customization is reconciled on its first event and on each new generation, not on the echo of
+the operator's own status write. A failed pass is retried by the resync loop: retryable API
+answers (409, 429, 5xx) after a short delay (429 backs off longer), a permanent one (403) after a
+minute and written into status as Stalled; an invalid spec is Stalled/InvalidSpec with no Job.
 """
 
 from __future__ import annotations
@@ -26,9 +27,25 @@ from tests.operator.conftest import NAME, NAMESPACE, Fault, FaultyKubernetes, cu
 pytestmark = pytest.mark.asyncio
 
 MC_PATH = resource_path(API_VERSION, "modelcustomizations", NAMESPACE, NAME)
+KEY = (NAMESPACE, NAME)
 # kopf's decorators type the handler as its callback protocol (every kwarg kopf passes); the
-# handler itself takes only `body` and `memo`, which is how these tests call it.
-reconcile_customization = cast("Callable[..., Awaitable[None]]", handlers.reconcile_customization)
+# handler itself takes only `body`, `event` and `memo`, which is how these tests call it.
+_customization_changed = cast("Callable[..., Awaitable[None]]", handlers.customization_changed)
+
+
+async def on_event(memo: kopf.Memo, body: kopf.Body, kind: str | None = "ADDED") -> None:
+    """Delivers one watch event of the customization as kopf does (None: the initial listing)."""
+    await _customization_changed(body=body, event={"type": kind, "object": body}, memo=memo)
+
+
+async def _retry_now(memo: kopf.Memo) -> None:
+    """The resync loop's next pass over the customization, without waiting for its delay."""
+    memo.due[KEY] = 0.0
+    await handlers._resync_one(memo, KEY, asyncio.Semaphore(1))
+
+
+def _retry_in(memo: kopf.Memo) -> float:
+    return memo.due[KEY] - time.monotonic()
 
 
 def _memo(api: KubeApi) -> kopf.Memo:
@@ -37,6 +54,7 @@ def _memo(api: KubeApi) -> kopf.Memo:
     memo.metrics = OperatorMetrics()
     memo.locks = {}
     memo.due = {}
+    memo.handled = {}
     return memo
 
 
@@ -71,7 +89,7 @@ def _reconciles(memo: kopf.Memo, result: str) -> float:
         (("PATCH", f"/modelcustomizations/{NAME}/status"), 500, 2),
     ],
 )
-async def test_retryable_answers_become_temporary_errors_and_the_retry_heals(
+async def test_retryable_answers_are_retried_after_their_delay_and_the_retry_heals(
     kube: FaultyKubernetes, api: KubeApi, call: tuple[str, str], status: int, delay: int
 ) -> None:
     memo = _memo(api)
@@ -79,17 +97,15 @@ async def test_retryable_answers_become_temporary_errors_and_the_retry_heals(
     fault = Fault(*call, status)
     kube.faults.append(fault)
 
-    with pytest.raises(kopf.TemporaryError) as raised:
-        await reconcile_customization(body=body, memo=memo)
+    await on_event(memo, body)
 
     assert fault.hits, "the fault was never reached"
-    assert raised.value.delay == delay
-    assert str(status) in str(raised.value)
+    assert delay - 1 < _retry_in(memo) <= delay
     assert _reconciles(memo, "temporary") == 1
     assert "Stalled" not in _conditions(kube) or _conditions(kube)["Stalled"][0] == "False"
 
-    # kopf calls the handler again after the delay; the server answers normally by then.
-    await reconcile_customization(body=body, memo=memo)
+    # The resync loop runs the pass again after the delay; the server answers normally by then.
+    await _retry_now(memo)
 
     assert [j["metadata"]["name"] for j in kube.stored("jobs")] == ["sentiment-v1-train-1"]
     assert _conditions(kube)["Reconciling"] == ("True", "Training")
@@ -97,25 +113,28 @@ async def test_retryable_answers_become_temporary_errors_and_the_retry_heals(
     assert _reconciles(memo, "success") == 1
 
 
-async def test_permanent_api_failure_is_written_as_stalled(
+async def test_permanent_api_failure_is_written_as_stalled_and_retried_slowly(
     kube: FaultyKubernetes, api: KubeApi
 ) -> None:
     memo = _memo(api)
     body = await _create(api)
     kube.faults.append(Fault("POST", "/jobs", 403))
 
-    with pytest.raises(kopf.TemporaryError) as raised:
-        await reconcile_customization(body=body, memo=memo)
+    await on_event(memo, body)
 
     # Still retried (a person may grant the permission), but slowly and visibly.
-    assert raised.value.delay == 60
+    assert 59 < _retry_in(memo) <= 60
     assert _conditions(kube)["Stalled"] == ("True", "ApiRequestFailed")
     assert _conditions(kube)["Ready"] == ("False", "ApiRequestFailed")
     assert _reconciles(memo, "error") == 1
     assert kube.stored("jobs") == []
+    # The echo of that status write does not run the failing pass again at once.
+    (echo,) = kube.stored("modelcustomizations")
+    await on_event(memo, kopf.Body(echo), "MODIFIED")
+    assert _reconciles(memo, "error") == 1
 
 
-async def test_invalid_spec_is_a_permanent_error_with_stalled_status_and_no_job(
+async def test_invalid_spec_is_stalled_with_a_reason_and_no_job(
     kube: FaultyKubernetes, api: KubeApi
 ) -> None:
     memo = _memo(api)
@@ -123,16 +142,48 @@ async def test_invalid_spec_is_a_permanent_error_with_stalled_status_and_no_job(
     document["spec"]["training"]["learningRate"] = 0.0002
     body = await _create(api, document)
 
-    with pytest.raises(kopf.PermanentError, match="learningRate"):
-        await reconcile_customization(body=body, memo=memo)
+    await on_event(memo, body)
 
     conditions = _conditions(kube)
     assert conditions["Stalled"] == ("True", "InvalidSpec")
     assert conditions["Reconciling"] == ("False", "InvalidSpec")
     (mc,) = kube.stored("modelcustomizations")
+    assert "learningRate" in next(
+        c["message"] for c in mc["status"]["conditions"] if c["type"] == "Stalled"
+    )
     assert mc["status"]["observedGeneration"] == 1
     assert kube.stored("jobs") == []
     assert kube.stored("modelversions") == []
+
+
+async def test_reconciled_on_first_sight_and_new_generations_not_on_its_own_status_echo(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    memo = _memo(api)
+    body = await _create(api)
+    await on_event(memo, body)
+    assert _reconciles(memo, "success") == 1
+
+    # The operator's own status write comes back as an event of the same generation.
+    (echo,) = kube.stored("modelcustomizations")
+    assert echo["status"]["observedGeneration"] == echo["metadata"]["generation"]
+    await on_event(memo, kopf.Body(echo), "MODIFIED")
+    assert _reconciles(memo, "success") == 1
+
+    # A spec change is a new generation.
+    changed = {**echo, "metadata": {**echo["metadata"], "generation": 2}}
+    await on_event(memo, kopf.Body(changed), "MODIFIED")
+    assert _reconciles(memo, "success") == 2
+
+    # A restarted operator (nothing remembered) reconciles what its initial listing shows.
+    restarted = _memo(api)
+    await on_event(restarted, kopf.Body(echo), None)
+    assert _reconciles(restarted, "success") == 1
+    assert [j["metadata"]["name"] for j in kube.stored("jobs")] == ["sentiment-v1-train-1"]
+
+    # Deleted: forgotten.
+    await on_event(memo, kopf.Body(echo), "DELETED")
+    assert all(KEY not in remembered for remembered in (memo.due, memo.handled, memo.locks))
 
 
 async def test_the_resync_loop_reconciles_what_is_due_and_forgets_what_is_gone(
@@ -140,19 +191,16 @@ async def test_the_resync_loop_reconciles_what_is_due_and_forgets_what_is_gone(
 ) -> None:
     memo = _memo(api)
     body = await _create(api)
-    await reconcile_customization(body=body, memo=memo)
-    key = (NAMESPACE, NAME)
+    await on_event(memo, body)
     # Training waits for its Job's event; the periodic pass only heals, at the resync interval.
-    assert memo.due[key] - time.monotonic() > handlers._INTERVAL
+    assert _retry_in(memo) > handlers._INTERVAL
 
-    gate = asyncio.Semaphore(1)
-    memo.due[key] = 0.0
-    await handlers._resync_one(memo, key, gate)
+    await _retry_now(memo)
     assert _reconciles(memo, "success") == 2
-    assert memo.due[key] - time.monotonic() > handlers._INTERVAL
+    assert _retry_in(memo) > handlers._INTERVAL
     assert [j["metadata"]["name"] for j in kube.stored("jobs")] == ["sentiment-v1-train-1"]
 
     await api.delete(MC_PATH)
-    await handlers._resync_one(memo, key, gate)
-    assert key not in memo.due
-    assert key not in memo.locks
+    await _retry_now(memo)
+    assert KEY not in memo.due
+    assert KEY not in memo.locks

@@ -1,7 +1,8 @@
 """The whole operator (kopf's machinery and Bespoke's handlers) against kmock's emulator.
 
-Proves the retry end to end: kopf itself re-runs the handler after a 500 and after a 429 on the
-Job create, and the customization ends with exactly one Job and a healthy status.
+Proves the retry end to end: after a 500 and then a 429 on the Job create, the operator's resync
+loop runs the pass again (2 s, then 10 s later), and the customization ends with exactly one Job
+and a healthy status.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from bespoke_operator.api import API_VERSION
 from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
 from tests.operator.conftest import NAMESPACE, Fault, FaultyKubernetes, customization
 
-# kopf honours the 429 back-off (10 s) before the retry that succeeds.
+# The 429 back-off (10 s) comes before the retry that succeeds.
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 
@@ -47,7 +48,7 @@ async def _until(condition: Callable[[], bool], timeout_s: float = 30) -> bool:
     return condition()
 
 
-async def test_kopf_retries_server_errors_until_the_job_exists(
+async def test_server_errors_are_retried_until_the_job_exists(
     kube: FaultyKubernetes, api: KubeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "config", str(kube.url))))
