@@ -459,11 +459,24 @@ class Evaluation(ApiModel):
 
 
 class Batching(ApiModel):
-    """BentoML adaptive batching."""
+    """How `/classify` requests share model calls."""
 
-    max_batch_size: int = Field(default=32, ge=2, le=1024, description="Largest batch (2 or more).")
+    mode: Literal["greedy", "adaptive"] = Field(
+        default="greedy",
+        description=(
+            "greedy: requests that queued while the model was busy ride in its next call, and "
+            "no request waits for a batch to fill; adaptive: BentoML's adaptive batching, which "
+            "waits up to maxLatencyMs for a batch to fill."
+        ),
+    )
+    max_batch_size: int = Field(
+        default=32, ge=2, le=1024, description="Most texts in one model call (2 or more)."
+    )
     max_latency_ms: int = Field(
-        default=100, ge=1, le=60000, description="Longest a request waits for a batch to fill."
+        default=100,
+        ge=1,
+        le=60000,
+        description="adaptive only: the longest a request waits for a batch to fill.",
     )
 
 

@@ -23,6 +23,7 @@ def serving_env(
         "BESPOKE_NAMESPACE": namespace,
         "BESPOKE_CUSTOMIZATION": customization,
         "BESPOKE_MERGE_ADAPTER": str(serving.merge_adapter).lower(),
+        "BESPOKE_BATCHING": serving.batching.mode,
         "BESPOKE_MAX_BATCH_SIZE": str(serving.batching.max_batch_size),
         "BESPOKE_MAX_LATENCY_MS": str(serving.batching.max_latency_ms),
         "BESPOKE_MAX_TEXTS_PER_REQUEST": str(serving.limits.max_texts_per_request),

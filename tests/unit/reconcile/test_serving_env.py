@@ -30,3 +30,14 @@ def test_serving_reads_every_variable_the_operator_sets(window: int) -> None:
         k for k in env if k.removeprefix("BESPOKE_").lower() not in ServingSettings.model_fields
     }
     assert unknown == set()
+
+
+@pytest.mark.parametrize("mode", ["greedy", "adaptive"])
+def test_the_batching_mode_and_its_bounds_reach_serving(mode: str) -> None:
+    batching = {"mode": mode, "maxBatchSize": 8, "maxLatencyMs": 20}
+    spec = ModelCustomization.model_validate(customization(serving__batching=batching)).spec
+    env = serving_env(
+        spec, version=1, artifact_uri="/data/v1", namespace="ml", customization="sentiment"
+    )
+    settings = ServingSettings.from_env(env)
+    assert (settings.batching, settings.max_batch_size, settings.max_latency_ms) == (mode, 8, 20)
