@@ -6,10 +6,12 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from served_process import Served, start_prometheus, start_service
 from version_factory import MINILM_DIR, build_classifier_version, obvious_texts
 
@@ -23,22 +25,29 @@ def minilm_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_classifier_version(root, MINILM_DIR, steps=12, learning_rate=3e-3)
 
 
+def _env(version: Path, **settings: str) -> dict[str, str]:
+    """The serving variables for version 1 of `version`, one torch thread, plus `settings`."""
+    return {
+        "BESPOKE_MODEL_URI": str(version),
+        "BESPOKE_VERSION": "1",
+        "BESPOKE_TORCH_THREADS": "1",
+        **settings,
+    }
+
+
 @pytest.fixture(scope="module")
 def served(minilm_version: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp("bentoml-serve")
-    env = {
-        "BESPOKE_MODEL_URI": str(minilm_version),
-        "BESPOKE_VERSION": "1",
-        "BESPOKE_NAMESPACE": "team-b",
-        "BESPOKE_CUSTOMIZATION": "reviews",
-        "BESPOKE_MAX_TEXTS_PER_REQUEST": "16",
-        "BESPOKE_MAX_CHARACTERS_PER_TEXT": "500",
-        "BESPOKE_MAX_LATENCY_MS": "10000",
-        "BESPOKE_CAPTURE_WINDOW_SIZE": "200",
-        "BESPOKE_DRIFT_MIN_ROWS": "50",
-        "BESPOKE_DRIFT_INTERVAL_SECONDS": "1",
-        "BESPOKE_TORCH_THREADS": "1",
-    }
+    env = _env(
+        minilm_version,
+        BESPOKE_NAMESPACE="team-b",
+        BESPOKE_CUSTOMIZATION="reviews",
+        BESPOKE_MAX_TEXTS_PER_REQUEST="16",
+        BESPOKE_MAX_CHARACTERS_PER_TEXT="500",
+        BESPOKE_CAPTURE_WINDOW_SIZE="200",
+        BESPOKE_DRIFT_MIN_ROWS="50",
+        BESPOKE_DRIFT_INTERVAL_SECONDS="1",
+    )
     service = start_service(env, workdir)
     try:
         service.wait_until("/readyz", limit_seconds=240)
@@ -150,3 +159,59 @@ def test_real_prometheus_scrapes_the_drift_gauges(served: Served, tmp_path: Path
         assert scores[0]["metric"]["customization"] == "reviews"
     finally:
         prometheus.stop()
+
+
+def test_adaptive_batching_gives_each_concurrent_request_its_own_answers(
+    minilm_version: Path, served: Served, tmp_path: Path
+) -> None:
+    """`serving.batching.mode: adaptive`: BentoML merges concurrent requests into model calls
+    and splits the results back; every caller must get exactly the answers for its own texts."""
+    env = _env(
+        minilm_version,
+        BESPOKE_BATCHING="adaptive",
+        BESPOKE_MAX_BATCH_SIZE="16",
+        BESPOKE_MAX_LATENCY_MS="2000",
+        BESPOKE_DRIFT_ENABLED="false",
+    )
+    texts = obvious_texts(24, seed=5)["text"].tolist()
+    requests = [texts[i : i + 3] for i in range(0, len(texts), 3)]
+    # The greedy service (the default) answers the same texts one request at a time.
+    expected = [_classify(served, r) for r in requests]
+    adaptive = start_service(env, tmp_path)
+    try:
+        adaptive.wait_until("/readyz", limit_seconds=240)
+        # BentoML learns how long to hold a batch open, so a round may still go unmerged.
+        for _ in range(5):
+            with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+                answers = list(pool.map(lambda r: _classify(adaptive, r), requests))
+            for got, want in zip(answers, expected, strict=True):
+                assert [a["label"] for a in got] == [w["label"] for w in want]
+                assert [a["score"] for a in got] == pytest.approx(
+                    [w["score"] for w in want], abs=1e-4
+                )
+            calls, merged_requests = _adaptive_batches(adaptive)
+            if calls < merged_requests:
+                break
+    finally:
+        adaptive.stop()
+    assert calls < merged_requests, "BentoML never merged two requests into one model call"
+
+
+def _classify(service: Served, texts: list[str]) -> list[dict[str, object]]:
+    response = httpx.post(service.url + "/classify", json={"texts": texts}, timeout=120)
+    assert response.status_code == 200, response.text
+    answers: list[dict[str, object]] = response.json()
+    return answers
+
+
+def _adaptive_batches(service: Served) -> tuple[float, float]:
+    """Model calls and the requests they served, from BentoML's batch-size histogram."""
+    totals = {"_count": 0.0, "_sum": 0.0}
+    metrics = httpx.get(service.url + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(metrics):
+        if family.name == "bentoml_service_adaptive_batch_size":
+            for sample in family.samples:
+                for suffix in totals:
+                    if sample.name.endswith(suffix):
+                        totals[suffix] += sample.value
+    return totals["_count"], totals["_sum"]
