@@ -82,7 +82,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.metrics = OperatorMetrics()
     memo.locks = {}
     memo.due = {}  # (namespace, name) -> monotonic time of the next periodic reconcile
-    memo.handled = {}  # (namespace, name) -> the generation last reconciled on its own event
+    # (namespace, name) -> (uid, generation) last reconciled on its own event; the uid tells a
+    # customization deleted and created again under the same name (generation 1 again) apart.
+    memo.handled = {}
     memo.resync = asyncio.create_task(_resync_forever(memo), name="bespoke-resync")
     _tune_garbage_collector()
     port = int(os.environ.get("BESPOKE_METRICS_PORT", "9090"))
@@ -152,10 +154,10 @@ async def customization_changed(
         _forget(memo, key)
         return
     metadata = body.get("metadata", {})
-    generation = metadata.get("generation")
-    if metadata.get("deletionTimestamp") or memo.handled.get(key) == generation:
+    seen = (metadata.get("uid"), metadata.get("generation"))
+    if metadata.get("deletionTimestamp") or memo.handled.get(key) == seen:
         return  # being deleted (children go by owner references), or this spec was handled
-    memo.handled[key] = generation
+    memo.handled[key] = seen
     # A body nobody has written a status into yet is as fresh as a re-read would be.
     known = None if body.get("status") else body
     outcome = await _reconcile_or_retry_later(memo, key, known=known)

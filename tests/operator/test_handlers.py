@@ -170,10 +170,16 @@ async def test_reconciled_on_first_sight_and_new_generations_not_on_its_own_stat
     await on_event(memo, kopf.Body(echo), "MODIFIED")
     assert _reconciles(memo, "success") == 1
 
-    # A spec change is a new generation.
-    changed = {**echo, "metadata": {**echo["metadata"], "generation": 2}}
-    await on_event(memo, kopf.Body(changed), "MODIFIED")
+    # Deleted and created again under the same name while the DELETED event was missed (a
+    # watch that reconnected): generation 1 again, but another object.
+    reborn = {**echo, "metadata": {**echo["metadata"], "uid": "another-uid"}}
+    await on_event(memo, kopf.Body(reborn), "ADDED")
     assert _reconciles(memo, "success") == 2
+
+    # A spec change is a new generation.
+    changed = {**reborn, "metadata": {**reborn["metadata"], "generation": 2}}
+    await on_event(memo, kopf.Body(changed), "MODIFIED")
+    assert _reconciles(memo, "success") == 3
 
     # A restarted operator (nothing remembered) reconciles what its initial listing shows.
     restarted = _memo(api)
