@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -150,17 +151,17 @@ async def customization_changed(
 ) -> None:
     """A customization is new to this operator or its spec changed: reconcile it."""
     key = _key(body)
-    if event.get("type") == "DELETED":
-        _forget(memo, key)
-        return
     metadata = body.get("metadata", {})
+    if event.get("type") == "DELETED":
+        _forget(memo, key, uid=metadata.get("uid"))
+        return
     seen = (metadata.get("uid"), metadata.get("generation"))
     if metadata.get("deletionTimestamp") or memo.handled.get(key) == seen:
         return  # being deleted (children go by owner references), or this spec was handled
     memo.handled[key] = seen
-    # A body nobody has written a status into yet is as fresh as a re-read would be.
-    known = None if body.get("status") else body
-    outcome = await _reconcile_or_retry_later(memo, key, known=known)
+    # Just created, with no status yet: the event's body is as fresh as a re-read would be.
+    new = event.get("type") == "ADDED" and not body.get("status")
+    outcome = await _reconcile_or_retry_later(memo, key, known=body if new else None)
     if outcome is not None and outcome.decision is None:
         _log.warning("%s/%s is stalled: %s", *key, _stalled_message(outcome))
 
@@ -183,24 +184,40 @@ async def _reconcile_or_retry_later(
 ) -> Outcome | None:
     """An event-driven reconcile; an API failure is logged, and the resync loop retries it."""
     try:
-        return await _reconcile(memo, key, known=known, read_drift=False)
+        outcome = await _reconcile(memo, key, known=known, read_drift=False)
     except ApiError as exc:
         delay = memo.due.get(key, time.monotonic()) - time.monotonic()
         _log.warning("Reconcile of %s/%s failed (%s); retrying in %.0f s", *key, exc, delay)
         return None
+    if outcome is None:  # gone: e.g. the event of a child garbage-collected after it
+        _forget(memo, key)
+    return outcome
 
 
 async def _resync_forever(memo: kopf.Memo) -> None:
     """Reconciles each customization whose next periodic check has come (see module docs)."""
     tick = max(0.5, min(1.0, _INTERVAL / 5))
     gate = asyncio.Semaphore(_RESYNC_CONCURRENCY)
-    while True:
-        await asyncio.sleep(tick)
-        now = time.monotonic()
-        due = [key for key, at in memo.due.items() if at <= now]
-        for key in due:
-            memo.due[key] = now + _INTERVAL  # not picked again while this pass is running
-        await asyncio.gather(*(_resync_one(memo, key, gate) for key in due))
+    running: dict[tuple[str, str], asyncio.Task[None]] = {}
+    try:
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            # Not waiting for the passes started earlier: a slow one (a drift reading that
+            # times out) must not hold back a retry due in 2 s.
+            for key in [k for k, at in memo.due.items() if at <= now and k not in running]:
+                memo.due[key] = now + _INTERVAL  # a fallback, should this pass not reschedule
+                running[key] = asyncio.create_task(_resync_one(memo, key, gate))
+                running[key].add_done_callback(functools.partial(_finished_pass, running, key))
+    finally:
+        for task in list(running.values()):
+            task.cancel()
+
+
+def _finished_pass(
+    running: dict[tuple[str, str], asyncio.Task[None]], key: tuple[str, str], _: object
+) -> None:
+    running.pop(key, None)
 
 
 async def _resync_one(memo: kopf.Memo, key: tuple[str, str], gate: asyncio.Semaphore) -> None:
@@ -217,8 +234,15 @@ async def _resync_one(memo: kopf.Memo, key: tuple[str, str], gate: asyncio.Semap
         _forget(memo, key)
 
 
-def _forget(memo: kopf.Memo, key: tuple[str, str]) -> None:
-    """Drops what the operator remembers of a deleted customization."""
+def _forget(memo: kopf.Memo, key: tuple[str, str], uid: str | None = None) -> None:
+    """Drops what the operator remembers of a deleted customization.
+
+    With `uid`, only if that is the object remembered: a DELETED event may come after the first
+    event of another customization created under the same name.
+    """
+    remembered = memo.handled.get(key)
+    if uid is not None and remembered is not None and remembered[0] != uid:
+        return
     memo.due.pop(key, None)
     memo.handled.pop(key, None)
     lock = memo.locks.get(key)
@@ -281,16 +305,16 @@ async def _reconcile(
                 return None
             current = fresh
             drift = await _drift_if_due(runtime, fresh) if read_drift else None
-            outcome = await runtime.reconcile(fresh, drift)
+            outcome = await runtime.reconcile(fresh, drift, new=known is not None)
             if _status_changed(fresh, outcome):
                 await _write_status(runtime, key, outcome)
         except ApiError as exc:
             metrics.observe_reconcile(
                 "temporary" if exc.retryable else "error", time.perf_counter() - started
             )
+            memo.due[key] = time.monotonic() + _retry_delay(exc)
             if not exc.retryable:
                 await _report_failure(runtime, key, current, exc)
-            memo.due[key] = time.monotonic() + _retry_delay(exc)
             raise
         except Exception:
             metrics.observe_reconcile("error", time.perf_counter() - started)

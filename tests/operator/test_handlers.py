@@ -188,7 +188,7 @@ async def test_reconciled_on_first_sight_and_new_generations_not_on_its_own_stat
     assert [j["metadata"]["name"] for j in kube.stored("jobs")] == ["sentiment-v1-train-1"]
 
     # Deleted: forgotten.
-    await on_event(memo, kopf.Body(echo), "DELETED")
+    await on_event(memo, kopf.Body(changed), "DELETED")
     assert all(KEY not in remembered for remembered in (memo.due, memo.handled, memo.locks))
 
 
@@ -210,3 +210,42 @@ async def test_the_resync_loop_reconciles_what_is_due_and_forgets_what_is_gone(
     await _retry_now(memo)
     assert KEY not in memo.due
     assert KEY not in memo.locks
+
+
+_child_changed = cast("Callable[..., Awaitable[None]]", handlers.child_changed)
+
+
+async def test_a_finished_trainer_reconciles_its_owner_and_a_running_one_does_not(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    memo = _memo(api)
+    body = await _create(api)
+    await on_event(memo, body)
+    (job,) = kube.stored("jobs")
+
+    await _child_changed(body=kopf.Body(job), memo=memo)
+    assert _reconciles(memo, "success") == 1
+
+    finished = {**job, "status": {"failed": 1}}
+    await _child_changed(body=kopf.Body(finished), memo=memo)
+    assert _reconciles(memo, "success") == 2
+
+    # The events of children garbage-collected after their customization leave nothing behind.
+    await api.delete(MC_PATH)
+    await on_event(memo, body, "DELETED")
+    await _child_changed(body=kopf.Body(finished), memo=memo)
+    assert all(KEY not in remembered for remembered in (memo.due, memo.handled, memo.locks))
+
+
+async def test_a_late_deleted_event_of_an_older_namesake_keeps_the_new_one_remembered(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    memo = _memo(api)
+    body = await _create(api)
+    await on_event(memo, body)
+    older = {**body, "metadata": {**body["metadata"], "uid": "the-deleted-one"}}
+
+    await on_event(memo, kopf.Body(older), "DELETED")
+
+    assert memo.handled[KEY][0] == body["metadata"]["uid"]
+    assert KEY in memo.due

@@ -71,7 +71,7 @@ async def test_a_new_customization_is_created_for_without_reading_children(
 ) -> None:
     body = await _stored_customization(api)
 
-    outcome = await _runtime(api).reconcile(body)
+    outcome = await _runtime(api).reconcile(body, new=True)
 
     versions = resource_path(API_VERSION, "modelversions", NAMESPACE)
     assert len(kube["get", JOBS]) == len(kube["get", versions]) == 0
@@ -84,9 +84,10 @@ async def test_a_status_less_pass_after_a_crash_still_ends_with_one_job(
 ) -> None:
     runtime = _runtime(api)
     body = await _stored_customization(api)
-    await runtime.reconcile(body)  # created the children, then "crashed" before the status write
+    # Created the children, then "crashed" before the status write.
+    await runtime.reconcile(body, new=True)
 
-    outcome = await runtime.reconcile(body)
+    outcome = await runtime.reconcile(body, new=True)
 
     assert _names(kube, "modelversions") == ["sentiment-v1"]
     assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
@@ -135,6 +136,28 @@ async def test_server_error_on_job_create_surfaces_as_retryable_then_heals(
     outcome = await runtime.reconcile(body)
     assert _names(kube, "modelversions") == ["sentiment-v1"]
     assert _names(kube, "configmaps") == ["sentiment-v1-trainer"]
+    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
+    assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+
+
+async def test_no_trainer_is_left_running_when_its_version_could_not_be_recorded(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    runtime = _runtime(api)
+    body = await _stored_customization(api)
+    kube.faults.append(Fault("POST", "/modelversions", 500))
+
+    with pytest.raises(ApiError) as raised:
+        await runtime.reconcile(body, new=True)
+
+    # The version, its config and its Job are written at once; without the version record the
+    # config and Job that made it are deleted again (a retry might plan v1 from another spec).
+    assert raised.value.status == 500
+    assert len(kube["post", JOBS]) == 1
+    assert _names(kube, "modelversions") == _names(kube, "jobs") == []
+    assert _names(kube, "configmaps") == []
+    outcome = await runtime.reconcile(body, new=True)
+    assert _names(kube, "modelversions") == ["sentiment-v1"]
     assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
     assert _condition(outcome.status, "Reconciling") == ("True", "Training")
 

@@ -32,7 +32,7 @@ from bespoke_operator.reconcile import (
     version_name,
 )
 from bespoke_operator.runtimes.kubernetes import objects, observe
-from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
+from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
 
 __all__ = ["KubernetesRuntime", "Outcome", "status_patch"]
 
@@ -71,8 +71,14 @@ class KubernetesRuntime:
         self.images = images
         self.clock = clock
 
-    async def reconcile(self, body: Mapping[str, Any], drift: DriftReport | None = None) -> Outcome:
-        """One level-triggered pass over a customization (its body as the API returned it)."""
+    async def reconcile(
+        self, body: Mapping[str, Any], drift: DriftReport | None = None, *, new: bool = False
+    ) -> Outcome:
+        """One level-triggered pass over a customization (its body as the API returned it).
+
+        `new`: the body is a customization just created while the operator watched (its ADDED
+        event); with no status yet, it has no children to list.
+        """
         metadata = body.get("metadata", {})
         try:
             mc = ModelCustomization.model_validate(observe.without_server_fields(body))
@@ -88,17 +94,17 @@ class KubernetesRuntime:
         owner = objects.OwnerRef(
             API_VERSION, "ModelCustomization", mc.metadata.name, metadata["uid"]
         )
-        if body.get("status"):
-            observed = await self._observe(mc, drift)
-        else:
+        if new and not body.get("status"):
             # Nothing has reconciled this customization yet, so it has no children to list: the
-            # only way it could is a pass that crashed before writing status, and then every
-            # create below answers 409 (success) and the next pass observes for real. Skipping
-            # three reads per new customization is what keeps a burst of creates fast.
+            # only way it could is a pass that failed before writing status, and then every
+            # create below answers 409 (success) and the next pass (the resync loop's) observes
+            # for real. Skipping three reads per new customization keeps a burst of creates fast.
             observed = Observed(now=self.clock(), drift=drift)
+        else:
+            observed = await self._observe(mc, drift)
         decision = decide(mc, observed)
         for stage in _stages(decision.actions):
-            await _all(self._apply(mc, action, owner) for action in stage)
+            await self._apply_round(mc, stage, owner)
         return Outcome(decision.status, decision, mc)
 
     async def read_drift(self, mc: ModelCustomization) -> DriftReport | None:
@@ -142,6 +148,49 @@ class KubernetesRuntime:
             drift=drift,
             approved_versions=observe.approved_versions(versions),
         )
+
+    async def _apply_round(
+        self, mc: ModelCustomization, actions: list[Action], owner: objects.OwnerRef
+    ) -> None:
+        """Applies one round's actions concurrently; a new version goes with its first trainer."""
+        created = {a.version.spec.version: a for a in actions if isinstance(a, CreateVersion)}
+        started = {a.version: a for a in actions if isinstance(a, StartTrainer)}
+        paired = created.keys() & started.keys()
+        calls = [
+            self._create_version_and_trainer(mc, created[n], started[n], owner)
+            for n in sorted(paired)
+        ]
+        calls += [
+            self._apply(mc, action, owner)
+            for action in actions
+            if not (isinstance(action, CreateVersion | StartTrainer) and _version(action) in paired)
+        ]
+        _raise_worst(await asyncio.gather(*calls, return_exceptions=True))
+
+    async def _create_version_and_trainer(
+        self,
+        mc: ModelCustomization,
+        create: CreateVersion,
+        start: StartTrainer,
+        owner: objects.OwnerRef,
+    ) -> None:
+        """A new version, its config and its Job at once; no trainer outlives a failed record."""
+        results = await asyncio.gather(
+            self._apply(mc, create, owner),
+            self._start_trainer(mc, start, owner),
+            return_exceptions=True,
+        )
+        if isinstance(results[0], BaseException):
+            # The version was not recorded: its trainer must not run without it (a retry may
+            # plan this version number from another spec).
+            removal = await asyncio.gather(
+                self._remove_trainer(mc, start.version), return_exceptions=True
+            )
+            if isinstance(removal[0], BaseException):
+                _log.warning(
+                    "Cannot remove the trainer of unrecorded v%s: %s", start.version, removal[0]
+                )
+        _raise_worst(results)
 
     async def _apply(self, mc: ModelCustomization, action: Action, owner: objects.OwnerRef) -> None:
         namespace = mc.metadata.namespace or "default"
@@ -294,11 +343,34 @@ def _stages(actions: Iterable[Action]) -> list[list[Action]]:
 
 
 async def _all(calls: Iterable[Awaitable[Any]]) -> None:
-    """Awaits calls concurrently; when any fails, the first failure is raised after all end."""
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+    """Awaits calls concurrently; when any fail, the worst failure is raised after all end."""
+    _raise_worst(await asyncio.gather(*calls, return_exceptions=True))
+
+
+def _raise_worst(results: Iterable[Any]) -> None:
+    """Raises the failure that matters most among concurrent results, logging the others.
+
+    An API error a person must fix (it is written into status as Stalled) comes first, then
+    anything unexpected, then errors that heal on their own (retried soonest).
+    """
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if not failures:
+        return
+    worst = min(failures, key=_severity)
+    for other in failures:
+        if other is not worst:
+            _log.warning("Also failed in the same round: %r", other)
+    raise worst
+
+
+def _severity(exc: BaseException) -> int:
+    if isinstance(exc, ApiError):
+        return 2 if exc.retryable else 0
+    return 1
+
+
+def _version(action: CreateVersion | StartTrainer) -> int:
+    return action.version.spec.version if isinstance(action, CreateVersion) else action.version
 
 
 def _previous_status(body: Mapping[str, Any]) -> ModelCustomizationStatus | None:
