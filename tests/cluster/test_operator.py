@@ -89,6 +89,26 @@ class Cluster:
     def pods(self, selector: str) -> list[dict[str, Any]]:
         return self.items(f"/api/v1/namespaces/{self.ns}/pods", selector)
 
+    def create_example(self, **serving: Any) -> None:
+        """Creates the example customization here, with these `spec.serving` fields changed."""
+        document = yaml.safe_load(EXAMPLE.read_text())
+        document["metadata"]["namespace"] = self.ns
+        document["spec"]["serving"].update(serving)
+        answer = self.envtest.request(
+            "POST", f"{GROUP_PATH}/namespaces/{self.ns}/modelcustomizations", document
+        )
+        assert answer.status == 201, answer.message
+
+    def patch_spec(self, spec: dict[str, Any]) -> None:
+        """Merge-patches the example customization's spec (a new generation)."""
+        answer = self.envtest.request(
+            "PATCH",
+            f"{GROUP_PATH}/namespaces/{self.ns}/modelcustomizations/sentiment",
+            {"spec": spec},
+            content_type="application/merge-patch+json",
+        )
+        assert answer.status == 200, answer.message
+
     def patch_status(self, path: str, status: dict[str, Any]) -> None:
         answer = self.envtest.request(
             "PATCH",
@@ -181,13 +201,7 @@ def _condition(body: dict[str, Any] | None, type_: str) -> str | None:
 
 
 def test_lifecycle_train_gate_deploy_restart_rollback_and_delete(cluster: Cluster) -> None:
-    document = yaml.safe_load(EXAMPLE.read_text())
-    document["metadata"]["namespace"] = cluster.ns
-    document["spec"]["serving"]["rolloutDeadlineSeconds"] = 30
-    answer = cluster.envtest.request(
-        "POST", f"{GROUP_PATH}/namespaces/{cluster.ns}/modelcustomizations", document
-    )
-    assert answer.status == 201, answer.message
+    cluster.create_example(rolloutDeadlineSeconds=30)
 
     with _runner(cluster.ns) as runner:
         # A version, its config and its trainer Job, owned so deletion cascades.
@@ -229,13 +243,7 @@ def test_lifecycle_train_gate_deploy_restart_rollback_and_delete(cluster: Cluste
         assert ready["status"]["productionVersion"] == 1
 
         # A new spec trains v2; it passes the gates but its pods never become ready: rollback.
-        answer = cluster.envtest.request(
-            "PATCH",
-            f"{GROUP_PATH}/namespaces/{cluster.ns}/modelcustomizations/sentiment",
-            {"spec": {"training": {"epochs": 5}}},
-            content_type="application/merge-patch+json",
-        )
-        assert answer.status == 200, answer.message
+        cluster.patch_spec({"training": {"epochs": 5}})
         wait_for(lambda: [j for j in cluster.jobs() if "-v2-" in j["metadata"]["name"]], bool)
         cluster.finish_trainer("sentiment-v2-train-1", _summary(2, 0.95))
         rolled_back = wait_for(
@@ -273,25 +281,14 @@ def test_lifecycle_train_gate_deploy_restart_rollback_and_delete(cluster: Cluste
 
 
 def test_a_superseded_version_takes_its_trainer_and_config_with_it(cluster: Cluster) -> None:
-    document = yaml.safe_load(EXAMPLE.read_text())
-    document["metadata"]["namespace"] = cluster.ns
-    answer = cluster.envtest.request(
-        "POST", f"{GROUP_PATH}/namespaces/{cluster.ns}/modelcustomizations", document
-    )
-    assert answer.status == 201, answer.message
+    cluster.create_example()
     configmaps = f"/api/v1/namespaces/{cluster.ns}/configmaps"
 
     with _runner(cluster.ns) as runner:
         wait_for(cluster.jobs, bool)
         # The spec changes while v1 still trains: v2 replaces it, and v1's trainer Job and
         # config go (they are owned by the customization, so nothing else would remove them).
-        answer = cluster.envtest.request(
-            "PATCH",
-            f"{GROUP_PATH}/namespaces/{cluster.ns}/modelcustomizations/sentiment",
-            {"spec": {"training": {"epochs": 5}}},
-            content_type="application/merge-patch+json",
-        )
-        assert answer.status == 200, answer.message
+        cluster.patch_spec({"training": {"epochs": 5}})
         state = wait_for(
             lambda: (
                 sorted(j["metadata"]["name"] for j in cluster.jobs()),

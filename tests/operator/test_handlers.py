@@ -44,6 +44,11 @@ async def _retry_now(memo: kopf.Memo) -> None:
     await handlers._resync_one(memo, KEY, asyncio.Semaphore(1))
 
 
+def _forgotten(memo: kopf.Memo) -> bool:
+    """Whether the operator remembers nothing of the customization any more."""
+    return all(KEY not in remembered for remembered in (memo.due, memo.handled, memo.locks))
+
+
 def _retry_in(memo: kopf.Memo) -> float:
     return memo.due[KEY] - time.monotonic()
 
@@ -189,7 +194,7 @@ async def test_reconciled_on_first_sight_and_new_generations_not_on_its_own_stat
 
     # Deleted: forgotten.
     await on_event(memo, kopf.Body(changed), "DELETED")
-    assert all(KEY not in remembered for remembered in (memo.due, memo.handled, memo.locks))
+    assert _forgotten(memo)
 
 
 async def test_the_resync_loop_reconciles_what_is_due_and_forgets_what_is_gone(
@@ -208,8 +213,7 @@ async def test_the_resync_loop_reconciles_what_is_due_and_forgets_what_is_gone(
 
     await api.delete(MC_PATH)
     await _retry_now(memo)
-    assert KEY not in memo.due
-    assert KEY not in memo.locks
+    assert _forgotten(memo)
 
 
 _child_changed = cast("Callable[..., Awaitable[None]]", handlers.child_changed)
@@ -234,7 +238,7 @@ async def test_a_finished_trainer_reconciles_its_owner_and_a_running_one_does_no
     await api.delete(MC_PATH)
     await on_event(memo, body, "DELETED")
     await _child_changed(body=kopf.Body(finished), memo=memo)
-    assert all(KEY not in remembered for remembered in (memo.due, memo.handled, memo.locks))
+    assert _forgotten(memo)
 
 
 async def test_a_late_deleted_event_of_an_older_namesake_keeps_the_new_one_remembered(

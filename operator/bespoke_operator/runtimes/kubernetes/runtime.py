@@ -165,7 +165,7 @@ class KubernetesRuntime:
             for action in actions
             if not (isinstance(action, CreateVersion | StartTrainer) and _version(action) in paired)
         ]
-        _raise_worst(await asyncio.gather(*calls, return_exceptions=True))
+        await _all(calls)
 
     async def _create_version_and_trainer(
         self,
@@ -183,13 +183,10 @@ class KubernetesRuntime:
         if isinstance(results[0], BaseException):
             # The version was not recorded: its trainer must not run without it (a retry may
             # plan this version number from another spec).
-            removal = await asyncio.gather(
-                self._remove_trainer(mc, start.version), return_exceptions=True
-            )
-            if isinstance(removal[0], BaseException):
-                _log.warning(
-                    "Cannot remove the trainer of unrecorded v%s: %s", start.version, removal[0]
-                )
+            try:
+                await self._remove_trainer(mc, start.version)
+            except Exception as exc:  # the version's own failure is the one to raise
+                _log.warning("Cannot remove the trainer of unrecorded v%s: %s", start.version, exc)
         _raise_worst(results)
 
     async def _apply(self, mc: ModelCustomization, action: Action, owner: objects.OwnerRef) -> None:
