@@ -7,6 +7,7 @@ where a real server can produce them; the faults here are the ones it cannot pro
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -160,6 +161,49 @@ async def test_no_trainer_is_left_running_when_its_version_could_not_be_recorded
     assert _names(kube, "modelversions") == ["sentiment-v1"]
     assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
     assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+
+
+async def test_a_leftover_trainer_of_another_spec_is_replaced_not_adopted(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    runtime = _runtime(api)
+    body = await _stored_customization(api)
+    other_spec = copy.deepcopy(body)
+    other_spec["spec"]["method"]["lora"]["r"] = 32
+    # An earlier pass wrote v1's config and Job for another spec; v1 itself was never recorded
+    # and removing them failed too. A status-less first pass does not list children, so its
+    # creates meet them: a 409 that must not adopt a trainer of the wrong spec.
+    await runtime.reconcile(other_spec, new=True)
+    await api.delete(resource_path(API_VERSION, "modelversions", NAMESPACE, "sentiment-v1"))
+
+    with pytest.raises(ApiError) as raised:
+        await runtime.reconcile(body, new=True)
+
+    assert raised.value.status == 409
+    assert raised.value.retryable
+    assert "leftover" in str(raised.value)
+    assert _names(kube, "jobs") == _names(kube, "configmaps") == []
+    outcome = await runtime.reconcile(body)  # the retry
+    version_hash = kube.stored("modelversions")[0]["spec"]["trainingHash"]
+    for child in (kube.stored("jobs")[0], kube.stored("configmaps")[0]):
+        assert child["metadata"]["annotations"]["bespoke.dev/training-hash"] == version_hash
+    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
+    assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+
+
+async def test_a_trainer_created_twice_for_the_same_spec_is_adopted(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    runtime = _runtime(api)
+    body = await _stored_customization(api)
+    await runtime.reconcile(body, new=True)
+    job = kube.stored("jobs")[0]
+
+    await runtime.reconcile(body, new=True)  # 409s on the same spec's objects
+
+    assert kube.stored("jobs") == [job]
+    assert len(kube["post", JOBS]) == 2
+    assert len(kube["delete", JOBS + "/sentiment-v1-train-1"]) == 0
 
 
 async def test_forbidden_is_not_retryable(kube: FaultyKubernetes, api: KubeApi) -> None:

@@ -94,7 +94,10 @@ class _Plan:
             v.spec.version: v.status for v in observed.versions
         }
         self.statuses = {n: s or ModelVersionStatus() for n, s in self.seen.items()}
-        self.latest = max([self.previous.latest_version, *self.specs])
+        # A trainer of an unrecorded or deleted version holds its number too: a new version
+        # never reuses a number whose trainer objects may still exist.
+        trained = [run.version for run in observed.trainer_runs]
+        self.latest = max([self.previous.latest_version, *self.specs, *trained])
         self.production = self.previous.production_version
         if self.production is not None and self.production not in self.specs:
             self.production = None

@@ -305,6 +305,19 @@ def test_a_trainer_whose_version_was_deleted_by_hand_is_stopped() -> None:
     assert actions_of(world.reconcile(), StopTrainer) == []
 
 
+def test_a_trainer_of_an_unrecorded_version_keeps_its_number_from_being_reused() -> None:
+    world = InMemoryWorld(customization())
+    # A pass wrote v1's trainer but not v1 itself (its create failed) and no status either.
+    world.runs[(1, 1)] = TrainerRun(1, 1, "Running")
+
+    decision = world.reconcile()
+
+    assert actions_of(decision, StopTrainer) == [StopTrainer(1)]
+    assert [c.version.spec.version for c in actions_of(decision, CreateVersion)] == [2]
+    assert actions_of(decision, StartTrainer) == [StartTrainer(2, 1)]
+    assert decision.status.latest_version == 2
+
+
 def test_serving_only_change_redeploys_without_retraining() -> None:
     world = promoted_world()
     world.document["spec"]["serving"]["replicas"] = 3

@@ -96,6 +96,26 @@ def test_gpu_job_carries_scheduling_queue_and_failure_policy() -> None:
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
 
 
+@pytest.mark.parametrize("kind", ["ConfigMap", "Job"])
+def test_a_trainer_object_is_current_only_for_its_own_spec_owner_and_life(kind: str) -> None:
+    wanted = next(c for c in _children(example_files()[0]) if c["kind"] == kind)
+    hash_ = wanted["metadata"]["annotations"][objects.TRAINING_HASH_ANNOTATION]
+    assert len(hash_) == 64
+
+    def found(**metadata: Any) -> dict[str, Any]:
+        return {**wanted, "metadata": {**wanted["metadata"], **metadata}}
+
+    assert objects.trainer_object_is_current(found(), wanted)
+    # Written by an operator from before the hash was recorded: kept, not restarted.
+    assert objects.trainer_object_is_current(found(annotations={}), wanted)
+    other_spec = {objects.TRAINING_HASH_ANNOTATION: "0" * 64}
+    assert not objects.trainer_object_is_current(found(annotations=other_spec), wanted)
+    earlier_namesake = [{**OWNER.as_dict(), "uid": "uid-0"}]
+    assert not objects.trainer_object_is_current(found(ownerReferences=earlier_namesake), wanted)
+    leaving = "2026-11-28T07:00:00Z"
+    assert not objects.trainer_object_is_current(found(deletionTimestamp=leaving), wanted)
+
+
 def test_serving_deployment_rolls_without_unavailability_and_probes_readiness() -> None:
     path = next(p for p in example_files() if p.name == "text-classification-lora.yaml")
     deployment = next(c for c in _children(path) if c["kind"] == "Deployment")

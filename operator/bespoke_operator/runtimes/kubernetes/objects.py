@@ -16,6 +16,7 @@ __all__ = [
     "CONFIG_KEY",
     "PVC_ROOT",
     "TRAINER_CONTAINER",
+    "TRAINING_HASH_ANNOTATION",
     "Images",
     "OwnerRef",
     "serving_deployment",
@@ -25,12 +26,15 @@ __all__ = [
     "trainer_configmap",
     "trainer_job",
     "trainer_job_name",
+    "trainer_object_is_current",
 ]
 
 PVC_ROOT: Final = "/mnt/pvc"
 CONFIG_KEY: Final = "config.json"
 TRAINER_CONTAINER: Final = "trainer"
 SERVING_PORT: Final = 3000
+#: On trainer objects: the training hash of the version they train (a label value is too short).
+TRAINING_HASH_ANNOTATION: Final = "bespoke.dev/training-hash"
 #: Exit codes the trainer uses for failures a retry cannot fix (see bespoke_trainer.errors).
 _FAIL_FAST_EXIT_CODES: Final = [2, 3, 5]
 _PART_OF: Final = {
@@ -93,13 +97,50 @@ def _labels(customization: str, component: str, **extra: str) -> dict[str, str]:
     }
 
 
-def _metadata(name: str, namespace: str, labels: dict[str, str], owner: OwnerRef) -> dict[str, Any]:
-    return {
+def _metadata(
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    owner: OwnerRef,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
         "labels": labels,
         "ownerReferences": [owner.as_dict()],
     }
+    if annotations:
+        metadata["annotations"] = annotations
+    return metadata
+
+
+def _trainer_metadata(
+    name: str, namespace: str, labels: dict[str, str], owner: OwnerRef, version: ModelVersionSpec
+) -> dict[str, Any]:
+    annotations = {TRAINING_HASH_ANNOTATION: version.training_hash}
+    return _metadata(name, namespace, labels, owner, annotations)
+
+
+def trainer_object_is_current(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a trainer object found under the wanted one's name is that object, not a leftover.
+
+    A leftover is one being deleted, one owned by another customization of the same name (deleted
+    and created again), or one made for another spec: a version number planned again after its
+    first record failed. Objects written before the training hash was recorded count as current.
+    """
+    metadata = existing.get("metadata", {})
+    if metadata.get("deletionTimestamp"):
+        return False
+    wanted_metadata = wanted["metadata"]
+    owner_uid = wanted_metadata["ownerReferences"][0]["uid"]
+    if any(
+        ref.get("kind") == "ModelCustomization" and ref.get("uid") != owner_uid
+        for ref in metadata.get("ownerReferences", [])
+    ):
+        return False
+    found = (metadata.get("annotations") or {}).get(TRAINING_HASH_ANNOTATION)
+    return found in (None, wanted_metadata["annotations"][TRAINING_HASH_ANNOTATION])
 
 
 def trainer_configmap(
@@ -113,7 +154,7 @@ def trainer_configmap(
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(name, namespace, labels, owner),
+        "metadata": _trainer_metadata(name, namespace, labels, owner, version),
         # Compact: an indented dump goes through json's pure-Python encoder, several times slower.
         "data": {CONFIG_KEY: json.dumps(config, sort_keys=True, separators=(",", ":"))},
     }
@@ -244,7 +285,7 @@ def trainer_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(name, namespace, labels, owner),
+        "metadata": _trainer_metadata(name, namespace, labels, owner, version),
         "spec": {
             # Retries are attempts counted by the operator; the Job itself never retries a
             # real failure, but a pod lost to preemption or eviction is replaced for free.

@@ -240,18 +240,47 @@ class KubernetesRuntime:
             spec = observe.parse_versions([found])[0].spec
         # Both owned by the customization, not the version: neither needs the version's uid, so
         # a new version, its config and its Job are written at once (one round trip to a Job).
-        await _all(
+        wanted = (
             (
-                self.api.create(
-                    resource_path("v1", "configmaps", namespace),
-                    objects.trainer_configmap(spec, action.config, namespace, owner),
-                ),
-                self.api.create(
-                    resource_path("batch/v1", "jobs", namespace),
-                    objects.trainer_job(spec, action.attempt, namespace, owner, self.images),
-                ),
-            )
+                resource_path("v1", "configmaps", namespace),
+                objects.trainer_configmap(spec, action.config, namespace, owner),
+            ),
+            (
+                resource_path("batch/v1", "jobs", namespace),
+                objects.trainer_job(spec, action.attempt, namespace, owner, self.images),
+            ),
         )
+        results = await asyncio.gather(
+            *(self._create_trainer_object(collection, body) for collection, body in wanted),
+            return_exceptions=True,
+        )
+        _raise_worst(results)
+        leftovers = [path for path in results if isinstance(path, str)]
+        if leftovers:
+            # The Job may have started with a leftover config: both go, and the next pass (in
+            # seconds: a conflict is retried soon) writes them again once the names are free.
+            await _all(self.api.delete(f"{c}/{body['metadata']['name']}") for c, body in wanted)
+            raise ApiError(
+                409,
+                f"a leftover of another spec or an earlier customization named "
+                f"{mc.metadata.name!r} was in the way of v{action.version}'s trainer; "
+                "removed, it starts on the next pass",
+                leftovers[0],
+            )
+
+    async def _create_trainer_object(self, collection: str, body: dict[str, Any]) -> str | None:
+        """Creates a trainer object; answers the path of a leftover found in its place, if any.
+
+        Creating twice is success, but only when what exists is this trainer's: the same
+        version number can be planned again from another spec after its first record failed.
+        """
+        if await self.api.create(collection, body):
+            return None
+        path = f"{collection}/{body['metadata']['name']}"
+        existing = await self.api.get(path)
+        if existing is not None and objects.trainer_object_is_current(existing, body):
+            return None
+        return path
 
     async def _remove_trainer(self, mc: ModelCustomization, version: int) -> None:
         """Deletes every trainer Job of a version and its config (superseded or deleted)."""
