@@ -237,3 +237,21 @@ async def test_invalid_spec_is_stalled_with_a_reason_and_creates_nothing(
     assert _names(kube, "jobs") == []
     assert _names(kube, "modelversions") == []
     assert len(kube["post", JOBS]) == 0
+
+
+async def test_a_relative_data_path_is_refused_on_a_cluster_before_any_version(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    # Valid for `bespoke run`, which resolves it against the file; a trainer pod could not.
+    body = customization()
+    body["spec"]["dataset"]["train"]["uri"] = "data/sentiment/train.jsonl"
+    stored = await _stored_customization(api, body)
+
+    outcome = await _runtime(api).reconcile(stored, new=True)
+
+    assert outcome.decision is None
+    stalled = next(c for c in outcome.status.conditions if c.type == "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "InvalidSpec")
+    assert stalled.message.startswith("spec.dataset.train.uri: data/sentiment/train.jsonl")
+    assert "pvc://claim/path" in stalled.message
+    assert _names(kube, "modelversions") == _names(kube, "jobs") == []

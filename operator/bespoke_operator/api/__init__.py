@@ -1,5 +1,6 @@
 """The Bespoke API (bespoke.dev/v1alpha1): typed models that are the single source of the CRDs."""
 
+from bespoke_operator.api._base import URI_SCHEMES
 from bespoke_operator.api.conditions import Condition, ObjectMeta
 from bespoke_operator.api.customization import (
     API_VERSION,
@@ -23,6 +24,7 @@ __all__ = [
     "API_VERSION",
     "GROUP",
     "METRICS_BY_TASK",
+    "URI_SCHEMES",
     "VERSION",
     "Condition",
     "GateResult",

@@ -14,6 +14,7 @@ __all__ = [
     "QUANTITY_PATTERN",
     "SIGNED_DECIMAL_PATTERN",
     "URI_PATTERN",
+    "URI_SCHEMES",
     "ApiModel",
     "Decimal",
     "Name",
@@ -29,6 +30,8 @@ __all__ = [
 DECIMAL_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 SIGNED_DECIMAL_PATTERN: Final = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 QUANTITY_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+#: Location schemes; anything else is a path (absolute, or relative to the customization file).
+URI_SCHEMES: Final = ("hf://", "pvc://", "s3://", "file://")
 URI_PATTERN: Final = r"^((hf|pvc|s3|file)://[^\s]+|/[^\s]*|\.{0,2}/?[^\s:]+)$"
 NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from bespoke_operator.api._base import (
     ApiModel,
@@ -18,7 +20,7 @@ from bespoke_operator.api._base import (
     section,
 )
 from bespoke_operator.api.conditions import Condition, ObjectMeta
-from bespoke_operator.api.metrics import METRICS_BY_TASK, MetricName, Task
+from bespoke_operator.api.metrics import METRICS_BY_TASK, SHARE_METRICS, MetricName, Task
 from bespoke_operator.api.rules import Rule, RuleViolation, raise_violations, schema_rules
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "Rollout",
     "SecretReference",
     "Serving",
+    "ServingResources",
     "Split",
     "Storage",
     "Toleration",
@@ -118,26 +121,61 @@ class DataSource(ApiModel):
     )
 
 
-_FRACTION_RULE: Final[dict[str, str]] = {
-    "rule": "double(self) > 0.0 && double(self) < 1.0",
-    "message": 'must be a fraction strictly between 0 and 1, written as a string, e.g. "0.1"',
-}
+class _DecimalRange:
+    """A range for a decimal-string field, written once as CEL and once as Python.
+
+    `schema` goes into the field's `json_schema_extra`; `check` is its pydantic validator, so
+    `bespoke validate` and the API server reject an out-of-range value with the same message.
+    """
+
+    def __init__(self, cel: str, message: str, holds: Callable[[float], bool]) -> None:
+        self.schema: JsonDict = schema_rules({"rule": cel, "message": message})
+
+        # A plain function, not a method: pydantic unwraps bound methods it is given.
+        def check(value: str | None) -> str | None:
+            if value is not None and not holds(parse_decimal(value)):
+                raise ValueError(message)
+            return value
+
+        self.check = check
 
 
-def _check_fraction(value: str) -> str:
-    if not 0.0 < parse_decimal(value) < 1.0:
-        raise ValueError(_FRACTION_RULE["message"])
-    return value
+# The decimal pattern already rules out negative values.
+_OPEN_FRACTION: Final = _DecimalRange(
+    "double(self) > 0.0 && double(self) < 1.0",
+    'must be a fraction strictly between 0 and 1, written as a string, e.g. "0.1"',
+    lambda x: 0.0 < x < 1.0,
+)
+_BELOW_ONE: Final = _DecimalRange(
+    "double(self) < 1.0",
+    'must be from 0 up to (not including) 1, written as a string, e.g. "0.1"',
+    lambda x: x < 1.0,
+)
+_AT_MOST_ONE: Final = _DecimalRange(
+    "double(self) <= 1.0",
+    'must be a share from 0 to 1, written as a string, e.g. "0.1" (not a percentage)',
+    lambda x: x <= 1.0,
+)
+_SHARE_ABOVE_ZERO: Final = _DecimalRange(
+    "double(self) > 0.0 && double(self) <= 1.0",
+    'must be a share above 0 and at most 1, written as a string, e.g. "0.5"',
+    lambda x: 0.0 < x <= 1.0,
+)
+_POSITIVE: Final = _DecimalRange(
+    "double(self) > 0.0",
+    'must be above 0, written as a string, e.g. "2e-4"',
+    lambda x: x > 0.0,
+)
 
 
 _SPLIT_SUM: Rule[Split] = Rule(
     cel="!has(self.validationFraction) || !has(self.testFraction) || "
-    "double(self.validationFraction) + double(self.testFraction) < 1.0",
-    message="`validationFraction` + `testFraction` must leave some data for training "
-    "(their sum must be below 1)",
+    "double(self.validationFraction) + double(self.testFraction) < 0.9",
+    message="`validationFraction` + `testFraction` must leave at least a tenth of the data "
+    "for training (their sum must be below 0.9)",
     field_path=".testFraction",
     check=lambda split: (
-        parse_decimal(split.validation_fraction) + parse_decimal(split.test_fraction) < 1.0
+        parse_decimal(split.validation_fraction) + parse_decimal(split.test_fraction) < 0.9
     ),
 )
 
@@ -151,17 +189,17 @@ class Split(ApiModel):
         default="0.1",
         description="Share of the training data held out for validation (early stopping), "
         "used when dataset.validation is not set. A string, strictly between 0 and 1.",
-        json_schema_extra=schema_rules(_FRACTION_RULE),
+        json_schema_extra=_OPEN_FRACTION.schema,
     )
     test_fraction: Decimal = Field(
         default="0.1",
         description="Share of the training data held out for the final evaluation and the gates, "
         "used when dataset.test is not set. A string, strictly between 0 and 1.",
-        json_schema_extra=schema_rules(_FRACTION_RULE),
+        json_schema_extra=_OPEN_FRACTION.schema,
     )
     seed: int = Field(default=42, ge=0, description="Seed of the split, so it is reproducible.")
 
-    _fractions = field_validator("validation_fraction", "test_fraction")(_check_fraction)
+    _fractions = field_validator("validation_fraction", "test_fraction")(_OPEN_FRACTION.check)
 
     @model_validator(mode="after")
     def _rules(self) -> Split:
@@ -200,11 +238,15 @@ class Augmentation(ApiModel):
         "insertion of a word seen in the same class.",
     )
     probability: Decimal = Field(
-        default="0.1", description="Per-word probability of each operation, as a string."
+        default="0.1",
+        description="Per-word probability of each operation, as a string from 0 up to 1.",
+        json_schema_extra=_BELOW_ONE.schema,
     )
     copies: int = Field(
         default=1, ge=1, le=10, description="Augmented copies added per training example."
     )
+
+    _probability = field_validator("probability")(_BELOW_ONE.check)
 
 
 class Dataset(ApiModel):
@@ -224,10 +266,12 @@ class Dataset(ApiModel):
     sensitive_column: str | None = Field(
         default=None,
         max_length=128,
-        description="Column holding a sensitive attribute (group) for the fairness audit. "
-        "Used for evaluation only, never as a model input.",
+        description="Column holding a sensitive attribute (group) for the fairness audit "
+        "(text-classification only). Used for evaluation only, never as a model input.",
     )
-    augmentation: Augmentation = section(Augmentation, "Augmentation for small data.")
+    augmentation: Augmentation = section(
+        Augmentation, "Augmentation for small data (text-classification only)."
+    )
 
 
 # --- method ----------------------------------------------------------------------------------
@@ -239,7 +283,9 @@ class LoraSettings(ApiModel):
     r: int = Field(default=16, ge=1, le=1024, description="Rank of the update matrices (`r`).")
     alpha: int = Field(default=32, ge=1, le=4096, description="Scaling numerator (`lora_alpha`).")
     dropout: Decimal = Field(
-        default="0.05", description="Dropout on the adapter input (`lora_dropout`), as a string."
+        default="0.05",
+        description="Dropout on the adapter input (`lora_dropout`), as a string from 0 up to 1.",
+        json_schema_extra=_BELOW_ONE.schema,
     )
     target_modules: list[Annotated[str, Field(max_length=128)]] | None = Field(
         default=None,
@@ -252,6 +298,8 @@ class LoraSettings(ApiModel):
     )
     use_rslora: bool = Field(default=False, description="Rank-stabilized scaling (`use_rslora`).")
     use_dora: bool = Field(default=False, description="Weight-decomposed LoRA (`use_dora`).")
+
+    _dropout = field_validator("dropout")(_BELOW_ONE.check)
 
 
 class Method(ApiModel):
@@ -309,7 +357,11 @@ class Training(ApiModel):
     """Hyperparameters and where the trainer runs."""
 
     epochs: int = Field(default=3, ge=1, le=1000, description="Passes over the training data.")
-    learning_rate: Decimal = Field(default="2e-4", description="Peak learning rate, as a string.")
+    learning_rate: Decimal = Field(
+        default="2e-4",
+        description="Peak learning rate, as a string above 0.",
+        json_schema_extra=_POSITIVE.schema,
+    )
     batch_size: int = Field(default=16, ge=1, le=4096, description="Examples per device step.")
     gradient_accumulation_steps: int = Field(
         default=1, ge=1, le=1024, description="Steps accumulated per optimizer update."
@@ -318,7 +370,9 @@ class Training(ApiModel):
         default=256, ge=8, le=131072, description="Tokens per example; longer ones are truncated."
     )
     warmup_ratio: Decimal = Field(
-        default="0.06", description="Share of steps with linear warm-up, as a string."
+        default="0.06",
+        description="Share of steps with linear warm-up, as a string from 0 up to 1.",
+        json_schema_extra=_BELOW_ONE.schema,
     )
     weight_decay: Decimal = Field(default="0.0", description="AdamW weight decay, as a string.")
     eval_every_steps: int | None = Field(
@@ -381,16 +435,56 @@ class Training(ApiModel):
         description="Retries of a failed trainer (preemptions do not count).",
     )
 
+    _learning_rate = field_validator("learning_rate")(_POSITIVE.check)
+    _warmup_ratio = field_validator("warmup_ratio")(_BELOW_ONE.check)
+
 
 # --- evaluation ------------------------------------------------------------------------------
 
 
+_SHARES_CEL: Final = "[" + ", ".join(f"'{m}'" for m in SHARE_METRICS) + "]"
+
+_GATE_BOUNDED: Rule[Gate] = Rule(
+    cel="has(self.min) || has(self.max)",
+    message="a gate needs `min`, `max` or both: without either it checks nothing",
+    field_path=".min",
+    check=lambda gate: gate.min is not None or gate.max is not None,
+)
+_GATE_ORDERED: Rule[Gate] = Rule(
+    cel="!has(self.min) || !has(self.max) || double(self.min) <= double(self.max)",
+    message="a gate's `min` must not be above its `max`: no value could pass",
+    field_path=".max",
+    check=lambda gate: (
+        gate.min is None or gate.max is None or parse_decimal(gate.min) <= parse_decimal(gate.max)
+    ),
+)
+_GATE_SHARE_REACHABLE: Rule[Gate] = Rule(
+    cel=f"!has(self.min) || !(self.metric in {_SHARES_CEL}) || double(self.min) <= 1.0",
+    message=f"`min` of {', '.join(SHARE_METRICS)} must be at most 1: these metrics are "
+    'shares, e.g. "0.85" rather than "85"',
+    field_path=".min",
+    check=lambda gate: (
+        gate.min is None or gate.metric not in SHARE_METRICS or parse_decimal(gate.min) <= 1.0
+    ),
+)
+_GATE_RULES: Final = (_GATE_BOUNDED, _GATE_ORDERED, _GATE_SHARE_REACHABLE)
+
+
 class Gate(ApiModel):
-    """An absolute threshold the candidate's test metric must meet."""
+    """An absolute threshold the candidate's test metric must meet (`min`, `max` or both)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(*(rule.as_crd_validation() for rule in _GATE_RULES))
+    )
 
     metric: MetricName = Field(description="Metric the gate reads.")
     min: Decimal | None = Field(default=None, description="Lowest acceptable value, as a string.")
     max: Decimal | None = Field(default=None, description="Highest acceptable value, as a string.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> Gate:
+        raise_violations(self, _GATE_RULES)
+        return self
 
 
 class ChampionDelta(ApiModel):
@@ -409,15 +503,25 @@ class FairnessLimits(ApiModel):
 
     max_demographic_parity_difference: Decimal | None = Field(
         default=None,
-        description="Largest allowed gap in positive-prediction rate between groups.",
+        description="Largest allowed gap in positive-prediction rate between groups (0 to 1).",
+        json_schema_extra=_AT_MOST_ONE.schema,
     )
     max_equalized_odds_difference: Decimal | None = Field(
         default=None,
-        description="Largest allowed gap in true/false-positive rates between groups.",
+        description="Largest allowed gap in true/false-positive rates between groups (0 to 1).",
+        json_schema_extra=_AT_MOST_ONE.schema,
     )
     min_worst_group_accuracy: Decimal | None = Field(
-        default=None, description="Lowest allowed accuracy of any group."
+        default=None,
+        description="Lowest allowed accuracy of any group (0 to 1).",
+        json_schema_extra=_AT_MOST_ONE.schema,
     )
+
+    _shares = field_validator(
+        "max_demographic_parity_difference",
+        "max_equalized_odds_difference",
+        "min_worst_group_accuracy",
+    )(_AT_MOST_ONE.check)
 
     def any_set(self) -> bool:
         """Whether any limit is declared."""
@@ -507,16 +611,19 @@ _PINNED_RULE: Final[dict[str, str]] = {
 }
 
 
+class ServingResources(Resources):
+    """Compute requested for each serving pod (smaller defaults than a trainer's)."""
+
+    cpu: Quantity = Field(default="1", description='CPU request, e.g. "1" or "500m".')
+    memory: Quantity = Field(default="2Gi", description='Memory request and limit, e.g. "2Gi".')
+
+
 class Serving(ApiModel):
     """How the production version is served."""
 
     enabled: bool = Field(default=True, description="Serve the production version.")
     replicas: int = Field(default=1, ge=0, le=100, description="Serving pods.")
-    resources: Resources = Field(
-        default_factory=lambda: Resources(gpus=0, cpu="1", memory="2Gi"),
-        description="Compute for each serving pod.",
-        json_schema_extra={"default": {"cpu": "1", "memory": "2Gi"}},
-    )
+    resources: ServingResources = section(ServingResources, "Compute for each serving pod.")
     image: str | None = Field(
         default=None, max_length=512, description="Serving image. Omitted: the operator's default."
     )
@@ -581,9 +688,13 @@ class Monitoring(ApiModel):
     )
     threshold: Decimal = Field(
         default="0.5",
-        description="Share of drifted features above which the dataset counts as drifted.",
+        description="Share of drifted features (above 0, at most 1) at or above which the "
+        "traffic counts as drifted.",
+        json_schema_extra=_SHARE_ABOVE_ZERO.schema,
     )
     on_drift: OnDrift = section(OnDrift, "Policy when drift is detected.")
+
+    _threshold = field_validator("threshold")(_SHARE_ABOVE_ZERO.check)
 
 
 # --- storage ---------------------------------------------------------------------------------
@@ -625,6 +736,14 @@ def _metric_rule(task: str, where: str, cel_set: str, py_get: Any, path: str) ->
 
 def _metric_rules(task: str) -> list[Rule[Any]]:
     return [
+        _metric_rule(
+            task,
+            "every entry of `evaluation.metrics`",
+            "!has(self.evaluation) || !has(self.evaluation.metrics) || "
+            "self.evaluation.metrics.all(m, m in {allowed})",
+            lambda spec: spec.evaluation.metrics,
+            ".evaluation.metrics",
+        ),
         _metric_rule(
             task,
             "every gate",
@@ -680,6 +799,22 @@ _FAIRNESS_NEEDS_GROUPS: Rule[ModelCustomizationSpec] = Rule(
     ),
 )
 
+_GROUPS_NEED_CLASSIFICATION: Rule[ModelCustomizationSpec] = Rule(
+    cel="self.task == 'text-classification' || !has(self.dataset.sensitiveColumn)",
+    message="`sensitiveColumn` (the fairness audit) is only supported for text-classification",
+    field_path=".dataset.sensitiveColumn",
+    check=lambda spec: spec.task == "text-classification" or spec.dataset.sensitive_column is None,
+)
+
+_AUGMENTATION_NEEDS_CLASSIFICATION: Rule[ModelCustomizationSpec] = Rule(
+    cel="self.task == 'text-classification' || !has(self.dataset.augmentation) || "
+    "!has(self.dataset.augmentation.enabled) || !self.dataset.augmentation.enabled",
+    message="`augmentation` is only supported for text-classification: set "
+    "dataset.augmentation.enabled to false",
+    field_path=".dataset.augmentation.enabled",
+    check=lambda spec: spec.task == "text-classification" or not spec.dataset.augmentation.enabled,
+)
+
 _MITIGATION_NEEDS_GROUPS: Rule[ModelCustomizationSpec] = Rule(
     cel="!has(self.training) || !has(self.training.mitigateBias) || "
     "!self.training.mitigateBias || has(self.dataset.sensitiveColumn)",
@@ -694,6 +829,8 @@ SPEC_RULES: Final[tuple[Rule[Any], ...]] = (
     *_metric_rules("text-classification"),
     *_metric_rules("causal-lm"),
     _FAIRNESS_NEEDS_GROUPS,
+    _GROUPS_NEED_CLASSIFICATION,
+    _AUGMENTATION_NEEDS_CLASSIFICATION,
     _MITIGATION_NEEDS_GROUPS,
 )
 
@@ -736,6 +873,21 @@ class ModelCustomizationSpec(ApiModel):
         raise_violations(self, SPEC_RULES)
         return self
 
+    def locations(self) -> list[tuple[str, str]]:
+        """Every model, data and artifact location in the spec, with its field path."""
+        dataset = self.dataset
+        sources = {
+            "spec.dataset.train.uri": dataset.train,
+            "spec.dataset.validation.uri": dataset.validation,
+            "spec.dataset.test.uri": dataset.test,
+            "spec.monitoring.onDrift.dataset.uri": self.monitoring.on_drift.dataset,
+        }
+        return [
+            ("spec.baseModel.uri", self.base_model.uri),
+            *((path, source.uri) for path, source in sources.items() if source is not None),
+            ("spec.storage.uri", self.storage.uri),
+        ]
+
 
 def check_update(old: ModelCustomizationSpec, new: ModelCustomizationSpec) -> list[RuleViolation]:
     """Rules on a change of spec (the CRD's transition rules), for runtimes that keep the old."""
@@ -752,7 +904,7 @@ class DriftReading(ApiModel):
 
     version: int = Field(ge=1, description="Version the reading is about.")
     share: Decimal = Field(description="Share of drifted features, 0 to 1, as a string.")
-    detected: bool = Field(description="Whether the share is above the policy threshold.")
+    detected: bool = Field(description="Whether the share is at or above the policy threshold.")
     checked_at: Timestamp = Field(description="When the reading was taken.")
     window_rows: int = Field(default=0, ge=0, description="Requests in the compared window.")
     features: list[str] = Field(

@@ -10,6 +10,7 @@ __all__ = [
     "FAIRNESS_METRICS",
     "LOWER_IS_BETTER",
     "METRICS_BY_TASK",
+    "SHARE_METRICS",
     "MetricName",
     "Task",
     "headline_metric",
@@ -43,6 +44,14 @@ METRICS_BY_TASK: Final[dict[str, tuple[MetricName, ...]]] = {
     "text-classification": CLASSIFICATION_METRICS,
     "causal-lm": CAUSAL_LM_METRICS,
 }
+#: Metrics whose values lie between 0 and 1 (a gate's `min` above 1 could never be met).
+SHARE_METRICS: Final[tuple[MetricName, ...]] = (
+    "accuracy",
+    "macroF1",
+    "calibrationError",
+    "exactMatch",
+    "tokenF1",
+)
 #: Metrics where a smaller value is the better model (the champion delta flips for these).
 LOWER_IS_BETTER: Final[frozenset[str]] = frozenset({"calibrationError", "evalLoss", "perplexity"})
 

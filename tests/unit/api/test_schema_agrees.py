@@ -55,7 +55,24 @@ def test_server_defaults_equal_model_defaults() -> None:
 
 _BASE = yaml.safe_load((FIXTURES / "updates/task-change/before.yaml").read_text())
 _METRICS = st.sampled_from(["accuracy", "macroF1", "evalLoss", "perplexity", "tokenF1"])
-_FRACTION = st.sampled_from(["0", "0.1", "0.5", "0.6", "0.95", "1", "1.5"])
+# Mostly valid, so that enough drawn specs are valid as a whole and both answers are exercised;
+# 0.45 + 0.45 meets the split rule's bound (0.9) exactly.
+_FRACTION = st.sampled_from(["0.1", "0.05", "0.3", "0.1", "0.45", "0.1", "0", "1", "1.5"])
+
+
+def _sometimes(draw: st.DrawFn, usual: str, values: st.SearchStrategy[str]) -> str:
+    """`usual` three times in four, else a drawn value: enough whole specs stay valid."""
+    return draw(values) if draw(st.integers(0, 3)) == 0 else usual
+
+
+@st.composite
+def _gates(draw: st.DrawFn) -> dict[str, Any]:
+    gate = {"metric": draw(_METRICS), "min": draw(st.sampled_from(["0.1", "0.9", "1", "85"]))}
+    if draw(st.sampled_from([False, False, True])):
+        del gate["min"]
+    if draw(st.booleans()):
+        gate["max"] = draw(st.sampled_from(["0.9", "1", "50", "0.05"]))
+    return gate
 
 
 @st.composite
@@ -75,25 +92,32 @@ def _specs(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.booleans()):
             spec["baseModel"]["revision"] = "abc123"
     spec["dataset"]["split"] = {
-        "validationFraction": draw(_FRACTION),
-        "testFraction": draw(_FRACTION),
+        "validationFraction": _sometimes(draw, "0.1", _FRACTION),
+        "testFraction": _sometimes(draw, "0.1", _FRACTION),
     }
     if draw(st.booleans()):
         spec["dataset"]["sensitiveColumn"] = "group"
-    evaluation: dict[str, Any] = {
-        "gates": [{"metric": m, "min": "0.1"} for m in draw(st.lists(_METRICS, max_size=3))]
-    }
+    if draw(st.booleans()):
+        probability = _sometimes(draw, "0.1", _FRACTION)
+        spec["dataset"]["augmentation"] = {"enabled": True, "probability": probability}
+    spec["method"]["lora"] = {"dropout": _sometimes(draw, "0.05", _FRACTION)}
+    spec["training"]["warmupRatio"] = _sometimes(draw, "0.06", _FRACTION)
+    spec["training"]["learningRate"] = _sometimes(draw, "2e-4", st.sampled_from(["1", "0"]))
+    spec["monitoring"] = {"threshold": _sometimes(draw, "0.5", _FRACTION)}
+    evaluation: dict[str, Any] = {"gates": draw(st.lists(_gates(), max_size=3))}
+    if draw(st.booleans()):
+        evaluation["metrics"] = draw(st.lists(_METRICS, max_size=2))
     if draw(st.booleans()):
         evaluation["championDelta"] = {"metric": draw(_METRICS)}
     if draw(st.booleans()):
-        evaluation["fairness"] = {"minWorstGroupAccuracy": "0.7"}
+        evaluation["fairness"] = {"minWorstGroupAccuracy": _sometimes(draw, "0.7", _FRACTION)}
     spec["evaluation"] = evaluation
     if draw(st.booleans()):
         spec["serving"] = {"pinnedVersion": draw(st.integers(-1, 3))}
     return doc
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_specs())
 def test_models_and_schema_accept_exactly_the_same_specs(document: dict[str, Any]) -> None:
     try:
@@ -103,3 +127,11 @@ def test_models_and_schema_accept_exactly_the_same_specs(document: dict[str, Any
         model_ok = False
     errors = schema_errors(document, SCHEMA)
     assert model_ok == (errors == []), errors
+
+
+def test_a_partial_serving_resources_block_keeps_the_serving_defaults() -> None:
+    document = copy.deepcopy(_BASE)
+    document["spec"]["serving"] = {"resources": {"gpus": 1}}
+    defaulted = apply_defaults(document, SCHEMA)["spec"]["serving"]["resources"]
+    model = ModelCustomization.model_validate(document).spec.serving.resources
+    assert defaulted == model.model_dump() == {"gpus": 1, "cpu": "1", "memory": "2Gi"}

@@ -12,7 +12,12 @@ from typing import Any, Final
 import aiohttp
 from pydantic import ValidationError
 
-from bespoke_operator.api import API_VERSION, ModelCustomization, ModelCustomizationStatus
+from bespoke_operator.api import (
+    API_VERSION,
+    URI_SCHEMES,
+    ModelCustomization,
+    ModelCustomizationStatus,
+)
 from bespoke_operator.reconcile import (
     Action,
     CreateVersion,
@@ -89,6 +94,13 @@ class KubernetesRuntime:
             )
             return Outcome(
                 invalid_spec_status(previous, metadata.get("generation"), message, self.clock()),
+                None,
+            )
+        if relative := _relative_locations(mc):
+            return Outcome(
+                invalid_spec_status(
+                    _previous_status(body), metadata.get("generation"), relative, self.clock()
+                ),
                 None,
             )
         owner = objects.OwnerRef(
@@ -397,6 +409,22 @@ def _severity(exc: BaseException) -> int:
 
 def _version(action: CreateVersion | StartTrainer) -> int:
     return action.version.spec.version if isinstance(action, CreateVersion) else action.version
+
+
+def _relative_locations(mc: ModelCustomization) -> str:
+    """Why the spec cannot run on a cluster: relative paths, which only `bespoke run` resolves."""
+    relative = [
+        f"{path}: {uri}"
+        for path, uri in mc.spec.locations()
+        if not uri.startswith(URI_SCHEMES) and not uri.startswith("/")
+    ]
+    if not relative:
+        return ""
+    return (
+        f"{'; '.join(relative)}: a relative path is resolved against the file by `bespoke run` "
+        "only; on a cluster use pvc://claim/path, s3://bucket/key, hf://org/name or an "
+        "absolute path inside the image"
+    )
 
 
 def _previous_status(body: Mapping[str, Any]) -> ModelCustomizationStatus | None:
