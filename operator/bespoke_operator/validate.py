@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
@@ -17,7 +18,15 @@ from bespoke_operator.api import API_VERSION, ModelCustomization, ModelVersion
 from bespoke_operator.api._base import FORMAT_HINTS
 from bespoke_operator.api.rules import RULE_ERROR_TYPE
 
-__all__ = ["KINDS", "Problem", "Resource", "ResourceValidationError", "load_file", "validate_text"]
+__all__ = [
+    "KINDS",
+    "KubectlYamlLoader",
+    "Problem",
+    "Resource",
+    "ResourceValidationError",
+    "load_file",
+    "validate_text",
+]
 
 Resource = ModelCustomization | ModelVersion
 
@@ -48,6 +57,39 @@ class ResourceValidationError(Exception):
         self.problems = list(problems)
 
 
+class KubectlYamlLoader(yaml.SafeLoader):
+    """Reads YAML as kubectl does, so a file is judged here as the API server will judge it.
+
+    kubectl's parser (go-yaml) takes `2e-3` and `1.0e3` for numbers where PyYAML, following YAML
+    1.1, keeps them strings; a decimal written that way would pass as a string here but reach the
+    server as a number its schema refuses. One deliberate difference: a key given twice is
+    refused here, while kubectl silently keeps one of the values.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Hashable] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice, and only one value would count — keep one",
+                    key_node.start_mark,
+                )
+            if isinstance(key, Hashable):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+# go-yaml's float form; appended after PyYAML's resolvers, so it only adds what they leave out.
+KubectlYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$"),
+    list("-+.0123456789"),
+)
+
+
 def load_file(path: Path) -> list[Resource]:
     """Parses every resource in a file; raises `ResourceValidationError` with all its problems."""
     try:
@@ -65,7 +107,7 @@ def load_file(path: Path) -> list[Resource]:
 def validate_text(text: str, source: str) -> tuple[list[Resource], list[Problem]]:
     """Parses YAML text holding one or more resources; returns them and every problem found."""
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = [d for d in yaml.load_all(text, Loader=KubectlYamlLoader) if d is not None]
     except yaml.YAMLError as exc:
         return [], [Problem(source, "", _yaml_message(exc))]
     if not documents:
@@ -85,6 +127,8 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     problem = getattr(exc, "problem", None) or str(exc)
+    if isinstance(exc, yaml.constructor.ConstructorError):  # well-formed, but not for kubectl
+        return f"{where}{problem}"
     return f"{where}invalid YAML ({problem}) — fix the syntax (indentation, colons, quotes)"
 
 

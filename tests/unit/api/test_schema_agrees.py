@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from bespoke_operator.api import ModelCustomization
 from bespoke_operator.api.crd import KINDS, openapi_schema
+from bespoke_operator.validate import KubectlYamlLoader
 
 from .fixtures import FIXTURES, InvalidFixture, example_files, invalid_fixtures
 from .openapi import apply_defaults, schema_errors
@@ -31,7 +32,9 @@ def test_examples_pass_the_generated_schema(path: Any) -> None:
 def test_invalid_fixtures_fail_the_generated_schema_for_the_same_reason(
     fixture: InvalidFixture,
 ) -> None:
-    errors = schema_errors(yaml.safe_load(fixture.path.read_text()), SCHEMA)
+    # Read as kubectl reads it (`2e-3` is a number), since that is what reaches the server.
+    document = yaml.load(fixture.path.read_text(), Loader=KubectlYamlLoader)
+    errors = schema_errors(document, SCHEMA)
     assert any(fixture.expect in e for e in errors), errors
 
 

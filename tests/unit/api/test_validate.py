@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -92,7 +93,8 @@ def test_numbers_are_not_coerced_where_the_crd_says_integer() -> None:
 def test_missing_required_field_and_non_mapping_are_explained() -> None:
     doc = yaml.safe_load((example_files()[0]).read_text())
     del doc["spec"]["storage"]
-    _, problems = validate_text(yaml.safe_dump(doc), "nostore.yaml")
+    # As JSON (valid YAML): PyYAML's dumper leaves "1e-4" unquoted, which kubectl reads as a number.
+    _, problems = validate_text(json.dumps(doc), "nostore.yaml")
     assert [str(p) for p in problems] == [
         "nostore.yaml: spec.storage: required field is missing — add it"
     ]
