@@ -32,7 +32,7 @@ SIGNED_DECIMAL_PATTERN: Final = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 QUANTITY_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 #: Location schemes; anything else is a path (absolute, or relative to the customization file).
 URI_SCHEMES: Final = ("hf://", "pvc://", "s3://", "file://")
-URI_PATTERN: Final = r"^((hf|pvc|s3|file)://[^\s]+|/[^\s]*|\.{0,2}/?[^\s:]+)$"
+URI_PATTERN: Final = r"^((hf|pvc|s3)://[^\s]+|file:///[^\s]*|/[^\s]*|\.{0,2}/?[^\s:]+)$"
 NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 #: How to fix a value that does not match one of the patterns above (used by `bespoke validate`).
@@ -41,7 +41,7 @@ FORMAT_HINTS: Final[dict[str, str]] = {
     SIGNED_DECIMAL_PATTERN: 'a decimal number written as a string, e.g. "0.01" or "-0.5"',
     QUANTITY_PATTERN: 'a Kubernetes quantity, e.g. "500m", "2", "16Gi"',
     URI_PATTERN: "a location such as hf://org/name, pvc://claim/path, s3://bucket/prefix, "
-    "file:///abs/path or a relative path",
+    "file:///abs/path (file:// takes an absolute path) or a relative path",
     NAME_PATTERN: "a lowercase DNS label: letters, digits and '-', alphanumeric at both ends",
 }
 
