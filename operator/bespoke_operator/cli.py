@@ -185,6 +185,15 @@ def _example_dir(given: Path | None) -> Path:
     raise typer.Exit(code=1)
 
 
+def _service_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 @app.command("traffic")
 def traffic_command(
     url: Annotated[str, typer.Argument(help="Service URL, e.g. http://127.0.0.1:3000.")],
@@ -203,8 +212,7 @@ def traffic_command(
     duration: Annotated[float, typer.Option(help="Seconds to run.", min=1, max=3600)] = 60.0,
 ) -> None:
     """Replay example traffic against an endpoint (local or port-forwarded)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if not _service_url(url):
         _err.print(
             f"{url} is not a service URL: pass http://HOST:PORT (`bespoke status` prints the "
             "endpoint of a local run)",

@@ -288,7 +288,9 @@ def test_negative_timeout_is_a_usage_error(history: Path) -> None:
     assert not (_state(history) / NAME / "rollback.json").exists()
 
 
-@pytest.mark.parametrize("url", ["notaurl", "127.0.0.1:3000", "ftp://127.0.0.1:3000"])
+@pytest.mark.parametrize(
+    "url", ["notaurl", "127.0.0.1:3000", "ftp://127.0.0.1:3000", "http://[::1", "http://h:port"]
+)
 def test_traffic_to_something_that_is_not_a_url_is_refused(url: str) -> None:
     result = _bespoke("traffic", url, "--duration", "1")
     _no_traceback(result)
@@ -313,3 +315,12 @@ def test_traffic_file_without_texts_is_reported(tmp_path: Path) -> None:
     _no_traceback(result)
     assert result.exit_code == 1
     assert str(tmp_path / "traffic" / "reference.jsonl") in result.stderr
+
+
+def test_versions_are_listed_by_number(tmp_path: Path) -> None:
+    retired = [("Retired", "Superseded", True)] * 10
+    file = _registry(tmp_path, [*retired, ("Promoted", "GatesPassed", True)], production=11)
+    listed = _bespoke("versions", NAME, "--state-dir", _state(file))
+    assert listed.exit_code == 0, listed.output
+    rows = [line.split()[1] for line in listed.stdout.splitlines() if line.startswith("│ v")]
+    assert rows == [f"v{n}" for n in range(1, 12)]

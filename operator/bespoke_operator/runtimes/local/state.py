@@ -45,6 +45,10 @@ class StateUnreadable(Exception):  # noqa: N818 - reads as what happened
         )
 
 
+def _number(text: str) -> int:
+    return int(text) if text.isdigit() else 0
+
+
 def write_json(path: Path, data: Any) -> None:
     """Writes JSON atomically: a crash leaves the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +143,9 @@ class CustomizationState:
 
     def versions(self) -> list[ModelVersion]:
         found = []
-        for path in sorted((self.dir / "versions").glob("v*.json")):
+        # By number: by name v10 would come before v2.
+        files = sorted((self.dir / "versions").glob("v*.json"), key=lambda p: _number(p.stem[1:]))
+        for path in files:
             try:
                 found.append(ModelVersion.model_validate_json(path.read_text(encoding="utf-8")))
             except (OSError, ValueError) as exc:
@@ -157,10 +163,12 @@ class CustomizationState:
         return TrainerRunDir(self.dir / "runs" / f"v{version}-{attempt}", version, attempt)
 
     def runs(self) -> Iterator[TrainerRunDir]:
-        for path in sorted((self.dir / "runs").glob("v*-*")):
+        found = []
+        for path in (self.dir / "runs").glob("v*-*"):
             version, _, attempt = path.name[1:].partition("-")
             if version.isdigit() and attempt.isdigit():
-                yield TrainerRunDir(path, int(version), int(attempt))
+                found.append(TrainerRunDir(path, int(version), int(attempt)))
+        yield from sorted(found, key=lambda run: (run.version, run.attempt))
 
     def serving(self) -> ServingRecord | None:
         path = self.dir / "serving.json"
