@@ -278,7 +278,22 @@ def test_unreadable_state_is_reported_by_every_command(history: Path) -> None:
         _no_traceback(result)
         assert result.exit_code == 1, args
         assert "customization.json cannot be read" in result.stderr, args
-        assert "move" in result.stderr, args
+        assert f"move {_state(history) / NAME} aside" in result.stderr, args
+
+
+@pytest.mark.parametrize(
+    ("command", "damaged", "content"),
+    [("versions", "versions/v2.json", "[]"), ("stop", "serving.json", "{}")],
+)
+def test_unreadable_state_file_names_the_state_dir_to_move(
+    history: Path, command: str, damaged: str, content: str
+) -> None:
+    (_state(history) / NAME / damaged).write_text(content)
+    result = _bespoke(command, NAME, "--state-dir", _state(history))
+    _no_traceback(result)
+    assert result.exit_code == 1
+    assert f"{_state(history) / NAME / damaged} cannot be read" in result.stderr
+    assert f"move {_state(history) / NAME} aside" in result.stderr
 
 
 def test_negative_timeout_is_a_usage_error(history: Path) -> None:

@@ -37,11 +37,11 @@ __all__ = [
 class StateUnreadable(Exception):  # noqa: N818 - reads as what happened
     """A file of the state directory cannot be read back (edited by hand, truncated, a folder)."""
 
-    def __init__(self, path: Path, error: Exception) -> None:
+    def __init__(self, path: Path, error: Exception, state_dir: Path) -> None:
         self.path = path
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         super().__init__(
-            f"{path} cannot be read ({reason}): move {path.parent} aside to start over"
+            f"{path} cannot be read ({reason}): restore it, or move {state_dir} aside to start over"
         )
 
 
@@ -136,7 +136,7 @@ class CustomizationState:
         try:
             return ModelCustomization.model_validate_json(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-            raise StateUnreadable(path, exc) from exc
+            raise StateUnreadable(path, exc, self.dir) from exc
 
     def save_customization(self, mc: ModelCustomization) -> None:
         write_json(self.dir / "customization.json", mc.model_dump(mode="json", by_alias=True))
@@ -149,7 +149,7 @@ class CustomizationState:
             try:
                 found.append(ModelVersion.model_validate_json(path.read_text(encoding="utf-8")))
             except (OSError, ValueError) as exc:
-                raise StateUnreadable(path, exc) from exc
+                raise StateUnreadable(path, exc, self.dir) from exc
         return found
 
     def save_version(self, version: ModelVersion) -> None:
@@ -174,7 +174,10 @@ class CustomizationState:
         path = self.dir / "serving.json"
         if not path.exists():
             return None
-        return ServingRecord(**json.loads(path.read_text(encoding="utf-8")))
+        try:
+            return ServingRecord(**json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            raise StateUnreadable(path, exc, self.dir) from exc
 
     def save_serving(self, record: ServingRecord | None) -> None:
         path = self.dir / "serving.json"
@@ -190,7 +193,7 @@ class CustomizationState:
         try:
             return RollbackPin(**json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError) as exc:
-            raise StateUnreadable(path, exc) from exc
+            raise StateUnreadable(path, exc, self.dir) from exc
 
     def save_rollback_pin(self, pin: RollbackPin | None) -> None:
         path = self.dir / "rollback.json"
