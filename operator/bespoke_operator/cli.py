@@ -203,8 +203,8 @@ def traffic_command(
     example_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Example with a traffic/ folder [default: examples/support-tickets, here or in "
-            "the Bespoke checkout]",
+            help="Example with a traffic/ folder (default: examples/support-tickets here, else "
+            "in the Bespoke checkout this command runs from).",
             show_default=False,
         ),
     ] = None,

@@ -11,6 +11,7 @@ from typing import Any, Final, Literal
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bespoke_operator.api import ModelCustomization, ModelVersion
@@ -173,8 +174,9 @@ def _report_pin(console: Console, options: RunOptions, admission: Admission) -> 
     if admission.dropped_pin is not None:
         n = admission.dropped_pin
         console.print(
-            f"[yellow]{options.file} changed since `bespoke rollback` pinned v{n}: the file "
-            f"decides again (set spec.serving.pinnedVersion: {n} in it to keep serving v{n})[/]"
+            f"[yellow]{escape(str(options.file))} changed since `bespoke rollback` pinned v{n}: "
+            f"the file decides again (set spec.serving.pinnedVersion: {n} in it to keep serving "
+            f"v{n})[/]"
         )
 
 
@@ -245,7 +247,7 @@ def _start_traffic(
         texts = load_texts(source)
     except (OSError, ValueError) as exc:
         # The model is served by now: report the traffic file and keep the run going without it.
-        console.print(f"[yellow]{source}: {exc} — running without traffic[/]", highlight=False)
+        console.print(f"[yellow]{escape(f'{source}: {exc}')} — running without traffic[/]")
         progress.traffic_thread = threading.Thread(target=lambda: None)
         return
     console.print(f"Replaying {options.traffic} traffic from {source} to {endpoint}")
