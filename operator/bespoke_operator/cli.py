@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
 
 from bespoke_operator import local_run, manifests
-from bespoke_operator.runtimes.local.state import CustomizationState
+from bespoke_operator.runtimes.local.state import CustomizationState, StateUnreadable
 from bespoke_operator.traffic import load_texts, replay
 from bespoke_operator.validate import ResourceValidationError, load_file
 
@@ -77,6 +80,16 @@ def crds(
 _STATE_DIR = typer.Option(help="Where local runs keep versions, artifacts and logs.")
 
 
+@contextmanager
+def _readable_state() -> Iterator[None]:
+    """A state file that cannot be read back is one line on stderr, not a traceback."""
+    try:
+        yield
+    except StateUnreadable as exc:
+        _err.print(str(exc), markup=False)
+        raise typer.Exit(code=1) from exc
+
+
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="A ModelCustomization file.", show_default=False)],
@@ -88,11 +101,15 @@ def run(
     keep_serving: Annotated[
         bool, typer.Option("--keep-serving", help="Leave the service running at the end.")
     ] = False,
-    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 3600.0,
+    timeout: Annotated[
+        float, typer.Option(help="Give up after this many seconds.", min=1)
+    ] = 3600.0,
 ) -> None:
     """Run the whole loop on this machine: train, gate, serve, watch drift, retrain."""
     options = local_run.RunOptions(file, state_dir, traffic, keep_serving, timeout)
-    raise typer.Exit(code=local_run.run(options, _out))
+    with _readable_state():
+        code = local_run.run(options, _out, _err)
+    raise typer.Exit(code=code)
 
 
 @app.command()
@@ -103,7 +120,9 @@ def status(
     state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
 ) -> None:
     """Show local customizations: phase, production version, metric, drift, endpoint."""
-    raise typer.Exit(code=local_run.print_status(_out, state_dir, name))
+    with _readable_state():
+        code = local_run.print_status(_out, state_dir, name)
+    raise typer.Exit(code=code)
 
 
 @app.command()
@@ -112,7 +131,8 @@ def versions(
     state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
 ) -> None:
     """List a local customization's versions with metrics and gate verdicts."""
-    found = CustomizationState(state_dir, name).versions()
+    with _readable_state():
+        found = CustomizationState(state_dir, name).versions()
     if not found:
         _out.print(f"No versions of {name} in {state_dir}", markup=False)
         raise typer.Exit(code=1)
@@ -125,8 +145,14 @@ def rollback(
     version: Annotated[int, typer.Argument(help="Version to serve.", show_default=False, min=1)],
     state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
 ) -> None:
-    """Serve an earlier version (locally; on a cluster set spec.serving.pinnedVersion)."""
-    raise typer.Exit(code=local_run.rollback(_out, state_dir, name, version))
+    """Serve an earlier version that passed its gates (on a cluster: spec.serving.pinnedVersion).
+
+    Rerunning the same file with `bespoke run` keeps the pin; once the file is edited, its own
+    spec.serving.pinnedVersion decides (set it there to keep a pin).
+    """
+    with _readable_state():
+        code = local_run.rollback(_out, _err, state_dir, name, version)
+    raise typer.Exit(code=code)
 
 
 @app.command()
@@ -135,7 +161,37 @@ def stop(
     state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
 ) -> None:
     """Stop a local customization's serving process and trainers."""
-    raise typer.Exit(code=local_run.stop(_out, state_dir, name))
+    with _readable_state():
+        code = local_run.stop(_out, state_dir, name)
+    raise typer.Exit(code=code)
+
+
+#: The flagship example of a checkout (the package is installed editable from it).
+_CHECKOUT_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support-tickets"
+
+
+def _example_dir(given: Path | None) -> Path:
+    """The folder with traffic/: the one given, else the flagship's here or in this checkout."""
+    if given is not None:
+        return given
+    for candidate in (Path("examples/support-tickets"), _CHECKOUT_EXAMPLE):
+        if (candidate / "traffic").is_dir():
+            return candidate
+    _err.print(
+        "No example traffic here: pass --example-dir, a folder with traffic/PROFILE.jsonl "
+        "(examples/support-tickets in a Bespoke checkout)",
+        markup=False,
+    )
+    raise typer.Exit(code=1)
+
+
+def _service_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 @app.command("traffic")
@@ -144,18 +200,38 @@ def traffic_command(
     profile: Annotated[
         str, typer.Option(help="Traffic file name under --example-dir/traffic/ (no suffix).")
     ] = "reference",
-    example_dir: Annotated[Path, typer.Option(help="Example with a traffic/ folder.")] = Path(
-        "examples/support-tickets"
-    ),
+    example_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Example with a traffic/ folder (default: examples/support-tickets here, else "
+            "in the Bespoke checkout this command runs from).",
+            show_default=False,
+        ),
+    ] = None,
     rate: Annotated[float, typer.Option(help="Requests per second.", min=0.1, max=200)] = 5.0,
     duration: Annotated[float, typer.Option(help="Seconds to run.", min=1, max=3600)] = 60.0,
 ) -> None:
     """Replay example traffic against an endpoint (local or port-forwarded)."""
-    source = example_dir / "traffic" / f"{profile}.jsonl"
-    if not source.exists():
-        _out.print(f"{source} does not exist — pick a profile in {example_dir / 'traffic'}")
+    if not _service_url(url):
+        _err.print(
+            f"{url} is not a service URL: pass http://HOST:PORT (`bespoke status` prints the "
+            "endpoint of a local run)",
+            markup=False,
+        )
         raise typer.Exit(code=1)
-    stats = replay(url, load_texts(source), rate=rate, duration=duration)
+    folder = _example_dir(example_dir)
+    source = folder / "traffic" / f"{profile}.jsonl"
+    if not source.is_file():
+        profiles = sorted(p.stem for p in (folder / "traffic").glob("*.jsonl"))
+        choice = f"pick one of {', '.join(profiles)}" if profiles else "it has no profiles"
+        _err.print(f"{source} does not exist: {choice} in {folder / 'traffic'}", markup=False)
+        raise typer.Exit(code=1)
+    try:
+        texts = load_texts(source)
+    except (OSError, ValueError) as exc:
+        _err.print(f"{source}: {exc}", markup=False)
+        raise typer.Exit(code=1) from exc
+    stats = replay(url, texts, rate=rate, duration=duration)
     _out.print(
         f"Sent {stats.requests} requests ({stats.texts} texts), {stats.errors} errors; "
         f"labels: {dict(sorted(stats.labels.items()))}",

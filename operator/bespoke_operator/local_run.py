@@ -11,12 +11,20 @@ from typing import Any, Final, Literal
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bespoke_operator.api import ModelCustomization, ModelVersion
 from bespoke_operator.reconcile import Event
-from bespoke_operator.runtimes.local.runtime import LocalRuntime, MissingLocation, Step, prepare
-from bespoke_operator.runtimes.local.state import CustomizationState
+from bespoke_operator.runtimes.local.runtime import (
+    Admission,
+    LocalRuntime,
+    MissingLocation,
+    Step,
+    UpdateRefused,
+    prepare,
+)
+from bespoke_operator.runtimes.local.state import CustomizationState, StateUnreadable
 from bespoke_operator.traffic import load_texts, replay
 from bespoke_operator.validate import ResourceValidationError, load_file
 
@@ -70,9 +78,31 @@ def _load(options: RunOptions) -> tuple[dict[str, Any], CustomizationState]:
     )
     state = CustomizationState(options.state_dir.resolve(), name)
     try:
-        return prepare(raw, options.file.parent.resolve(), state), state
+        document = prepare(raw, options.file.parent.resolve(), state)
     except MissingLocation as exc:
         raise RunFailed(f"{options.file}: {exc}") from exc
+    try:
+        state.dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # A file where a folder should be, or no permission: say so before anything starts.
+        raise RunFailed(
+            f"--state-dir {options.state_dir}: cannot keep state in {state.dir} "
+            f"({exc.strerror or exc}) — pass a folder you can write to (it is created if missing)"
+        ) from exc
+    return document, state
+
+
+def _admit(options: RunOptions, runtime: LocalRuntime, document: dict[str, Any]) -> Admission:
+    try:
+        return runtime.admit(document)
+    except UpdateRefused as exc:
+        # The API server's words for the same update, then what to do about it locally.
+        lines = [f"{options.file}: spec{v.field_path}: {v.message}" for v in exc.violations]
+        lines.append(
+            f"{runtime.state.dir} keeps the versions of the customization as it was; to start "
+            "over with this file, give it another metadata.name or use another --state-dir"
+        )
+        raise RunFailed("\n".join(lines)) from exc
 
 
 def _child_env() -> dict[str, str]:
@@ -89,20 +119,26 @@ def _child_env() -> dict[str, str]:
     }
 
 
-def run(options: RunOptions, console: Console) -> int:
-    """Runs the lifecycle until served (and, with traffic, until the drift policy acted)."""
+def run(options: RunOptions, console: Console, errors: Console) -> int:
+    """Runs the lifecycle until served (and, with traffic, until the drift policy acted).
+
+    Progress goes to `console`, problems to `errors` (stdout and stderr in the command).
+    """
     try:
         document, state = _load(options)
-    except RunFailed as exc:
-        console.print(str(exc), markup=False)
+        runtime = LocalRuntime(state, on_event=lambda e: _print_event(console, e), env=_child_env())
+        admission = _admit(options, runtime, document)
+    except (RunFailed, StateUnreadable) as exc:
+        errors.print(str(exc), markup=False)
         return 1
-    runtime = LocalRuntime(state, on_event=lambda e: _print_event(console, e), env=_child_env())
-    resumed = state.load_customization() is not None
-    mc = runtime.admit(document)
+    mc = admission.customization
     console.print(
-        f"[bold]{'Resuming' if resumed else 'Running'}[/] {mc.metadata.name} (state in {state.dir})"
+        f"[bold]{'Resuming' if admission.resumed else 'Running'}[/] {mc.metadata.name} "
+        f"(state in {state.dir})"
     )
+    _report_pin(console, options, admission)
     progress = _Progress()
+    _skip_earlier_logs(console, state, progress)
     deadline = time.monotonic() + options.timeout_seconds
     step: Step | None = None
     try:
@@ -113,7 +149,7 @@ def run(options: RunOptions, console: Console) -> int:
                 break
             time.sleep(_POLL_SECONDS)
         else:
-            console.print(f"[yellow]Stopped after {options.timeout_seconds:.0f}s[/]")
+            errors.print(f"[yellow]Stopped after {options.timeout_seconds:.0f}s[/]")
     except KeyboardInterrupt:
         console.print("\n[yellow]Interrupted: stopping what this run started[/]")
     finally:
@@ -123,9 +159,40 @@ def run(options: RunOptions, console: Console) -> int:
         runtime.stop_trainers()
         if not options.keep_serving:
             runtime.stop_serving()
-    _summary(console, runtime, options)
+    _summary(console, errors, runtime, options)
     status = runtime.customization().status
     return 0 if status is not None and status.phase in ("Ready", "RollingOut") else 2
+
+
+def _report_pin(console: Console, options: RunOptions, admission: Admission) -> None:
+    if admission.kept_pin is not None:
+        console.print(
+            f"Serving v{admission.kept_pin} as pinned by `bespoke rollback` "
+            f"(kept while {options.file} is unchanged)",
+            markup=False,
+        )
+    if admission.dropped_pin is not None:
+        n = admission.dropped_pin
+        console.print(
+            f"[yellow]{escape(str(options.file))} changed since `bespoke rollback` pinned v{n}: "
+            f"the file decides again (set spec.serving.pinnedVersion: {n} in it to keep serving "
+            f"v{n})[/]"
+        )
+
+
+def _skip_earlier_logs(console: Console, state: CustomizationState, progress: _Progress) -> None:
+    """Starts each existing trainer log after its last complete line: those were shown before."""
+    earlier = 0
+    for run in state.runs():
+        if run.log.exists():
+            data = run.log.read_bytes()
+            progress.log_offsets[run.log] = data.rfind(b"\n") + 1
+            earlier += 1
+    if earlier:
+        console.print(
+            f"[dim]Earlier trainer logs ({earlier} attempt(s)) stay in "
+            f"{state.dir / 'runs'}/*/trainer.log[/]"
+        )
 
 
 def _finished(
@@ -176,7 +243,13 @@ def _start_traffic(
         console.print(f"[yellow]No {source}: running without traffic[/]")
         progress.traffic_thread = threading.Thread(target=lambda: None)
         return
-    texts = load_texts(source)
+    try:
+        texts = load_texts(source)
+    except (OSError, ValueError) as exc:
+        # The model is served by now: report the traffic file and keep the run going without it.
+        console.print(f"[yellow]{escape(f'{source}: {exc}')} — running without traffic[/]")
+        progress.traffic_thread = threading.Thread(target=lambda: None)
+        return
     console.print(f"Replaying {options.traffic} traffic from {source} to {endpoint}")
     progress.traffic_thread = threading.Thread(
         target=replay,
@@ -211,7 +284,7 @@ def _print_event(console: Console, event: Event) -> None:
     console.print(f"[{colour}]{event.reason}[/]: {event.message}", highlight=False)
 
 
-def _summary(console: Console, runtime: LocalRuntime, options: RunOptions) -> None:
+def _summary(console: Console, errors: Console, runtime: LocalRuntime, options: RunOptions) -> None:
     mc = runtime.customization()
     console.print()
     print_versions(console, runtime.state.versions())
@@ -241,18 +314,31 @@ def _summary(console: Console, runtime: LocalRuntime, options: RunOptions) -> No
         (c for c in status.conditions if c.type == "Stalled" and c.status == "True"), None
     )
     if stalled is not None:
-        console.print(f"[red]Stalled ({stalled.reason})[/]: {stalled.message}", markup=True)
+        errors.print(f"[red]Stalled ({stalled.reason})[/]: {stalled.message}", markup=True)
     if status.production_version:
         card = (
             runtime.state.artifacts / "versions" / f"v{status.production_version}" / "model-card.md"
         )
         console.print(f"Model card: {card}")
-    console.print(
-        "Next: `bespoke versions NAME`, `bespoke run FILE --traffic drifted --keep-serving`, "
-        "`bespoke rollback NAME VERSION`".replace("NAME", mc.metadata.name).replace(
-            "FILE", str(options.file)
+    name, file = mc.metadata.name, options.file
+    if status.phase == "Failed":
+        # Rerunning with traffic or rolling back does not help a version that failed: its record
+        # says why, and a corrected file trains a new one.
+        hint = (
+            f"Next: `bespoke versions {name}` shows why v{status.latest_version} failed; "
+            f"fix {file} and run it again"
         )
-    )
+    elif status.phase in ("Ready", "RollingOut"):
+        hint = (
+            f"Next: `bespoke versions {name}`, "
+            f"`bespoke run {file} --traffic drifted --keep-serving`, "
+            f"`bespoke rollback {name} VERSION`"
+        )
+    elif status.phase == "AwaitingApproval" and status.candidate_version is not None:
+        hint = f"Next: `bespoke rollback {name} {status.candidate_version}` approves and serves it"
+    else:
+        hint = f"Next: `bespoke run {file}` again continues where this run stopped"
+    console.print(hint, markup=False)
 
 
 def print_versions(console: Console, versions: list[ModelVersion]) -> None:
@@ -307,24 +393,65 @@ def print_status(console: Console, state_dir: Path, name: str | None) -> int:
     return 0
 
 
-def rollback(console: Console, state_dir: Path, name: str, version: int) -> int:
-    """Pins `version` (until the next `bespoke run` of the file) and redeploys it if serving."""
+#: Decisions of a version that passed its gates; only such a version is offered for rollback.
+_SERVABLE_PHASES: Final = ("Promoted", "Retired", "AwaitingApproval")
+_PIN_RULE: Final = (
+    "`bespoke run` of the same file keeps the pin; once the file is edited, its own "
+    "spec.serving.pinnedVersion decides (set it there to keep a pin)"
+)
+
+
+def _servable(version: ModelVersion) -> bool:
+    status = version.status
+    return (
+        status is not None
+        and status.artifact_uri is not None
+        and status.phase in _SERVABLE_PHASES
+        and status.reason != "RolloutFailed"  # the decision core refuses to pin those again
+    )
+
+
+def rollback(console: Console, errors: Console, state_dir: Path, name: str, version: int) -> int:
+    """Pins `version` (see `_PIN_RULE`) and redeploys it if serving; only a version that passed
+    its gates and has artifacts is accepted."""
     state = CustomizationState(state_dir, name)
     mc = state.load_customization()
     if mc is None:
-        console.print(f"No customization {name} in {state_dir}")
+        errors.print(f"No customization {name} in {state_dir}", markup=False)
         return 1
-    if not any(v.spec.version == version for v in state.versions()):
-        console.print(f"{name} has no version {version}: see `bespoke versions {name}`")
+    versions = state.versions()
+    chosen = next((v for v in versions if v.spec.version == version), None)
+    servable = ", ".join(f"v{v.spec.version}" for v in versions if _servable(v)) or "none yet"
+    if chosen is None or not _servable(chosen):
+        if chosen is None:
+            why = f"{name} has no version {version}"
+        else:
+            record = chosen.status
+            phase = (record.phase if record else None) or "Pending"
+            reason = f" ({record.reason})" if record and record.reason else ""
+            why = f"v{version} cannot be served: it is {phase}{reason}"
+            if record is None or record.artifact_uri is None:
+                why += " and has no artifacts"
+            elif record.reason == "RolloutFailed":
+                why += ": it did not become available when it was rolled out"
+            else:
+                why += (
+                    ": it did not pass its gates (to serve it anyway, set "
+                    f"spec.serving.pinnedVersion: {version} in the file)"
+                )
+        errors.print(
+            f"{why}. Versions that can be served: {servable} (`bespoke versions {name}`)",
+            markup=False,
+        )
         return 1
-    serving = mc.spec.serving.model_copy(update={"pinned_version": version})
-    state.save_customization(
-        mc.model_copy(update={"spec": mc.spec.model_copy(update={"serving": serving})})
-    )
     runtime = LocalRuntime(state, on_event=lambda e: _print_event(console, e))
+    runtime.pin(version)
     if state.serving() is None:
-        console.print(f"Pinned v{version}; it is served from the next `bespoke run`")
+        console.print(
+            f"Pinned v{version}: the next `bespoke run` serves it; {_PIN_RULE}", markup=False
+        )
         return 0
+    console.print(f"Pinned v{version}; {_PIN_RULE}", markup=False)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         status = runtime.step().decision.status
@@ -332,7 +459,7 @@ def rollback(console: Console, state_dir: Path, name: str, version: int) -> int:
             console.print(f"v{version} is serving at {status.endpoint}")
             return 0
         time.sleep(_POLL_SECONDS)
-    console.print(f"[red]v{version} did not become ready; see {state.serving_log}[/]")
+    errors.print(f"[red]v{version} did not become ready; see {state.serving_log}[/]")
     return 1
 
 
@@ -340,7 +467,7 @@ def stop(console: Console, state_dir: Path, name: str) -> int:
     """Stops the serving process and any trainer of a customization."""
     state = CustomizationState(state_dir, name)
     if state.load_customization() is None:
-        console.print(f"No customization {name} in {state_dir}")
+        console.print(f"No customization {name} in {state_dir}", markup=False)
         return 1
     runtime = LocalRuntime(state)
     runtime.stop_trainers()

@@ -208,3 +208,12 @@ def test_interrupted_run_continues_from_the_checkpoint(tmp_path: Path, env: dict
     assert versions[1]["status"]["phase"] == "Promoted"
     second = (state / "support-tickets" / "runs" / "v1-2" / "trainer.log").read_text()
     assert "Resuming from checkpoint at step" in second  # it did not start over
+    # The resumed run echoes the second attempt's progress only; the first's was shown before.
+    echoed = [line for line in resumed.stdout.splitlines() if line.startswith("  v1 trainer ")]
+    logged = [
+        line
+        for line in second.splitlines()
+        if " bespoke_trainer" in line and (" INFO " in line or " ERROR " in line)
+    ]
+    assert len(echoed) == len(logged)
+    assert "Earlier trainer logs (1 attempt(s))" in resumed.stdout

@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from bespoke_operator.api import ModelCustomization, ModelCustomizationStatus
+from bespoke_operator.api import (
+    ModelCustomization,
+    ModelCustomizationSpec,
+    ModelCustomizationStatus,
+    check_update,
+)
+from bespoke_operator.api.rules import RuleViolation
 from bespoke_operator.reconcile import (
     Action,
     CreateVersion,
@@ -40,18 +46,50 @@ from bespoke_operator.reconcile.serving_env import serving_env
 from bespoke_operator.runtimes.local import processes
 from bespoke_operator.runtimes.local.state import (
     CustomizationState,
+    RollbackPin,
     ServingRecord,
     TrainerRunDir,
     write_json,
 )
 
-__all__ = ["LocalRuntime", "MissingLocation", "prepare"]
+__all__ = ["Admission", "LocalRuntime", "MissingLocation", "UpdateRefused", "prepare"]
 
 _SCHEMES: Final = ("hf://", "s3://", "pvc://", "file://")
 
 
 class MissingLocation(Exception):  # noqa: N818 - reads as what happened
     """A local model or data location of the customization does not exist."""
+
+
+class UpdateRefused(Exception):  # noqa: N818 - reads as what happened
+    """The file changes what an existing customization cannot change; nothing was stored.
+
+    The same transition rules (and messages) as the CRD's, which the API server enforces on an
+    update; `violations` have field paths relative to `spec`.
+    """
+
+    def __init__(self, violations: list[RuleViolation]) -> None:
+        self.violations = violations
+        super().__init__("; ".join(f"spec{v.field_path}: {v.message}" for v in violations))
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What admitting a file did: the customization stored, and what became of a rollback pin."""
+
+    customization: ModelCustomization
+    resumed: bool
+    kept_pin: int | None = None
+    dropped_pin: int | None = None
+
+
+def _spec_json(spec: ModelCustomizationSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json", by_alias=True)
+
+
+def _with_pin(spec: ModelCustomizationSpec, version: int | None) -> ModelCustomizationSpec:
+    serving = spec.serving.model_copy(update={"pinned_version": version})
+    return spec.model_copy(update={"serving": serving})
 
 
 def _resolve(uri: str, base: Path) -> str:
@@ -118,18 +156,65 @@ class LocalRuntime:
 
     # --- the customization ---------------------------------------------------------------------
 
-    def admit(self, document: Mapping[str, Any]) -> ModelCustomization:
-        """Stores the wanted customization, keeping status; a changed spec bumps the generation."""
-        previous = self.state.load_customization()
-        generation = 1
-        status = None
-        if previous is not None:
-            status = previous.status
-            old_spec = previous.spec.model_dump(mode="json", by_alias=True)
-            wanted = ModelCustomization.model_validate({**document, "status": None})
-            changed = wanted.spec.model_dump(mode="json", by_alias=True) != old_spec
-            generation = (previous.metadata.generation or 1) + (1 if changed else 0)
+    def admit(self, document: Mapping[str, Any]) -> Admission:
+        """Stores the wanted customization, keeping status; a changed spec bumps the generation.
+
+        As on a cluster, a change the CRD's transition rules forbid (`task`) raises
+        `UpdateRefused` and stores nothing. A `bespoke rollback` pin survives admitting the same
+        file again; a file that says anything else is the newer intent, so the pin is dropped
+        and the file's own `serving.pinnedVersion` (usually none) decides.
+        """
         body = copy.deepcopy(dict(document))
+        wanted = ModelCustomization.model_validate({**body, "status": None})
+        previous = self.state.load_customization()
+        if previous is None:
+            # A pin left behind by a customization whose state was removed pins nothing now.
+            self.state.save_rollback_pin(None)
+            return Admission(self._store(body, 1, None), resumed=False)
+        violations = check_update(previous.spec, wanted.spec)
+        if violations:
+            raise UpdateRefused(violations)
+        pin = self.state.rollback_pin()
+        if pin is not None and previous.spec.serving.pinned_version != pin.version:
+            pin = None  # the stored spec no longer carries it: a stale record
+            self.state.save_rollback_pin(None)
+        kept = dropped = None
+        if pin is not None:
+            as_filed = _with_pin(previous.spec, pin.replaced)
+            if _spec_json(wanted.spec) == _spec_json(as_filed):
+                serving = {**body["spec"].get("serving", {}), "pinnedVersion": pin.version}
+                body["spec"] = {**body["spec"], "serving": serving}
+                kept = pin.version
+            else:
+                dropped = pin.version
+        effective = ModelCustomization.model_validate({**body, "status": None})
+        changed = _spec_json(effective.spec) != _spec_json(previous.spec)
+        generation = (previous.metadata.generation or 1) + (1 if changed else 0)
+        mc = self._store(body, generation, previous.status)
+        if dropped is not None:
+            self.state.save_rollback_pin(None)
+        return Admission(mc, resumed=True, kept_pin=kept, dropped_pin=dropped)
+
+    def pin(self, version: int) -> ModelCustomization:
+        """Serves exactly `version` (`bespoke rollback`): a spec change, as on a cluster.
+
+        The file's own pin is remembered, so admitting the unchanged file again keeps this one.
+        """
+        mc = self.customization()
+        pin = self.state.rollback_pin()
+        own = mc.spec.serving.pinned_version
+        replaced = pin.replaced if pin is not None and own == pin.version else own
+        self.state.save_rollback_pin(RollbackPin(version, replaced))
+        if own == version:
+            return mc
+        metadata = mc.metadata.model_copy(update={"generation": (mc.metadata.generation or 1) + 1})
+        pinned = mc.model_copy(update={"spec": _with_pin(mc.spec, version), "metadata": metadata})
+        self.state.save_customization(pinned)
+        return pinned
+
+    def _store(
+        self, body: dict[str, Any], generation: int, status: ModelCustomizationStatus | None
+    ) -> ModelCustomization:
         body["metadata"] = {**body["metadata"], "generation": generation, "namespace": "local"}
         body["status"] = status.model_dump(mode="json", by_alias=True) if status else None
         mc = ModelCustomization.model_validate(body)

@@ -10,6 +10,7 @@ Layout under `<state-dir>/<customization>/`:
 | `artifacts/versions/v<N>/` | the trainer's artifacts (the storage location of local runs) |
 | `serving.json`, `serving.log` | the `bentoml serve` process: pid, port, version |
 | `events.jsonl` | lifecycle events |
+| `rollback.json` | the version `bespoke rollback` pinned, and the file's own pin it replaced |
 """
 
 from __future__ import annotations
@@ -23,7 +24,29 @@ from typing import Any
 
 from bespoke_operator.api import ModelCustomization, ModelVersion
 
-__all__ = ["CustomizationState", "ServingRecord", "TrainerRunDir", "write_json"]
+__all__ = [
+    "CustomizationState",
+    "RollbackPin",
+    "ServingRecord",
+    "StateUnreadable",
+    "TrainerRunDir",
+    "write_json",
+]
+
+
+class StateUnreadable(Exception):  # noqa: N818 - reads as what happened
+    """A file of the state directory cannot be read back (edited by hand, truncated, a folder)."""
+
+    def __init__(self, path: Path, error: Exception, state_dir: Path) -> None:
+        self.path = path
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        super().__init__(
+            f"{path} cannot be read ({reason}): restore it, or move {state_dir} aside to start over"
+        )
+
+
+def _number(text: str) -> int:
+    return int(text) if text.isdigit() else 0
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -74,6 +97,18 @@ class ServingRecord:
         return f"http://127.0.0.1:{self.port}"
 
 
+@dataclass(frozen=True)
+class RollbackPin:
+    """A `bespoke rollback` pin: kept while the file is rerun unchanged (see `LocalRuntime.admit`).
+
+    `replaced` is the file's own `serving.pinnedVersion`, so the spec as the file states it can be
+    told apart from the pin when the file is admitted again.
+    """
+
+    version: int
+    replaced: int | None
+
+
 class CustomizationState:
     """Reads and writes one customization's state directory."""
 
@@ -98,17 +133,24 @@ class CustomizationState:
         path = self.dir / "customization.json"
         if not path.exists():
             return None
-        return ModelCustomization.model_validate_json(path.read_text(encoding="utf-8"))
+        try:
+            return ModelCustomization.model_validate_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise StateUnreadable(path, exc, self.dir) from exc
 
     def save_customization(self, mc: ModelCustomization) -> None:
         write_json(self.dir / "customization.json", mc.model_dump(mode="json", by_alias=True))
 
     def versions(self) -> list[ModelVersion]:
-        folder = self.dir / "versions"
-        return [
-            ModelVersion.model_validate_json(p.read_text(encoding="utf-8"))
-            for p in sorted(folder.glob("v*.json"))
-        ]
+        found = []
+        # By number: by name v10 would come before v2.
+        files = sorted((self.dir / "versions").glob("v*.json"), key=lambda p: _number(p.stem[1:]))
+        for path in files:
+            try:
+                found.append(ModelVersion.model_validate_json(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as exc:
+                raise StateUnreadable(path, exc, self.dir) from exc
+        return found
 
     def save_version(self, version: ModelVersion) -> None:
         path = self.dir / "versions" / f"v{version.spec.version}.json"
@@ -121,16 +163,21 @@ class CustomizationState:
         return TrainerRunDir(self.dir / "runs" / f"v{version}-{attempt}", version, attempt)
 
     def runs(self) -> Iterator[TrainerRunDir]:
-        for path in sorted((self.dir / "runs").glob("v*-*")):
+        found = []
+        for path in (self.dir / "runs").glob("v*-*"):
             version, _, attempt = path.name[1:].partition("-")
             if version.isdigit() and attempt.isdigit():
-                yield TrainerRunDir(path, int(version), int(attempt))
+                found.append(TrainerRunDir(path, int(version), int(attempt)))
+        yield from sorted(found, key=lambda run: (run.version, run.attempt))
 
     def serving(self) -> ServingRecord | None:
         path = self.dir / "serving.json"
         if not path.exists():
             return None
-        return ServingRecord(**json.loads(path.read_text(encoding="utf-8")))
+        try:
+            return ServingRecord(**json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            raise StateUnreadable(path, exc, self.dir) from exc
 
     def save_serving(self, record: ServingRecord | None) -> None:
         path = self.dir / "serving.json"
@@ -138,6 +185,22 @@ class CustomizationState:
             path.unlink(missing_ok=True)
         else:
             write_json(path, record.__dict__)
+
+    def rollback_pin(self) -> RollbackPin | None:
+        path = self.dir / "rollback.json"
+        if not path.exists():
+            return None
+        try:
+            return RollbackPin(**json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            raise StateUnreadable(path, exc, self.dir) from exc
+
+    def save_rollback_pin(self, pin: RollbackPin | None) -> None:
+        path = self.dir / "rollback.json"
+        if pin is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_json(path, pin.__dict__)
 
     def append_event(self, event: dict[str, Any]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
