@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bespoke_operator import kube_yaml
 from bespoke_operator.api import ModelCustomization, ModelVersion
 from bespoke_operator.reconcile import Event
 from bespoke_operator.runtimes.local.runtime import (
@@ -73,7 +73,7 @@ def _load(options: RunOptions) -> tuple[dict[str, Any], CustomizationState]:
     name = customizations[0].metadata.name
     raw = next(
         d
-        for d in yaml.safe_load_all(options.file.read_text())
+        for d in kube_yaml.load_all(options.file.read_text())
         if d and d.get("kind") == "ModelCustomization"
     )
     state = CustomizationState(options.state_dir.resolve(), name)

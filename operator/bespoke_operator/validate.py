@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import difflib
-import re
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
@@ -14,13 +13,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from bespoke_operator import kube_yaml
 from bespoke_operator.api import API_VERSION, ModelCustomization, ModelVersion
 from bespoke_operator.api._base import FORMAT_HINTS
 from bespoke_operator.api.rules import RULE_ERROR_TYPE
 
 __all__ = [
     "KINDS",
-    "KubectlYamlLoader",
     "Problem",
     "Resource",
     "ResourceValidationError",
@@ -57,39 +56,6 @@ class ResourceValidationError(Exception):
         self.problems = list(problems)
 
 
-class KubectlYamlLoader(yaml.SafeLoader):
-    """Reads YAML as kubectl does, so a file is judged here as the API server will judge it.
-
-    kubectl's parser (go-yaml) takes `2e-3` and `1.0e3` for numbers where PyYAML, following YAML
-    1.1, keeps them strings; a decimal written that way would pass as a string here but reach the
-    server as a number its schema refuses. One deliberate difference: a key given twice is
-    refused here, while kubectl silently keeps one of the values.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Hashable] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, Hashable) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"key {key!r} is given twice, and only one value would count — keep one",
-                    key_node.start_mark,
-                )
-            if isinstance(key, Hashable):
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-# go-yaml's float form; appended after PyYAML's resolvers, so it only adds what they leave out.
-KubectlYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$"),
-    list("-+.0123456789"),
-)
-
-
 def load_file(path: Path) -> list[Resource]:
     """Parses every resource in a file; raises `ResourceValidationError` with all its problems."""
     try:
@@ -107,7 +73,7 @@ def load_file(path: Path) -> list[Resource]:
 def validate_text(text: str, source: str) -> tuple[list[Resource], list[Problem]]:
     """Parses YAML text holding one or more resources; returns them and every problem found."""
     try:
-        documents = [d for d in yaml.load_all(text, Loader=KubectlYamlLoader) if d is not None]
+        documents = [d for d in kube_yaml.load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         return [], [Problem(source, "", _yaml_message(exc))]
     if not documents:

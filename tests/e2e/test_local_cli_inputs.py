@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
+from bespoke_operator import kube_yaml
 from bespoke_operator.cli import app
 from tests.unit.api.fixtures import FIXTURES
 
@@ -32,7 +33,7 @@ def test_missing_dataset_fails_fast_naming_field_and_location(tmp_path: Path) ->
     document = yaml.safe_load(FLAGSHIP.read_text())
     document["spec"]["dataset"]["train"]["uri"] = "data/nowhere.jsonl"
     path = tmp_path / "customization.yaml"
-    path.write_text(yaml.safe_dump(document))
+    path.write_text(kube_yaml.dump(document))
     result = runner.invoke(app, ["run", str(path), "--state-dir", str(tmp_path / "state")])
     assert result.exit_code == 1
     assert "spec.dataset.train.uri" in result.output

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
+from bespoke_operator import kube_yaml
 from bespoke_operator.api import ModelCustomizationStatus, ModelVersion, ModelVersionStatus
 from bespoke_operator.cli import app
 from bespoke_operator.reconcile import CreateVersion, decide
@@ -30,7 +31,7 @@ OLD_LOG_LINE = "2026-01-01 10:00:00 INFO bespoke_trainer.train: Step 10/40 loss 
 
 
 def _write_file(path: Path, document: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    path.write_text(kube_yaml.dump(document))
     return path
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from bespoke_operator import kube_yaml
+
 pytestmark = pytest.mark.slow
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support-tickets"
@@ -67,7 +69,7 @@ def _example(root: Path, **training: Any) -> Path:
     spec["evaluation"]["championDelta"] = {"metric": "macroF1", "minImprovement": "-0.5"}
     spec["monitoring"].update({"windowSize": 40, "intervalSeconds": 5})
     path = root / "customization.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    path.write_text(kube_yaml.dump(document))
     return path
 
 
@@ -169,7 +171,7 @@ def test_rerun_resumes_and_rejected_candidate_keeps_production(
     document = yaml.safe_load(file.read_text())
     document["spec"]["training"]["epochs"] = 1
     document["spec"]["evaluation"]["gates"] = [{"metric": "accuracy", "min": "0.9999"}]
-    file.write_text(yaml.safe_dump(document, sort_keys=False))
+    file.write_text(kube_yaml.dump(document))
     rejected = _bespoke("run", str(file), "--state-dir", str(state), "--keep-serving", env=env)
     assert rejected.returncode == 0, rejected.stdout + rejected.stderr
     versions = _versions(state)

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from bespoke_operator import kube_yaml
 from bespoke_operator.api import ModelCustomization
 from bespoke_operator.api.crd import KINDS, openapi_schema
-from bespoke_operator.validate import KubectlYamlLoader
 
 from .fixtures import FIXTURES, InvalidFixture, example_files, invalid_fixtures
 from .openapi import apply_defaults, schema_errors
@@ -33,7 +33,7 @@ def test_invalid_fixtures_fail_the_generated_schema_for_the_same_reason(
     fixture: InvalidFixture,
 ) -> None:
     # Read as kubectl reads it (`2e-3` is a number), since that is what reaches the server.
-    document = yaml.load(fixture.path.read_text(), Loader=KubectlYamlLoader)
+    document = next(kube_yaml.load_all(fixture.path.read_text()))
     errors = schema_errors(document, SCHEMA)
     assert any(fixture.expect in e for e in errors), errors
 
