@@ -80,7 +80,8 @@ def _load(options: RunOptions) -> tuple[dict[str, Any], CustomizationState]:
     try:
         document = prepare(raw, options.file.parent.resolve(), state)
     except MissingLocation as exc:
-        raise RunFailed(f"{options.file}: {exc}") from exc
+        lines = (f"{options.file}: {line}" for line in str(exc).splitlines())
+        raise RunFailed("\n".join(lines)) from exc
     try:
         state.dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -41,6 +41,28 @@ def test_missing_dataset_fails_fast_naming_field_and_location(tmp_path: Path) ->
     assert not (tmp_path / "state").exists()
 
 
+def test_every_unusable_location_is_named_at_once(tmp_path: Path) -> None:
+    document = yaml.safe_load(FLAGSHIP.read_text())
+    document["spec"]["dataset"]["train"]["uri"] = "data/nowhere.jsonl"
+    document["spec"]["dataset"]["test"] = {"uri": "pvc://bespoke-data/test.jsonl"}
+    document["spec"]["baseModel"]["uri"] = "/models/none"
+    path = tmp_path / "customization.yaml"
+    path.write_text(kube_yaml.dump(document))
+
+    result = runner.invoke(app, ["run", str(path), "--state-dir", str(tmp_path / "state")])
+
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.startswith(str(path))]
+    assert [line.split(": ")[1] for line in lines] == [
+        "spec.baseModel.uri",
+        "spec.dataset.train.uri",
+        "spec.dataset.test.uri",
+        "spec.monitoring.onDrift.dataset.uri",  # relative to the file, so missing here too
+    ]
+    assert "exists only on a cluster" in lines[2]
+    assert not (tmp_path / "state").exists()
+
+
 def test_status_and_versions_of_an_empty_state_dir_say_so(tmp_path: Path) -> None:
     status = runner.invoke(app, ["status", "--state-dir", str(tmp_path)])
     assert status.exit_code == 1

@@ -14,9 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from bespoke_operator.api import (
+    URI_SCHEMES,
     ModelCustomization,
     ModelCustomizationSpec,
     ModelCustomizationStatus,
@@ -53,8 +54,6 @@ from bespoke_operator.runtimes.local.state import (
 )
 
 __all__ = ["Admission", "LocalRuntime", "MissingLocation", "UpdateRefused", "prepare"]
-
-_SCHEMES: Final = ("hf://", "s3://", "pvc://", "file://")
 
 
 class MissingLocation(Exception):  # noqa: N818 - reads as what happened
@@ -94,7 +93,7 @@ def _with_pin(spec: ModelCustomizationSpec, version: int | None) -> ModelCustomi
 
 def _resolve(uri: str, base: Path) -> str:
     """Relative paths are relative to the customization file, as a person reading it expects."""
-    if uri.startswith(_SCHEMES) or Path(uri).is_absolute():
+    if uri.startswith(URI_SCHEMES) or Path(uri).is_absolute():
         return uri
     return str((base / uri).resolve())
 
@@ -102,8 +101,8 @@ def _resolve(uri: str, base: Path) -> str:
 def prepare(document: Mapping[str, Any], base: Path, state: CustomizationState) -> dict[str, Any]:
     """The customization as the local runtime runs it: paths resolved, storage in the state dir.
 
-    Raises `MissingLocation` naming the field and the location when a local file is missing, so
-    nothing starts on a typo.
+    Raises `MissingLocation` naming every field whose local file is missing (or that names a
+    PersistentVolumeClaim, which only a cluster has), so nothing starts on a typo.
     """
     doc = copy.deepcopy(dict(document))
     spec = doc["spec"]
@@ -117,11 +116,19 @@ def prepare(document: Mapping[str, Any], base: Path, state: CustomizationState) 
     drift_data = spec.get("monitoring", {}).get("onDrift", {}).get("dataset")
     if drift_data:
         places.append(("spec.monitoring.onDrift.dataset.uri", drift_data))
+    problems = []
     for field, holder in places:
         holder["uri"] = _resolve(holder["uri"], base)
         uri = holder["uri"].removeprefix("file://")
-        if not uri.startswith(_SCHEMES) and not Path(uri).exists():
-            raise MissingLocation(f"{field}: {holder['uri']} does not exist — check the path")
+        if uri.startswith("pvc://"):
+            problems.append(
+                f"{field}: {uri} is a PersistentVolumeClaim, which exists only on a cluster — "
+                "use a path to the same files here"
+            )
+        elif not uri.startswith(URI_SCHEMES) and not Path(uri).exists():
+            problems.append(f"{field}: {holder['uri']} does not exist — check the path")
+    if problems:
+        raise MissingLocation("\n".join(problems))
     spec["storage"] = {"uri": str(state.artifacts)}
     return doc
 
