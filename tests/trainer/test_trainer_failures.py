@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+from huggingface_hub import constants as hub_constants
 from trainer_helpers import ConfigFactory, keyword_rows, summary_of, write_config, write_jsonl
 
 from bespoke_trainer import loop
@@ -76,18 +77,37 @@ def test_invalid_data_exits_3(tmp_path: Path, make_config: ConfigFactory, tiny_b
     assert "no column 'text'" in summary["message"]
 
 
-@pytest.mark.parametrize("kind", ["missing", "no-weights"])
-def test_model_load_failure_exits_4(
-    tmp_path: Path, make_config: ConfigFactory, train: Path, kind: str
+def test_a_model_that_cannot_be_loaded_exits_4(
+    tmp_path: Path, make_config: ConfigFactory, train: Path
 ) -> None:
     model = tmp_path / "model"
-    if kind == "no-weights":
-        model.mkdir()
-        (model / "config.json").write_text('{"model_type": "bert"}', encoding="utf-8")
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "bert"}', encoding="utf-8")  # no weights
     config = make_config(model=model, train=train)
     code, summary = _run(tmp_path, config)
     _assert_failed(summary, code, "ModelLoadFailed", 4)
     assert str(model) in summary["message"]
+
+
+def test_a_model_that_is_not_there_exits_7(
+    tmp_path: Path, make_config: ConfigFactory, train: Path
+) -> None:
+    model = tmp_path / "no-such-model"
+    code, summary = _run(tmp_path, make_config(model=model, train=train))
+    _assert_failed(summary, code, "ModelNotFound", 7)
+    assert str(model) in summary["message"]
+
+
+def test_a_hub_model_missing_from_the_offline_cache_exits_7(
+    tmp_path: Path, make_config: ConfigFactory, train: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Offline (as every test run here is), the cache is all there is: not there means not found.
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    config = make_config(model=tmp_path, train=train)
+    config["baseModel"] = {"uri": "hf://no-such-org/no-such-model"}
+    code, summary = _run(tmp_path, config)
+    _assert_failed(summary, code, "ModelNotFound", 7)
+    assert "HF_HUB_OFFLINE" in summary["message"]
 
 
 def _raise_cuda_oom_mock(*args: Any, **kwargs: Any) -> Any:

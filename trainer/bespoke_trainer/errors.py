@@ -6,6 +6,7 @@ Hierarchy::
     ├── InvalidConfigError (exit 2, InvalidConfig)
     ├── InvalidDataError (exit 3, InvalidData)
     ├── ModelLoadError (exit 4, ModelLoadFailed)
+    │   └── ModelNotFoundError (exit 7, ModelNotFound)
     ├── OutOfMemoryError (exit 5, OutOfMemory)
     └── StorageError (exit 6, StorageFailed)
 
@@ -22,6 +23,7 @@ __all__ = [
     "InvalidConfigError",
     "InvalidDataError",
     "ModelLoadError",
+    "ModelNotFoundError",
     "OutOfMemoryError",
     "StorageError",
     "TrainerError",
@@ -60,6 +62,15 @@ class ModelLoadError(TrainerError):
 
     exit_code = 4
     reason = "ModelLoadFailed"
+
+
+class ModelNotFoundError(ModelLoadError):
+    """The model is not where the spec says: a missing local path, or a Hub repository or
+    revision that does not exist (or these credentials cannot see). A retry cannot help;
+    a failed download (network, throttling) stays a `ModelLoadError`, which is retried."""
+
+    exit_code = 7
+    reason = "ModelNotFound"
 
 
 class OutOfMemoryError(TrainerError):

@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub.errors import (
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -21,7 +27,7 @@ from transformers import (
 )
 
 from bespoke_trainer.config import BaseModelConfig, MethodConfig
-from bespoke_trainer.errors import InvalidConfigError, ModelLoadError
+from bespoke_trainer.errors import InvalidConfigError, ModelLoadError, ModelNotFoundError
 from bespoke_trainer.uris import local_path, parse_hub
 
 __all__ = [
@@ -62,7 +68,9 @@ def _source(base: BaseModelConfig, cache_dir: Path) -> tuple[str, dict[str, Any]
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot fetch base model {base.uri}: {exc}") from exc
     if not path.is_dir():
-        raise ModelLoadError(f"base model {base.uri} is not a directory ({path})")
+        raise ModelNotFoundError(
+            f"base model {base.uri} is not a directory ({path}) — check baseModel.uri"
+        )
     return str(path), {}
 
 
@@ -107,7 +115,7 @@ def load_base(
         else:
             model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelLoadError(f"cannot load base model {base.uri}: {_first_line(exc)}") from exc
+        raise _load_failure(base.uri, exc) from exc
     if tokenizer.pad_token is None:
         # Causal models often ship without a pad token; padding is masked out anyway.
         tokenizer.pad_token = tokenizer.eos_token
@@ -126,6 +134,33 @@ def _peft_quiet() -> Iterator[None]:
             "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
         )
         yield
+
+
+def _load_failure(uri: str, exc: BaseException) -> ModelLoadError:
+    """A model that is not there fails for good; a download that failed may work next time."""
+    message = f"cannot load base model {uri}: {_first_line(exc)}"
+    for cause in _chain(exc):
+        if isinstance(cause, RepositoryNotFoundError | RevisionNotFoundError):
+            return ModelNotFoundError(
+                f"{message} — check baseModel.uri and revision, and that the credentials in "
+                "storage.secretRef can see the repository"
+            )
+        if isinstance(cause, LocalEntryNotFoundError) and hub_constants.HF_HUB_OFFLINE:
+            # Offline, the cache is all there is: retrying reads the same cache.
+            return ModelNotFoundError(
+                f"{message} — the Hub is off (HF_HUB_OFFLINE) and the model is not in the "
+                "cache: put it there, or point baseModel.uri at a local copy"
+            )
+    return ModelLoadError(message)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def _first_line(exc: BaseException) -> str:

@@ -54,8 +54,9 @@ __all__ = [
 ]
 
 APPROVAL_ANNOTATION: Final = "bespoke.dev/approved"
-#: Trainer exit codes a retry cannot fix: invalid config, invalid data, out of memory.
-PERMANENT_EXIT_CODES: Final = frozenset({2, 3, 5})
+#: Trainer exit codes a retry cannot fix: invalid config, invalid data, out of memory, model not
+#: found (see bespoke_trainer.errors; the Job fails fast on them too).
+PERMANENT_EXIT_CODES: Final = frozenset({2, 3, 5, 7})
 _IN_FLIGHT: Final = frozenset({None, "Pending", "Training", "Evaluating"})
 
 

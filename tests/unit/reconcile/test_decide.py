@@ -245,16 +245,18 @@ def test_failed_trainer_is_retried_within_the_limit_then_fails() -> None:
     assert world.reasons().count("TrainingFailed") == 1
 
 
-def test_invalid_data_is_not_retried() -> None:
+@pytest.mark.parametrize(
+    ("reason", "exit_code"), [("InvalidData", 3), ("ModelNotFound", 7)], ids=["data", "model"]
+)
+def test_a_failure_a_retry_cannot_fix_is_not_retried(reason: str, exit_code: int) -> None:
     world = InMemoryWorld(customization())
     world.reconcile()
-    bad = TrainerSummary(
-        outcome="Failed", reason="InvalidData", message="column `label` missing", exitCode=3
-    )
+    bad = TrainerSummary(outcome="Failed", reason=reason, message="fix me", exitCode=exit_code)
     world.finish(1, TrainerRun(1, 1, "Failed", summary=bad))
     decision = world.reconcile()
     assert actions_of(decision, StartTrainer) == []
-    assert world.versions[1].status.message == "column `label` missing"  # type: ignore[union-attr]
+    assert world.versions[1].status.reason == reason  # type: ignore[union-attr]
+    assert world.versions[1].status.message == "fix me"  # type: ignore[union-attr]
 
 
 def test_disrupted_trainer_restarts_without_using_a_retry() -> None:

@@ -90,7 +90,7 @@ def test_gpu_job_carries_scheduling_queue_and_failure_policy() -> None:
     assert job["spec"]["activeDeadlineSeconds"] == 43200
     rules = job["spec"]["podFailurePolicy"]["rules"]
     assert rules[0]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
-    assert rules[1]["onExitCodes"]["values"] == [2, 3, 5]
+    assert rules[1]["onExitCodes"]["values"] == [2, 3, 5, 7]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/mnt/pvc/legal-data", "/mnt/pvc/legal-artifacts", "/etc/bespoke"} <= mounts
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bespoke_operator.api import ModelCustomizationSpec, ModelVersionSpec
-from bespoke_operator.reconcile.decide import version_name
+from bespoke_operator.reconcile.decide import PERMANENT_EXIT_CODES, version_name
 from bespoke_operator.reconcile.serving_env import serving_env
 
 __all__ = [
@@ -35,8 +35,6 @@ TRAINER_CONTAINER: Final = "trainer"
 SERVING_PORT: Final = 3000
 #: On trainer objects: the training hash of the version they train (a label value is too short).
 TRAINING_HASH_ANNOTATION: Final = "bespoke.dev/training-hash"
-#: Exit codes the trainer uses for failures a retry cannot fix (see bespoke_trainer.errors).
-_FAIL_FAST_EXIT_CODES: Final = [2, 3, 5]
 _PART_OF: Final = {
     "app.kubernetes.io/part-of": "bespoke",
     "app.kubernetes.io/managed-by": "bespoke",
@@ -301,7 +299,7 @@ def trainer_job(
                         "onExitCodes": {
                             "containerName": TRAINER_CONTAINER,
                             "operator": "In",
-                            "values": _FAIL_FAST_EXIT_CODES,
+                            "values": sorted(PERMANENT_EXIT_CODES),
                         },
                     },
                 ]
