@@ -32,7 +32,8 @@ _err = Console(stderr=True, highlight=False, soft_wrap=True)
 @app.command()
 def validate(
     files: Annotated[
-        list[Path], typer.Argument(help="Resource files (YAML) to check.", show_default=False)
+        list[Path],
+        typer.Argument(help="Resource files (YAML) to check.", show_default=False, metavar="FILE"),
     ],
 ) -> None:
     """Check ModelCustomization / ModelVersion files; report every problem with its field path."""
@@ -92,7 +93,9 @@ def _readable_state() -> Iterator[None]:
 
 @app.command()
 def run(
-    file: Annotated[Path, typer.Argument(help="A ModelCustomization file.", show_default=False)],
+    file: Annotated[
+        Path, typer.Argument(help="A ModelCustomization file.", show_default=False, metavar="FILE")
+    ],
     state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
     traffic: Annotated[
         local_run.Traffic,
@@ -115,7 +118,7 @@ def run(
 @app.command()
 def status(
     name: Annotated[
-        str | None, typer.Argument(help="Customization name (all when omitted).")
+        str | None, typer.Argument(help="Customization name (all when omitted).", metavar="NAME")
     ] = None,
     state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
 ) -> None:
@@ -127,7 +130,9 @@ def status(
 
 @app.command()
 def versions(
-    name: Annotated[str, typer.Argument(help="Customization name.", show_default=False)],
+    name: Annotated[
+        str, typer.Argument(help="Customization name.", show_default=False, metavar="NAME")
+    ],
     state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
 ) -> None:
     """List a local customization's versions with metrics and gate verdicts."""
@@ -141,8 +146,12 @@ def versions(
 
 @app.command()
 def rollback(
-    name: Annotated[str, typer.Argument(help="Customization name.", show_default=False)],
-    version: Annotated[int, typer.Argument(help="Version to serve.", show_default=False, min=1)],
+    name: Annotated[
+        str, typer.Argument(help="Customization name.", show_default=False, metavar="NAME")
+    ],
+    version: Annotated[
+        int, typer.Argument(help="Version to serve.", show_default=False, min=1, metavar="VERSION")
+    ],
     state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
 ) -> None:
     """Serve an earlier version that passed its gates (on a cluster: spec.serving.pinnedVersion).
@@ -157,7 +166,9 @@ def rollback(
 
 @app.command()
 def stop(
-    name: Annotated[str, typer.Argument(help="Customization name.", show_default=False)],
+    name: Annotated[
+        str, typer.Argument(help="Customization name.", show_default=False, metavar="NAME")
+    ],
     state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
 ) -> None:
     """Stop a local customization's serving process and trainers."""
@@ -196,7 +207,9 @@ def _service_url(url: str) -> bool:
 
 @app.command("traffic")
 def traffic_command(
-    url: Annotated[str, typer.Argument(help="Service URL, e.g. http://127.0.0.1:3000.")],
+    url: Annotated[
+        str, typer.Argument(help="Service URL, e.g. http://127.0.0.1:3000.", metavar="URL")
+    ],
     profile: Annotated[
         str, typer.Option(help="Traffic file name under --example-dir/traffic/ (no suffix).")
     ] = "reference",
