@@ -255,3 +255,27 @@ async def test_a_relative_data_path_is_refused_on_a_cluster_before_any_version(
     assert stalled.message.startswith("spec.dataset.train.uri: data/sentiment/train.jsonl")
     assert "pvc://claim/path" in stalled.message
     assert _names(kube, "modelversions") == _names(kube, "jobs") == []
+
+
+async def test_an_earlier_namesakes_trainer_is_neither_observed_nor_adopted(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    runtime = _runtime(api)
+    body = await _stored_customization(api)
+    earlier = copy.deepcopy(body)
+    earlier["metadata"]["uid"] = "uid-of-an-earlier-sentiment"
+    # The earlier customization of this name was deleted; its version is gone, and its trainer
+    # objects still await the garbage collector.
+    await runtime.reconcile(earlier, new=True)
+    await api.delete(resource_path(API_VERSION, "modelversions", NAMESPACE, "sentiment-v1"))
+
+    with pytest.raises(ApiError) as raised:
+        await runtime.reconcile(body)  # a pass that observes: the old Job is not this one's
+
+    assert raised.value.status == 409
+    assert _names(kube, "jobs") == _names(kube, "configmaps") == []
+    outcome = await runtime.reconcile(body)
+    assert _names(kube, "modelversions") == ["sentiment-v1"]
+    owner = kube.stored("jobs")[0]["metadata"]["ownerReferences"][0]
+    assert owner["uid"] == body["metadata"]["uid"]
+    assert _condition(outcome.status, "Reconciling") == ("True", "Training")

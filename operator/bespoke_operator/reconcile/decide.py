@@ -95,10 +95,7 @@ class _Plan:
             v.spec.version: v.status for v in observed.versions
         }
         self.statuses = {n: s or ModelVersionStatus() for n, s in self.seen.items()}
-        # A trainer of an unrecorded or deleted version holds its number too: a new version
-        # never reuses a number whose trainer objects may still exist.
-        trained = [run.version for run in observed.trainer_runs]
-        self.latest = max([self.previous.latest_version, *self.specs, *trained])
+        self.latest = max([self.previous.latest_version, *self.specs])
         self.production = self.previous.production_version
         if self.production is not None and self.production not in self.specs:
             self.production = None
@@ -123,7 +120,9 @@ class _Plan:
         return sorted(n for n, s in self.statuses.items() if s.phase in _IN_FLIGHT)
 
     def create_version(self, trigger: str) -> int:
-        number = self.latest + 1
+        # A trainer of an unrecorded or deleted version holds its number too: a new version
+        # never reuses a number whose trainer objects may still exist.
+        number = max([self.latest, *(run.version for run in self.observed.trainer_runs)]) + 1
         warm = self.spec.training.warm_start and self.production is not None
         name = self.mc.metadata.name
         version = ModelVersion(

@@ -320,6 +320,18 @@ def test_a_trainer_of_an_unrecorded_version_keeps_its_number_from_being_reused()
     assert decision.status.latest_version == 2
 
 
+def test_a_stray_trainer_above_the_latest_version_changes_nothing_by_itself() -> None:
+    world = promoted_world()
+    # A Job numbered past every recorded version (say, an earlier namesake's, not yet collected).
+    world.runs[(2, 1)] = TrainerRun(2, 1, "Failed")
+
+    decision = world.reconcile()
+
+    assert actions_of(decision, CreateVersion) == []
+    assert decision.status.production_version == 1
+    assert decision.status.latest_version == 1
+
+
 def test_serving_only_change_redeploys_without_retraining() -> None:
     world = promoted_world()
     world.document["spec"]["serving"]["replicas"] = 3

@@ -19,6 +19,7 @@ __all__ = [
     "TRAINING_HASH_ANNOTATION",
     "Images",
     "OwnerRef",
+    "owned_by_another",
     "serving_deployment",
     "serving_name",
     "serving_pdb",
@@ -120,6 +121,14 @@ def _trainer_metadata(
     return _metadata(name, namespace, labels, owner, annotations)
 
 
+def owned_by_another(obj: dict[str, Any], customization_uid: str) -> bool:
+    """Whether a child belongs to another customization of the same name (an earlier one)."""
+    return any(
+        ref.get("kind") == "ModelCustomization" and ref.get("uid") != customization_uid
+        for ref in obj.get("metadata", {}).get("ownerReferences", [])
+    )
+
+
 def trainer_object_is_current(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """Whether a trainer object found under the wanted one's name is that object, not a leftover.
 
@@ -131,11 +140,7 @@ def trainer_object_is_current(existing: dict[str, Any], wanted: dict[str, Any]) 
     if metadata.get("deletionTimestamp"):
         return False
     wanted_metadata = wanted["metadata"]
-    owner_uid = wanted_metadata["ownerReferences"][0]["uid"]
-    if any(
-        ref.get("kind") == "ModelCustomization" and ref.get("uid") != owner_uid
-        for ref in metadata.get("ownerReferences", [])
-    ):
+    if owned_by_another(existing, wanted_metadata["ownerReferences"][0]["uid"]):
         return False
     found = (metadata.get("annotations") or {}).get(TRAINING_HASH_ANNOTATION)
     return found in (None, wanted_metadata["annotations"][TRAINING_HASH_ANNOTATION])

@@ -113,7 +113,7 @@ class KubernetesRuntime:
             # for real. Skipping three reads per new customization keeps a burst of creates fast.
             observed = Observed(now=self.clock(), drift=drift)
         else:
-            observed = await self._observe(mc, drift)
+            observed = await self._observe(mc, owner, drift)
         decision = decide(mc, observed)
         for stage in _stages(decision.actions):
             await self._apply_round(mc, stage, owner)
@@ -137,7 +137,9 @@ class KubernetesRuntime:
             _log.info("No drift reading from %s: %s", status.endpoint, exc)
             return None
 
-    async def _observe(self, mc: ModelCustomization, drift: DriftReport | None) -> Observed:
+    async def _observe(
+        self, mc: ModelCustomization, owner: objects.OwnerRef, drift: DriftReport | None
+    ) -> Observed:
         namespace = mc.metadata.namespace
         name = mc.metadata.name
         selector = f"bespoke.dev/customization={name}"
@@ -146,7 +148,12 @@ class KubernetesRuntime:
         )
         versions = observe.parse_versions(version_items)
         trainer = f"{selector},app.kubernetes.io/component=trainer"
-        jobs = await self.api.list(resource_path("batch/v1", "jobs", namespace), trainer)
+        jobs = [
+            job
+            for job in await self.api.list(resource_path("batch/v1", "jobs", namespace), trainer)
+            # An earlier customization of this name may still have Jobs awaiting collection.
+            if not objects.owned_by_another(job, owner.uid)
+        ]
         pods = await self.api.list(resource_path("v1", "pods", namespace), trainer) if jobs else []
         deployment = await self.api.get(
             resource_path("apps/v1", "deployments", namespace, objects.serving_name(name))
