@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 from pydantic.alias_generators import to_camel
+
+from bespoke_operator.api.rules import judged, schema_rules
 
 __all__ = [
     "DECIMAL_PATTERN",
@@ -32,7 +34,7 @@ SIGNED_DECIMAL_PATTERN: Final = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 QUANTITY_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 #: Location schemes; anything else is a path (absolute, or relative to the customization file).
 URI_SCHEMES: Final = ("hf://", "pvc://", "s3://", "file://")
-URI_PATTERN: Final = r"^((hf|pvc|s3)://[^\s]+|file:///[^\s]*|/[^\s]*|\.{0,2}/?[^\s:]+)$"
+URI_PATTERN: Final = r"^((hf|pvc|s3|file)://[^\s]+|/[^\s]*|\.{0,2}/?[^\s:]+)$"
 NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 #: How to fix a value that does not match one of the patterns above (used by `bespoke validate`).
@@ -41,14 +43,36 @@ FORMAT_HINTS: Final[dict[str, str]] = {
     SIGNED_DECIMAL_PATTERN: 'a decimal number written as a string, e.g. "0.01" or "-0.5"',
     QUANTITY_PATTERN: 'a Kubernetes quantity, e.g. "500m", "2", "16Gi"',
     URI_PATTERN: "a location such as hf://org/name, pvc://claim/path, s3://bucket/prefix, "
-    "file:///abs/path (file:// takes an absolute path) or a relative path",
+    "file:///abs/path or a relative path",
     NAME_PATTERN: "a lowercase DNS label: letters, digits and '-', alphanumeric at both ends",
 }
 
 Decimal = Annotated[str, Field(pattern=DECIMAL_PATTERN, max_length=32)]
 SignedDecimal = Annotated[str, Field(pattern=SIGNED_DECIMAL_PATTERN, max_length=32)]
 Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=32)]
-Uri = Annotated[str, Field(pattern=URI_PATTERN, min_length=1, max_length=1024)]
+_FILE_URI_RULE: Final = {
+    "rule": "!self.startsWith('file://') || self.startsWith('file:///')",
+    "message": "a file:// location takes an absolute path: file:///abs/path (three slashes); "
+    "write a relative path without file://",
+}
+
+
+def _check_file_uri(value: str, info: ValidationInfo) -> str:
+    if judged(info) and value.startswith("file://") and not value.startswith("file:///"):
+        raise ValueError(_FILE_URI_RULE["message"])
+    return value
+
+
+Uri = Annotated[
+    str,
+    Field(
+        pattern=URI_PATTERN,
+        min_length=1,
+        max_length=1024,
+        json_schema_extra=schema_rules(_FILE_URI_RULE),
+    ),
+    AfterValidator(_check_file_uri),
+]
 Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=63)]
 # Timestamps come from the API server as RFC 3339 strings, so they are parsed leniently.
 Timestamp = Annotated[datetime, Field(strict=False)]

@@ -38,6 +38,10 @@ class CrdKind:
     description: str
     printer_columns: list[dict[str, Any]]
     root_rules: list[dict[str, str]] = field(default_factory=list)
+    #: Spec fields that record the past (written once by the operator): their schema keeps its
+    #: types and defaults but no rules or patterns, so rules added later never make a stored
+    #: object invalid (which would block even its status updates).
+    recorded: tuple[str, ...] = ()
 
     @property
     def singular(self) -> str:
@@ -92,6 +96,7 @@ KINDS: Final[tuple[CrdKind, ...]] = (
         short_names=["mv"],
         spec=ModelVersionSpec,
         status=ModelVersionStatus,
+        recorded=("snapshot",),
         description="One immutable training run of a ModelCustomization: what it was trained "
         "from, its metrics, each gate's verdict and the decision. The model registry.",
         printer_columns=[
@@ -173,6 +178,25 @@ def _structural(node: Mapping[str, Any], definitions: Mapping[str, Any]) -> dict
     return result
 
 
+def _with_recorded(spec: dict[str, Any], recorded: tuple[str, ...]) -> dict[str, Any]:
+    properties = spec.get("properties", {})
+    for name in recorded:
+        properties[name] = _without_rules(properties[name])
+    return spec
+
+
+def _without_rules(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_without_rules(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {
+        key: _without_rules(value)
+        for key, value in node.items()
+        if key not in ("x-kubernetes-validations", "pattern")
+    }
+
+
 def openapi_schema(kind: CrdKind) -> dict[str, Any]:
     """The CRD's openAPIV3Schema for one kind."""
     schema: dict[str, Any] = {
@@ -183,7 +207,7 @@ def openapi_schema(kind: CrdKind) -> dict[str, Any]:
             "apiVersion": {"type": "string", "description": "bespoke.dev/v1alpha1"},
             "kind": {"type": "string", "description": kind.kind},
             "metadata": {"type": "object"},
-            "spec": structural_schema(kind.spec),
+            "spec": _with_recorded(structural_schema(kind.spec), kind.recorded),
             "status": structural_schema(kind.status),
         },
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from bespoke_operator.api._base import (
@@ -21,7 +21,13 @@ from bespoke_operator.api._base import (
 )
 from bespoke_operator.api.conditions import Condition, ObjectMeta
 from bespoke_operator.api.metrics import METRICS_BY_TASK, SHARE_METRICS, MetricName, Task
-from bespoke_operator.api.rules import Rule, RuleViolation, raise_violations, schema_rules
+from bespoke_operator.api.rules import (
+    Rule,
+    RuleViolation,
+    judged,
+    raise_violations,
+    schema_rules,
+)
 
 __all__ = [
     "API_VERSION",
@@ -100,8 +106,8 @@ class BaseModelSource(ApiModel):
     )
 
     @model_validator(mode="after")
-    def _rules(self) -> BaseModelSource:
-        raise_violations(self, [_TRUST_NEEDS_REVISION])
+    def _rules(self, info: ValidationInfo) -> BaseModelSource:
+        raise_violations(self, [_TRUST_NEEDS_REVISION], info)
         return self
 
 
@@ -132,8 +138,8 @@ class _DecimalRange:
         self.schema: JsonDict = schema_rules({"rule": cel, "message": message})
 
         # A plain function, not a method: pydantic unwraps bound methods it is given.
-        def check(value: str | None) -> str | None:
-            if value is not None and not holds(parse_decimal(value)):
+        def check(value: str | None, info: ValidationInfo) -> str | None:
+            if value is not None and judged(info) and not holds(parse_decimal(value)):
                 raise ValueError(message)
             return value
 
@@ -202,8 +208,8 @@ class Split(ApiModel):
     _fractions = field_validator("validation_fraction", "test_fraction")(_OPEN_FRACTION.check)
 
     @model_validator(mode="after")
-    def _rules(self) -> Split:
-        raise_violations(self, [_SPLIT_SUM])
+    def _rules(self, info: ValidationInfo) -> Split:
+        raise_violations(self, [_SPLIT_SUM], info)
         return self
 
 
@@ -482,8 +488,8 @@ class Gate(ApiModel):
     max: Decimal | None = Field(default=None, description="Highest acceptable value, as a string.")
 
     @model_validator(mode="after")
-    def _rules(self) -> Gate:
-        raise_violations(self, _GATE_RULES)
+    def _rules(self, info: ValidationInfo) -> Gate:
+        raise_violations(self, _GATE_RULES, info)
         return self
 
 
@@ -599,8 +605,8 @@ class RequestLimits(ApiModel):
     )
 
 
-def _check_pinned_version(value: int | None) -> int | None:
-    if value is not None and value < 1:
+def _check_pinned_version(value: int | None, info: ValidationInfo) -> int | None:
+    if value is not None and judged(info) and value < 1:
         raise ValueError(_PINNED_RULE["message"])
     return value
 
@@ -869,8 +875,8 @@ class ModelCustomizationSpec(ApiModel):
     )
 
     @model_validator(mode="after")
-    def _rules(self) -> ModelCustomizationSpec:
-        raise_violations(self, SPEC_RULES)
+    def _rules(self, info: ValidationInfo) -> ModelCustomizationSpec:
+        raise_violations(self, SPEC_RULES, info)
         return self
 
     def locations(self) -> list[tuple[str, str]]:
@@ -1003,6 +1009,6 @@ class ModelCustomization(ApiModel):
     status: ModelCustomizationStatus | None = Field(default=None, description="Observed state.")
 
     @model_validator(mode="after")
-    def _rules(self) -> ModelCustomization:
-        raise_violations(self, [NAME_LENGTH])
+    def _rules(self, info: ValidationInfo) -> ModelCustomization:
+        raise_violations(self, [NAME_LENGTH], info)
         return self

@@ -10,15 +10,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Final, Generic, TypeVar, cast
 
-from pydantic import JsonValue
+from pydantic import JsonValue, ValidationInfo
 from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
-__all__ = ["RULE_ERROR_TYPE", "Rule", "RuleViolation", "raise_violations", "schema_rules"]
+__all__ = [
+    "RECORDED",
+    "RULE_ERROR_TYPE",
+    "Rule",
+    "RuleViolation",
+    "judged",
+    "raise_violations",
+    "schema_rules",
+]
 
 RULE_ERROR_TYPE = "bespoke_rule"
+
+#: Validation context for a spec recorded in the past (a ModelVersion's snapshot): it is read as
+#: it was written, not judged again by rules added since, which could otherwise hide history.
+RECORDED: Final[dict[str, bool]] = {"bespoke.dev/recorded": True}
+
+
+def judged(info: ValidationInfo) -> bool:
+    """Whether the rules apply: always, except to a recorded spec."""
+    return not (isinstance(info.context, dict) and info.context.get("bespoke.dev/recorded"))
+
 
 Subject = TypeVar("Subject")
 
@@ -64,8 +82,10 @@ def schema_rules(*rules: Mapping[str, str]) -> JsonDict:
     return {"x-kubernetes-validations": cast("list[JsonValue]", [dict(r) for r in rules])}
 
 
-def raise_violations(subject: Any, rules: Iterable[Rule[Any]]) -> None:
+def raise_violations(subject: Any, rules: Iterable[Rule[Any]], info: ValidationInfo) -> None:
     """Raises one pydantic error carrying every violated rule, so no problem hides another."""
+    if not judged(info):
+        return
     found = [v for rule in rules if (v := rule.violation(subject)) is not None]
     if not found:
         return

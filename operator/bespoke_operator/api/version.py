@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, SkipValidation
 
 from bespoke_operator.api._base import ApiModel, Decimal, Name, Timestamp
 from bespoke_operator.api.conditions import Condition, ObjectMeta
 from bespoke_operator.api.customization import ModelCustomizationSpec
-from bespoke_operator.api.rules import schema_rules
+from bespoke_operator.api.rules import RECORDED, schema_rules
 
 __all__ = [
     "SPEC_IMMUTABLE",
@@ -37,6 +37,17 @@ SPEC_IMMUTABLE: Final[dict[str, str]] = {
 }
 
 
+def _as_recorded(value: Any) -> Any:
+    """A snapshot is history: read as it was written, not judged again by rules added since.
+
+    Judging it again would make versions recorded under older rules unreadable, and the
+    operator would lose sight of them (and of the production version among them).
+    """
+    if isinstance(value, ModelCustomizationSpec):  # made by the operator just now
+        return value
+    return ModelCustomizationSpec.model_validate(value, context=RECORDED)
+
+
 class ModelVersionSpec(ApiModel):
     """What this version was trained from. Written once by the operator, never changed."""
 
@@ -54,8 +65,9 @@ class ModelVersionSpec(ApiModel):
     artifact_uri: str = Field(
         max_length=1024, description="Where the trainer writes this version's artifacts."
     )
-    snapshot: ModelCustomizationSpec = Field(
-        description="The customization spec this version was trained from."
+    # SkipValidation: `_as_recorded` validates it, with the context that keeps later rules out.
+    snapshot: Annotated[ModelCustomizationSpec, SkipValidation, BeforeValidator(_as_recorded)] = (
+        Field(description="The customization spec this version was trained from, as it was then.")
     )
 
 

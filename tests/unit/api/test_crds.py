@@ -96,3 +96,25 @@ def test_generated_yaml_round_trips(repo_root: Path) -> None:
     for kind in KINDS:
         text = (repo_root / "crds" / f"bespoke.dev_{kind.plural}.yaml").read_text()
         assert yaml.safe_load(text) == crd(kind)
+
+
+def _rules_and_patterns(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("x-kubernetes-validations", "pattern"):
+                yield key
+            yield from _rules_and_patterns(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _rules_and_patterns(item)
+
+
+def test_a_versions_snapshot_is_recorded_history_that_no_later_rule_can_invalidate() -> None:
+    customization, version = (openapi_schema(kind) for kind in KINDS)
+    snapshot = version["properties"]["spec"]["properties"]["snapshot"]
+    assert list(_rules_and_patterns(snapshot)) == []
+    assert list(_rules_and_patterns(customization["properties"]["spec"]))  # the intent is judged
+    # Types, defaults and descriptions are kept, so `kubectl explain` still documents it.
+    lora = snapshot["properties"]["method"]["properties"]["lora"]["properties"]
+    assert lora["dropout"]["type"] == "string"
+    assert lora["dropout"]["default"] == "0.05"

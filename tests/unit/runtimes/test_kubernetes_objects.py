@@ -9,11 +9,12 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from bespoke_operator.api import ModelCustomization
 from bespoke_operator.reconcile import CreateVersion, decide
 from bespoke_operator.runtimes.kubernetes import objects
-from bespoke_operator.runtimes.kubernetes.observe import serving_state, trainer_runs
+from bespoke_operator.runtimes.kubernetes.observe import parse_versions, serving_state, trainer_runs
 
 from ..api.fixtures import example_files
 from ..reconcile.world import START, InMemoryWorld
@@ -226,3 +227,23 @@ def test_serving_is_available_only_when_the_rollout_is_complete(
     assert state is not None
     assert state.version == 3
     assert state.available is available
+
+
+def test_a_version_recorded_under_older_rules_is_still_read() -> None:
+    world = InMemoryWorld(yaml.safe_load(next(p for p in example_files()).read_text()))
+    world.reconcile()
+    body = world.versions[1].model_dump(mode="json", by_alias=True, exclude_none=True)
+    snapshot = body["spec"]["snapshot"]
+    # Values today's rules refuse in a customization, recorded when they were still accepted.
+    snapshot["evaluation"]["gates"] = [{"metric": "accuracy"}]
+    snapshot["monitoring"]["threshold"] = "0"
+    snapshot["dataset"]["split"] = {"validationFraction": "0.5", "testFraction": "0.45"}
+    snapshot["baseModel"]["uri"] = "file://models/base"
+
+    (version,) = parse_versions([body])
+
+    assert version.spec.snapshot.monitoring.threshold == "0"
+    with pytest.raises(ValidationError):  # the same values as intent are refused
+        ModelCustomization.model_validate(
+            {**world.document, "spec": {**world.document["spec"], **snapshot}}
+        )
