@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -20,9 +20,18 @@ class _KubectlLoader(yaml.SafeLoader):
     """go-yaml's numbers; and, unlike kubectl, which silently keeps one, a key given twice is
     refused."""
 
+    # go-yaml (YAML 1.1 booleans) also reads y/Y/n/N as booleans, which PyYAML keeps strings.
+    bool_values: ClassVar[dict[str, bool]] = {
+        **yaml.SafeLoader.bool_values,
+        "y": True,
+        "n": False,
+    }
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Hashable] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor`: merged keys may be overridden, that is the point
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, Hashable) and key in seen:
                 raise yaml.constructor.ConstructorError(
@@ -36,6 +45,9 @@ class _KubectlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_KubectlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN")
+)
 # go-yaml's float form; appended after PyYAML's resolvers, so it only adds what they leave out.
 _KubectlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
@@ -60,7 +72,7 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 
 def _looks_like_scalar(value: str) -> bool:
-    if value.lower() in ("true", "false", "null", "yes", "no", "on", "off", "~"):
+    if value.lower() in ("true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"):
         return True
     try:
         float(value)

@@ -65,6 +65,10 @@ def _source(base: BaseModelConfig, cache_dir: Path) -> tuple[str, dict[str, Any]
         return hub.repo_id, {"revision": base.revision}
     try:
         path = local_path(base.uri, cache_dir=cache_dir)
+    except FileNotFoundError as exc:  # e.g. no such s3:// prefix
+        raise ModelNotFoundError(
+            f"cannot fetch base model {base.uri}: {exc} — check baseModel.uri"
+        ) from exc
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot fetch base model {base.uri}: {exc}") from exc
     if not path.is_dir():

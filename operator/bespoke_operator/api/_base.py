@@ -29,8 +29,10 @@ __all__ = [
 ]
 
 # The API carries no floats (CONVENTIONS: Kubernetes API); decimals are strings in these formats.
-DECIMAL_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
-SIGNED_DECIMAL_PATTERN: Final = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
+# Exponents have at most two digits, so every value is a finite double in Python and in CEL
+# (`"1e400"` would be infinity in one and a conversion error in the other).
+DECIMAL_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]{1,2})?$"
+SIGNED_DECIMAL_PATTERN: Final = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]{1,2})?$"
 QUANTITY_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 #: Location schemes; anything else is a path (absolute, or relative to the customization file).
 URI_SCHEMES: Final = ("hf://", "pvc://", "s3://", "file://")
