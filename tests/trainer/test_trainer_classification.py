@@ -4,6 +4,7 @@ artifact contract, adapter reload, champion evaluation and warm start."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,12 @@ from trainer_helpers import (
 )
 
 from bespoke_trainer.__main__ import main
+from bespoke_trainer.artifacts import (
+    TRAINING_HASH,
+    VersionPaths,
+    claim_staging,
+    recorded_training_hash,
+)
 from bespoke_trainer.evaluate import evaluate
 from bespoke_trainer.modeling import load_version
 from bespoke_trainer.summary import MAX_BYTES
@@ -222,3 +229,37 @@ def test_warm_start_across_method_families_is_invalid_config(
     )
     assert main(["--config", str(write_config(tmp_path, config))]) == 2
     assert "warm start needs both" in summary_of(config)["message"]
+
+
+def test_a_complete_version_of_another_spec_is_not_reported_as_this_one(
+    lora_run: Run, tmp_path: Path
+) -> None:
+    config, summary, v = lora_run
+    # The same version number over the same storage, from an earlier customization's spec.
+    earlier = tmp_path / "v1"
+    shutil.copytree(v, earlier)
+    (earlier / TRAINING_HASH).write_text("a" * 64 + "\n", encoding="utf-8")
+    output = {"uri": str(earlier), "terminationLogPath": str(tmp_path / "t")}
+
+    refused = {**config, "output": output, "trainingHash": "b" * 64}
+    assert main(["--config", str(write_config(tmp_path, refused))]) == 2
+    result = summary_of(refused)
+    assert result["reason"] == "InvalidConfig"
+    assert "trained from another spec" in result["message"]
+
+    same = {**config, "output": output, "trainingHash": "a" * 64}
+    assert main(["--config", str(write_config(tmp_path, same))]) == 0
+    assert summary_of(same)["metrics"] == summary["metrics"]
+
+
+def test_checkpoints_of_another_spec_are_discarded_not_resumed(tmp_path: Path) -> None:
+    paths = VersionPaths(str(tmp_path / "v1"), tmp_path / "v1", tmp_path / ".v1.partial")
+    claim_staging(paths, "a" * 64)
+    (paths.checkpoints / "step-10").mkdir()
+
+    claim_staging(paths, "a" * 64)  # the same version's pod, restarted: resumes
+    assert (paths.checkpoints / "step-10").is_dir()
+
+    claim_staging(paths, "b" * 64)  # the same number, another spec: starts over
+    assert list(paths.checkpoints.iterdir()) == []
+    assert recorded_training_hash(paths.staging) == "b" * 64

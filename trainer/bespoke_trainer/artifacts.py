@@ -21,8 +21,11 @@ from bespoke_trainer.uris import is_remote, local_path
 
 __all__ = [
     "COMPLETE",
+    "TRAINING_HASH",
     "VersionPaths",
+    "claim_staging",
     "finalize",
+    "recorded_training_hash",
     "version_paths",
     "vocabulary",
     "write_json",
@@ -31,6 +34,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 COMPLETE = "COMPLETE"
+#: The training hash of the spec a version directory (staged or final) was trained from.
+TRAINING_HASH = "TRAINING_HASH"
 VOCABULARY_SIZE = 20_000
 
 
@@ -60,6 +65,33 @@ def version_paths(config: TrainerConfig, cache_dir: Path) -> VersionPaths:
         return VersionPaths(uri, None, staging)
     final = local_path(uri)
     return VersionPaths(uri, final, final.parent / f".{final.name}.partial")
+
+
+def recorded_training_hash(directory: Path) -> str | None:
+    """The training hash a version directory records, if it records one."""
+    try:
+        return (directory / TRAINING_HASH).read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def claim_staging(paths: VersionPaths, training_hash: str | None) -> None:
+    """Makes the staging dir this version's: checkpoints of another spec are discarded.
+
+    The same version number can come back with another spec (a customization deleted and
+    created again over the same storage); resuming from its checkpoints would train a mix.
+    """
+    found = recorded_training_hash(paths.staging)
+    if training_hash is not None and found is not None and found != training_hash:
+        log.warning(
+            "Discarding %s: its checkpoints were made from another spec (training hash %s…)",
+            paths.staging,
+            found[:12],
+        )
+        shutil.rmtree(paths.staging)
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    if training_hash is not None:
+        (paths.staging / TRAINING_HASH).write_text(training_hash + "\n", encoding="utf-8")
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -240,6 +240,12 @@ class TrainerConfig(_Model):
     output: OutputConfig
     warm_start_uri: str | None = None
     champion_uri: str | None = None
+    training_hash: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The version's training hash: artifacts or checkpoints found at the output "
+        "location from another hash are not this version's",
+    )
 
     @model_validator(mode="after")
     def _combinations(self) -> TrainerConfig:

@@ -16,8 +16,10 @@ import torch
 
 from bespoke_trainer.artifacts import (
     VersionPaths,
+    claim_staging,
     finalize,
     model_card,
+    recorded_training_hash,
     version_metadata,
     version_paths,
     vocabulary,
@@ -99,6 +101,7 @@ def run(config: TrainerConfig) -> dict[str, Any]:
     cache = _cache_dir()
     paths = version_paths(config, cache)
     if paths.is_complete():
+        _check_same_training(config, paths)
         log.info("Version %s is already complete; reporting it again", paths.final_uri)
         return _existing_summary(config, paths)
     check_method_supported(config.method)
@@ -112,6 +115,9 @@ def run(config: TrainerConfig) -> dict[str, Any]:
 def _run(config: TrainerConfig, paths: VersionPaths, cache: Path, dist: Dist) -> dict[str, Any]:
     data = prepare_data(config, cache)
     try:
+        if dist.is_main:
+            claim_staging(paths, config.training_hash)
+        dist.barrier()  # no rank looks for checkpoints before the staging dir is this version's
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(f"cannot write to {paths.final_uri}: {exc.strerror or exc}") from exc
@@ -326,6 +332,19 @@ def _message(config: TrainerConfig, headline: dict[str, float], result: LoopResu
     key = "accuracy" if config.task == "text-classification" else "evalLoss"
     stop = ", stopped early" if result.state.stopped_early else ""
     return f"Trained {result.state.step} steps{stop}; {key} {headline.get(key, float('nan')):.4f}"
+
+
+def _check_same_training(config: TrainerConfig, paths: VersionPaths) -> None:
+    """A complete version from another spec at this location is never reported as this one."""
+    assert paths.final is not None
+    found = recorded_training_hash(paths.final)
+    if config.training_hash is not None and found is not None and found != config.training_hash:
+        raise InvalidConfigError(
+            f"{paths.final_uri} already holds a version v{config.version} trained from another "
+            f"spec (training hash {found[:12]}…, this one {config.training_hash[:12]}…), for "
+            "example of an earlier customization of the same name; it is not overwritten: "
+            "point storage.uri at a new location, or remove that folder"
+        )
 
 
 def _existing_summary(config: TrainerConfig, paths: VersionPaths) -> dict[str, Any]:

@@ -57,6 +57,7 @@ def trainer_config(
         "training": training,
         "evaluation": {"metrics": list(spec.evaluation.metrics)},
         "output": {"uri": version.artifact_uri, "terminationLogPath": termination_log_path},
+        "trainingHash": version.training_hash,
     }
     if warm_start_uri is not None:
         config["warmStartUri"] = warm_start_uri

@@ -31,6 +31,8 @@ def test_first_version_config_carries_the_spec_and_no_champion() -> None:
         "uri": "pvc://bespoke-artifacts/sentiment/versions/v1",
         "terminationLogPath": "/dev/termination-log",
     }
+    # So the trainer tells this version's artifacts from an earlier namesake's at the same place.
+    assert config["trainingHash"] == world.versions[1].spec.training_hash
     training = config["training"]
     assert isinstance(training, dict)
     assert training["learningRate"] == "5e-4"
