@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bespoke_operator.api import ModelCustomization, ModelVersion
 
@@ -109,6 +109,9 @@ class RollbackPin:
     replaced: int | None
 
 
+_Record = TypeVar("_Record", ServingRecord, RollbackPin)
+
+
 class CustomizationState:
     """Reads and writes one customization's state directory."""
 
@@ -171,36 +174,33 @@ class CustomizationState:
         yield from sorted(found, key=lambda run: (run.version, run.attempt))
 
     def serving(self) -> ServingRecord | None:
-        path = self.dir / "serving.json"
+        return self._record("serving.json", ServingRecord)
+
+    def save_serving(self, record: ServingRecord | None) -> None:
+        self._save_record("serving.json", record)
+
+    def rollback_pin(self) -> RollbackPin | None:
+        return self._record("rollback.json", RollbackPin)
+
+    def save_rollback_pin(self, pin: RollbackPin | None) -> None:
+        self._save_record("rollback.json", pin)
+
+    def _record(self, name: str, kind: type[_Record]) -> _Record | None:
+        """A small dataclass record kept as JSON in the state dir; None when there is none."""
+        path = self.dir / name
         if not path.exists():
             return None
         try:
-            return ServingRecord(**json.loads(path.read_text(encoding="utf-8")))
+            return kind(**json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError) as exc:
             raise StateUnreadable(path, exc, self.dir) from exc
 
-    def save_serving(self, record: ServingRecord | None) -> None:
-        path = self.dir / "serving.json"
+    def _save_record(self, name: str, record: ServingRecord | RollbackPin | None) -> None:
+        path = self.dir / name
         if record is None:
             path.unlink(missing_ok=True)
         else:
             write_json(path, record.__dict__)
-
-    def rollback_pin(self) -> RollbackPin | None:
-        path = self.dir / "rollback.json"
-        if not path.exists():
-            return None
-        try:
-            return RollbackPin(**json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError) as exc:
-            raise StateUnreadable(path, exc, self.dir) from exc
-
-    def save_rollback_pin(self, pin: RollbackPin | None) -> None:
-        path = self.dir / "rollback.json"
-        if pin is None:
-            path.unlink(missing_ok=True)
-        else:
-            write_json(path, pin.__dict__)
 
     def append_event(self, event: dict[str, Any]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
