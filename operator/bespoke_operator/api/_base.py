@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from bespoke_operator.api.rules import judged, schema_rules
+from bespoke_operator.api.rules import FieldRule
 
 __all__ = [
     "DECIMAL_PATTERN",
@@ -52,17 +52,12 @@ FORMAT_HINTS: Final[dict[str, str]] = {
 Decimal = Annotated[str, Field(pattern=DECIMAL_PATTERN, max_length=32)]
 SignedDecimal = Annotated[str, Field(pattern=SIGNED_DECIMAL_PATTERN, max_length=32)]
 Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=32)]
-_FILE_URI_RULE: Final = {
-    "rule": "!self.startsWith('file://') || self.startsWith('file:///')",
-    "message": "a file:// location takes an absolute path: file:///abs/path (three slashes); "
+_FILE_URI_RULE: Final[FieldRule[str]] = FieldRule(
+    "!self.startsWith('file://') || self.startsWith('file:///')",
+    "a file:// location takes an absolute path: file:///abs/path (three slashes); "
     "write a relative path without file://",
-}
-
-
-def _check_file_uri(value: str, info: ValidationInfo) -> str:
-    if judged(info) and value.startswith("file://") and not value.startswith("file:///"):
-        raise ValueError(_FILE_URI_RULE["message"])
-    return value
+    lambda uri: not uri.startswith("file://") or uri.startswith("file:///"),
+)
 
 
 Uri = Annotated[
@@ -71,9 +66,9 @@ Uri = Annotated[
         pattern=URI_PATTERN,
         min_length=1,
         max_length=1024,
-        json_schema_extra=schema_rules(_FILE_URI_RULE),
+        json_schema_extra=_FILE_URI_RULE.schema,
     ),
-    AfterValidator(_check_file_uri),
+    AfterValidator(_FILE_URI_RULE.check),
 ]
 Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=63)]
 # Timestamps come from the API server as RFC 3339 strings, so they are parsed leniently.

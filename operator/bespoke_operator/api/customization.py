@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
-from pydantic.config import JsonDict
 
 from bespoke_operator.api._base import (
     ApiModel,
@@ -22,9 +21,9 @@ from bespoke_operator.api._base import (
 from bespoke_operator.api.conditions import Condition, ObjectMeta
 from bespoke_operator.api.metrics import METRICS_BY_TASK, SHARE_METRICS, MetricName, Task
 from bespoke_operator.api.rules import (
+    FieldRule,
     Rule,
     RuleViolation,
-    judged,
     raise_violations,
     schema_rules,
 )
@@ -127,47 +126,32 @@ class DataSource(ApiModel):
     )
 
 
-class _DecimalRange:
-    """A range for a decimal-string field, written once as CEL and once as Python.
-
-    `schema` goes into the field's `json_schema_extra`; `check` is its pydantic validator, so
-    `bespoke validate` and the API server reject an out-of-range value with the same message.
-    """
-
-    def __init__(self, cel: str, message: str, holds: Callable[[float], bool]) -> None:
-        self.schema: JsonDict = schema_rules({"rule": cel, "message": message})
-
-        # A plain function, not a method: pydantic unwraps bound methods it is given.
-        def check(value: str | None, info: ValidationInfo) -> str | None:
-            if value is not None and judged(info) and not holds(parse_decimal(value)):
-                raise ValueError(message)
-            return value
-
-        self.check = check
+def _decimal_range(cel: str, message: str, holds: Callable[[float], bool]) -> FieldRule[str]:
+    """A range for a decimal-string field (the decimal pattern already rules out negatives)."""
+    return FieldRule(cel, message, lambda value: holds(parse_decimal(value)))
 
 
-# The decimal pattern already rules out negative values.
-_OPEN_FRACTION: Final = _DecimalRange(
+_OPEN_FRACTION: Final = _decimal_range(
     "double(self) > 0.0 && double(self) < 1.0",
     'must be a fraction strictly between 0 and 1, written as a string, e.g. "0.1"',
     lambda x: 0.0 < x < 1.0,
 )
-_BELOW_ONE: Final = _DecimalRange(
+_BELOW_ONE: Final = _decimal_range(
     "double(self) < 1.0",
     'must be from 0 up to (not including) 1, written as a string, e.g. "0.1"',
     lambda x: x < 1.0,
 )
-_AT_MOST_ONE: Final = _DecimalRange(
+_AT_MOST_ONE: Final = _decimal_range(
     "double(self) <= 1.0",
     'must be a share from 0 to 1, written as a string, e.g. "0.1" (not a percentage)',
     lambda x: x <= 1.0,
 )
-_SHARE_ABOVE_ZERO: Final = _DecimalRange(
+_SHARE_ABOVE_ZERO: Final = _decimal_range(
     "double(self) > 0.0 && double(self) <= 1.0",
     'must be a share above 0 and at most 1, written as a string, e.g. "0.5"',
     lambda x: 0.0 < x <= 1.0,
 )
-_POSITIVE: Final = _DecimalRange(
+_POSITIVE: Final = _decimal_range(
     "double(self) > 0.0",
     'must be above 0, written as a string, e.g. "2e-4"',
     lambda x: x > 0.0,
@@ -605,16 +589,11 @@ class RequestLimits(ApiModel):
     )
 
 
-def _check_pinned_version(value: int | None, info: ValidationInfo) -> int | None:
-    if value is not None and judged(info) and value < 1:
-        raise ValueError(_PINNED_RULE["message"])
-    return value
-
-
-_PINNED_RULE: Final[dict[str, str]] = {
-    "rule": "self >= 1",
-    "message": "`pinnedVersion` must be 1 or more: versions are numbered from 1",
-}
+_PINNED_RULE: Final[FieldRule[int]] = FieldRule(
+    "self >= 1",
+    "`pinnedVersion` must be 1 or more: versions are numbered from 1",
+    lambda version: version >= 1,
+)
 
 
 class ServingResources(Resources):
@@ -644,7 +623,7 @@ class Serving(ApiModel):
         default=None,
         description="Serve exactly this version, whatever the gates say: a rollback or an "
         "approval that lives in Git.",
-        json_schema_extra=schema_rules(_PINNED_RULE),
+        json_schema_extra=_PINNED_RULE.schema,
     )
     rollout_deadline_seconds: int = Field(
         default=600,
@@ -652,7 +631,7 @@ class Serving(ApiModel):
         description="A new version that is not available after this long is rolled back.",
     )
 
-    _pinned = field_validator("pinned_version")(_check_pinned_version)
+    _pinned = field_validator("pinned_version")(_PINNED_RULE.check)
 
 
 # --- monitoring ------------------------------------------------------------------------------

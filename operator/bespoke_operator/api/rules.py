@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "RECORDED",
     "RULE_ERROR_TYPE",
+    "FieldRule",
     "Rule",
     "RuleViolation",
     "judged",
@@ -75,6 +76,29 @@ class Rule(Generic[Subject]):
         if self.check(subject):
             return None
         return RuleViolation(self.field_path, self.message)
+
+
+Value = TypeVar("Value")
+
+
+class FieldRule(Generic[Value]):
+    """A rule on one field's value, written once as CEL (on `self`) and once as Python.
+
+    `schema` goes into the field's `json_schema_extra`; `check` is its pydantic validator
+    (`field_validator(...)(rule.check)` or `AfterValidator(rule.check)`), so `bespoke validate`
+    and the API server reject a value with the same message. A recorded spec is not judged.
+    """
+
+    def __init__(self, cel: str, message: str, holds: Callable[[Value], bool]) -> None:
+        self.schema: JsonDict = schema_rules({"rule": cel, "message": message})
+
+        # A plain function, not a method: pydantic unwraps bound methods it is given.
+        def check(value: Value, info: ValidationInfo) -> Value:
+            if value is not None and judged(info) and not holds(value):
+                raise ValueError(message)
+            return value
+
+        self.check = check
 
 
 def schema_rules(*rules: Mapping[str, str]) -> JsonDict:
