@@ -1,6 +1,6 @@
 """The Bespoke API (bespoke.dev/v1alpha1): typed models that are the single source of the CRDs."""
 
-from bespoke_operator.api._base import URI_SCHEMES
+from bespoke_operator.api._base import URI_SCHEMES, is_relative_location
 from bespoke_operator.api.conditions import Condition, ObjectMeta
 from bespoke_operator.api.customization import (
     API_VERSION,
@@ -37,4 +37,5 @@ __all__ = [
     "ObjectMeta",
     "check_update",
     "headline_metric",
+    "is_relative_location",
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "SignedDecimal",
     "Timestamp",
     "Uri",
+    "is_relative_location",
     "parse_decimal",
     "section",
 ]
@@ -73,6 +74,11 @@ Uri = Annotated[
 Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=63)]
 # Timestamps come from the API server as RFC 3339 strings, so they are parsed leniently.
 Timestamp = Annotated[datetime, Field(strict=False)]
+
+
+def is_relative_location(uri: str) -> bool:
+    """A path with no scheme that is not absolute: relative to the customization file."""
+    return not uri.startswith(URI_SCHEMES) and not uri.startswith("/")
 
 
 def parse_decimal(value: str) -> float:

@@ -14,9 +14,9 @@ from pydantic import ValidationError
 
 from bespoke_operator.api import (
     API_VERSION,
-    URI_SCHEMES,
     ModelCustomization,
     ModelCustomizationStatus,
+    is_relative_location,
 )
 from bespoke_operator.reconcile import (
     Action,
@@ -420,11 +420,7 @@ def _version(action: CreateVersion | StartTrainer) -> int:
 
 def _relative_locations(mc: ModelCustomization) -> str:
     """Why the spec cannot run on a cluster: relative paths, which only `bespoke run` resolves."""
-    relative = [
-        f"{path}: {uri}"
-        for path, uri in mc.spec.locations()
-        if not uri.startswith(URI_SCHEMES) and not uri.startswith("/")
-    ]
+    relative = [f"{path}: {uri}" for path, uri in mc.spec.locations() if is_relative_location(uri)]
     if not relative:
         return ""
     return (

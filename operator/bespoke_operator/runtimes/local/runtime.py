@@ -22,6 +22,7 @@ from bespoke_operator.api import (
     ModelCustomizationSpec,
     ModelCustomizationStatus,
     check_update,
+    is_relative_location,
 )
 from bespoke_operator.api.rules import RuleViolation
 from bespoke_operator.reconcile import (
@@ -93,9 +94,7 @@ def _with_pin(spec: ModelCustomizationSpec, version: int | None) -> ModelCustomi
 
 def _resolve(uri: str, base: Path) -> str:
     """Relative paths are relative to the customization file, as a person reading it expects."""
-    if uri.startswith(URI_SCHEMES) or Path(uri).is_absolute():
-        return uri
-    return str((base / uri).resolve())
+    return str((base / uri).resolve()) if is_relative_location(uri) else uri
 
 
 def prepare(document: Mapping[str, Any], base: Path, state: CustomizationState) -> dict[str, Any]:
@@ -106,18 +105,13 @@ def prepare(document: Mapping[str, Any], base: Path, state: CustomizationState) 
     """
     doc = copy.deepcopy(dict(document))
     spec = doc["spec"]
-    places: list[tuple[str, dict[str, Any]]] = [("spec.baseModel.uri", spec["baseModel"])]
-    dataset = spec["dataset"]
-    places += [
-        (f"spec.dataset.{k}.uri", dataset[k])
-        for k in ("train", "validation", "test")
-        if dataset.get(k)
-    ]
-    drift_data = spec.get("monitoring", {}).get("onDrift", {}).get("dataset")
-    if drift_data:
-        places.append(("spec.monitoring.onDrift.dataset.uri", drift_data))
     problems = []
-    for field, holder in places:
+    for field, _ in ModelCustomizationSpec.model_validate(spec).locations():
+        if field == "spec.storage.uri":
+            continue  # replaced by the state dir below
+        holder = doc
+        for key in field.split(".")[:-1]:  # spec.dataset.train.uri: the `train` mapping
+            holder = holder[key]
         holder["uri"] = _resolve(holder["uri"], base)
         uri = holder["uri"].removeprefix("file://")
         if uri.startswith("pvc://"):
