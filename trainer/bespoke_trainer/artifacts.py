@@ -23,6 +23,7 @@ __all__ = [
     "COMPLETE",
     "TRAINING_HASH",
     "VersionPaths",
+    "another_spec",
     "claim_staging",
     "finalize",
     "recorded_training_hash",
@@ -75,14 +76,25 @@ def recorded_training_hash(directory: Path) -> str | None:
         return None
 
 
+def another_spec(directory: Path, training_hash: str | None) -> str | None:
+    """The hash a version directory records when it was made from another spec, else None.
+
+    Nothing to compare (no hash given, or none recorded) counts as the same spec.
+    """
+    found = recorded_training_hash(directory)
+    if training_hash is None or found is None or found == training_hash:
+        return None
+    return found
+
+
 def claim_staging(paths: VersionPaths, training_hash: str | None) -> None:
     """Makes the staging dir this version's: checkpoints of another spec are discarded.
 
     The same version number can come back with another spec (a customization deleted and
     created again over the same storage); resuming from its checkpoints would train a mix.
     """
-    found = recorded_training_hash(paths.staging)
-    if training_hash is not None and found is not None and found != training_hash:
+    found = another_spec(paths.staging, training_hash)
+    if found is not None:
         log.warning(
             "Discarding %s: its checkpoints were made from another spec (training hash %s…)",
             paths.staging,

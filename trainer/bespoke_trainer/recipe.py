@@ -16,10 +16,10 @@ import torch
 
 from bespoke_trainer.artifacts import (
     VersionPaths,
+    another_spec,
     claim_staging,
     finalize,
     model_card,
-    recorded_training_hash,
     version_metadata,
     version_paths,
     vocabulary,
@@ -337,8 +337,9 @@ def _message(config: TrainerConfig, headline: dict[str, float], result: LoopResu
 def _check_same_training(config: TrainerConfig, paths: VersionPaths) -> None:
     """A complete version from another spec at this location is never reported as this one."""
     assert paths.final is not None
-    found = recorded_training_hash(paths.final)
-    if config.training_hash is not None and found is not None and found != config.training_hash:
+    found = another_spec(paths.final, config.training_hash)
+    if found is not None:
+        assert config.training_hash is not None  # another_spec found something to compare
         raise InvalidConfigError(
             f"{paths.final_uri} already holds a version v{config.version} trained from another "
             f"spec (training hash {found[:12]}…, this one {config.training_hash[:12]}…), for "
