@@ -101,20 +101,16 @@ class Cluster:
 
     def patch_spec(self, spec: dict[str, Any]) -> None:
         """Merge-patches the example customization's spec (a new generation)."""
-        answer = self.envtest.request(
-            "PATCH",
-            f"{GROUP_PATH}/namespaces/{self.ns}/modelcustomizations/sentiment",
-            {"spec": spec},
-            content_type="application/merge-patch+json",
+        self._merge_patch(
+            f"{GROUP_PATH}/namespaces/{self.ns}/modelcustomizations/sentiment", {"spec": spec}
         )
-        assert answer.status == 200, answer.message
 
     def patch_status(self, path: str, status: dict[str, Any]) -> None:
+        self._merge_patch(f"{path}/status", {"status": status})
+
+    def _merge_patch(self, path: str, patch: dict[str, Any]) -> None:
         answer = self.envtest.request(
-            "PATCH",
-            f"{path}/status",
-            {"status": status},
-            content_type="application/merge-patch+json",
+            "PATCH", path, patch, content_type="application/merge-patch+json"
         )
         assert answer.status == 200, answer.message
 

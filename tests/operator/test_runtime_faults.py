@@ -46,6 +46,14 @@ def _condition(outcome_status: Any, type_: str) -> tuple[str, str]:
     return condition.status, condition.reason
 
 
+def _trains_v1(kube: FaultyKubernetes, outcome: Any) -> None:
+    """Where every healed pass ends: v1 recorded, its config and one Job, and training."""
+    assert _names(kube, "modelversions") == ["sentiment-v1"]
+    assert _names(kube, "configmaps") == ["sentiment-v1-trainer"]
+    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
+    assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+
+
 async def test_repeated_passes_create_one_version_one_config_and_one_job(
     kube: FaultyKubernetes, api: KubeApi
 ) -> None:
@@ -90,9 +98,7 @@ async def test_a_status_less_pass_after_a_crash_still_ends_with_one_job(
 
     outcome = await runtime.reconcile(body, new=True)
 
-    assert _names(kube, "modelversions") == ["sentiment-v1"]
-    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
-    assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+    _trains_v1(kube, outcome)
 
 
 async def test_conflict_on_job_create_is_success(kube: FaultyKubernetes, api: KubeApi) -> None:
@@ -134,11 +140,7 @@ async def test_server_error_on_job_create_surfaces_as_retryable_then_heals(
     assert _names(kube, "jobs") == []
     # The version and its config were created alongside the failed Job; the retry reuses them.
     assert _names(kube, "modelversions") == ["sentiment-v1"]
-    outcome = await runtime.reconcile(body)
-    assert _names(kube, "modelversions") == ["sentiment-v1"]
-    assert _names(kube, "configmaps") == ["sentiment-v1-trainer"]
-    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
-    assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+    _trains_v1(kube, await runtime.reconcile(body))
 
 
 async def test_no_trainer_is_left_running_when_its_version_could_not_be_recorded(
@@ -157,10 +159,7 @@ async def test_no_trainer_is_left_running_when_its_version_could_not_be_recorded
     assert len(kube["post", JOBS]) == 1
     assert _names(kube, "modelversions") == _names(kube, "jobs") == []
     assert _names(kube, "configmaps") == []
-    outcome = await runtime.reconcile(body, new=True)
-    assert _names(kube, "modelversions") == ["sentiment-v1"]
-    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
-    assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+    _trains_v1(kube, await runtime.reconcile(body, new=True))
 
 
 async def test_a_leftover_trainer_of_another_spec_is_replaced_not_adopted(
@@ -187,8 +186,7 @@ async def test_a_leftover_trainer_of_another_spec_is_replaced_not_adopted(
     version_hash = kube.stored("modelversions")[0]["spec"]["trainingHash"]
     for child in (kube.stored("jobs")[0], kube.stored("configmaps")[0]):
         assert child["metadata"]["annotations"]["bespoke.dev/training-hash"] == version_hash
-    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
-    assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+    _trains_v1(kube, outcome)
 
 
 async def test_a_trainer_created_twice_for_the_same_spec_is_adopted(
@@ -274,8 +272,6 @@ async def test_an_earlier_namesakes_trainer_is_neither_observed_nor_adopted(
 
     assert raised.value.status == 409
     assert _names(kube, "jobs") == _names(kube, "configmaps") == []
-    outcome = await runtime.reconcile(body)
-    assert _names(kube, "modelversions") == ["sentiment-v1"]
+    _trains_v1(kube, await runtime.reconcile(body))
     owner = kube.stored("jobs")[0]["metadata"]["ownerReferences"][0]
     assert owner["uid"] == body["metadata"]["uid"]
-    assert _condition(outcome.status, "Reconciling") == ("True", "Training")
