@@ -88,21 +88,12 @@ class KubernetesRuntime:
         try:
             mc = ModelCustomization.model_validate(observe.without_server_fields(body))
         except ValidationError as exc:
-            previous = _previous_status(body)
             message = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
-            return Outcome(
-                invalid_spec_status(previous, metadata.get("generation"), message, self.clock()),
-                None,
-            )
+            return self._invalid(body, message)
         if relative := _relative_locations(mc):
-            return Outcome(
-                invalid_spec_status(
-                    _previous_status(body), metadata.get("generation"), relative, self.clock()
-                ),
-                None,
-            )
+            return self._invalid(body, relative)
         owner = objects.OwnerRef(
             API_VERSION, "ModelCustomization", mc.metadata.name, metadata["uid"]
         )
@@ -118,6 +109,12 @@ class KubernetesRuntime:
         for stage in _stages(decision.actions):
             await self._apply_round(mc, stage, owner)
         return Outcome(decision.status, decision, mc)
+
+    def _invalid(self, body: Mapping[str, Any], message: str) -> Outcome:
+        """Stalled on a spec that cannot run here; nothing is created."""
+        generation = body.get("metadata", {}).get("generation")
+        status = invalid_spec_status(_previous_status(body), generation, message, self.clock())
+        return Outcome(status, None)
 
     async def read_drift(self, mc: ModelCustomization) -> DriftReport | None:
         """The serving service's latest drift reading, or None when it cannot be had now."""
