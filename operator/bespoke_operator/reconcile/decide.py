@@ -41,6 +41,7 @@ from bespoke_operator.reconcile.conditions import set_condition
 from bespoke_operator.reconcile.gates import evaluate_gates, format_number
 from bespoke_operator.reconcile.hashing import training_hash
 from bespoke_operator.reconcile.observed import Observed, TrainerSummary
+from bespoke_operator.reconcile.serving import serving_shape
 from bespoke_operator.reconcile.trainer_config import trainer_config
 
 __all__ = [
@@ -385,7 +386,7 @@ def _drive_serving(plan: _Plan) -> int | None:
     if serving is not None and serving.version == desired and serving.available:
         _complete_rollout(plan, desired)
         # Re-asserted every time: serving-only spec changes (replicas, limits) redeploy in place.
-        plan.actions.append(Deploy(desired, _artifacts(plan, desired)))
+        plan.actions.append(_deploy(plan, desired))
         return desired
     if plan.rollout is None or plan.rollout.version != desired:
         previous = serving.version if serving is not None and serving.available else plan.production
@@ -396,7 +397,7 @@ def _drive_serving(plan: _Plan) -> int | None:
         )
     deadline = timedelta(seconds=plan.spec.serving.rollout_deadline_seconds)
     if plan.now - plan.rollout.started_at <= deadline:
-        plan.actions.append(Deploy(desired, _artifacts(plan, desired)))
+        plan.actions.append(_deploy(plan, desired))
         return desired
     previous = plan.rollout.previous_version
     plan.update(
@@ -416,7 +417,7 @@ def _drive_serving(plan: _Plan) -> int | None:
         plan.rollout = None
         return None
     plan.rollout = Rollout(version=previous, previous_version=None, started_at=plan.now)
-    plan.actions.append(Deploy(previous, _artifacts(plan, previous)))
+    plan.actions.append(_deploy(plan, previous))
     return previous
 
 
@@ -435,6 +436,10 @@ def _complete_rollout(plan: _Plan, number: int) -> None:
             plan.update(other, phase="Retired", reason="Superseded", retired_at=plan.now)
     plan.production = number
     plan.rollout = None
+
+
+def _deploy(plan: _Plan, number: int) -> Deploy:
+    return Deploy(serving_shape(plan.mc, version=number, artifact_uri=_artifacts(plan, number)))
 
 
 def _artifacts(plan: _Plan, number: int) -> str:

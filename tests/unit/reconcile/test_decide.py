@@ -22,6 +22,7 @@ from bespoke_operator.reconcile import (
 from .world import START, InMemoryWorld, actions_of, customization
 
 GOOD = {"accuracy": 0.93, "macroF1": 0.91, "evalLoss": 0.2}
+ARTIFACTS_V1 = "pvc://bespoke-artifacts/sentiment/versions/v1"
 
 
 def promoted_world(**changes: object) -> InMemoryWorld:
@@ -69,9 +70,9 @@ def test_passing_gates_promote_deploy_and_become_ready() -> None:
     world.finish(1, **GOOD)
     decision = world.reconcile()
     assert world.phase(1) == "Promoted"
-    assert actions_of(decision, Deploy) == [
-        Deploy(1, "pvc://bespoke-artifacts/sentiment/versions/v1")
-    ]
+    [deploy] = actions_of(decision, Deploy)
+    assert (deploy.version, deploy.artifact_uri) == (1, ARTIFACTS_V1)
+    assert deploy.serving.env["BESPOKE_MODEL_URI"] == ARTIFACTS_V1
     assert decision.status.phase == "RollingOut"
     gates = world.versions[1].status.gates  # type: ignore[union-attr]
     assert {g.name: g.passed for g in gates} == {
@@ -338,9 +339,10 @@ def test_serving_only_change_redeploys_without_retraining() -> None:
     world.document["spec"]["training"]["resources"] = {"gpus": 1}
     decision = world.reconcile()
     assert actions_of(decision, CreateVersion) == []
-    assert actions_of(decision, Deploy) == [
-        Deploy(1, "pvc://bespoke-artifacts/sentiment/versions/v1")
-    ]
+    [deploy] = actions_of(decision, Deploy)
+    assert (deploy.version, deploy.artifact_uri) == (1, ARTIFACTS_V1)
+    # The core decides the new shape; a runtime only applies it.
+    assert deploy.serving.replicas == 3
 
 
 def test_disabling_serving_undeploys() -> None:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from bespoke_operator.api import ModelCustomization
 from bespoke_operator.reconcile import CreateVersion, decide
+from bespoke_operator.reconcile.serving import serving_shape
 from bespoke_operator.runtimes.kubernetes import objects
 from bespoke_operator.runtimes.kubernetes.observe import parse_versions, serving_state, trainer_runs
 
@@ -35,13 +36,7 @@ def _children(path: Path) -> list[dict[str, Any]]:
         objects.trainer_configmap(version, {"version": 1}, "ml", OWNER),
         objects.trainer_job(version, 1, "ml", OWNER, IMAGES),
         objects.serving_deployment(
-            mc.spec,
-            customization=name,
-            version=1,
-            artifact_uri=version.artifact_uri,
-            namespace="ml",
-            owner=OWNER,
-            images=IMAGES,
+            serving_shape(mc, version=1, artifact_uri=version.artifact_uri), OWNER, IMAGES
         ),
         objects.serving_service(name, "ml", OWNER),
         objects.serving_pdb(name, "ml", OWNER),

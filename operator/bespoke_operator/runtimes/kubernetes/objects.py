@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from bespoke_operator.api import ModelCustomizationSpec, ModelVersionSpec
 from bespoke_operator.reconcile.decide import PERMANENT_EXIT_CODES, version_name
-from bespoke_operator.reconcile.serving_env import serving_env
+from bespoke_operator.reconcile.serving import ServingShape
 
 __all__ = [
     "CONFIG_KEY",
@@ -316,59 +316,44 @@ def trainer_job(
     }
 
 
-def serving_deployment(
-    spec: ModelCustomizationSpec,
-    *,
-    customization: str,
-    version: int,
-    artifact_uri: str,
-    namespace: str,
-    owner: OwnerRef,
-    images: Images,
-) -> dict[str, Any]:
-    """The Deployment serving `version` (a zero-downtime rolling update moves it)."""
-    serving = spec.serving
+def serving_deployment(shape: ServingShape, owner: OwnerRef, images: Images) -> dict[str, Any]:
+    """The Deployment of a serving shape (a zero-downtime rolling update moves it)."""
+    customization = shape.customization
     name = serving_name(customization)
     selector = {
         "app.kubernetes.io/instance": customization,
         "app.kubernetes.io/component": "serving",
     }
-    labels = _labels(customization, "serving", **{"bespoke.dev/version": str(version)})
-    env_values = serving_env(
-        spec,
-        version=version,
-        artifact_uri=artifact_uri,
-        namespace=namespace,
-        customization=customization,
-    )
-    common, env_from = _common_env(
-        spec.storage.secret_ref.name if spec.storage.secret_ref else None
-    )
-    env = common + [{"name": k, "value": v} for k, v in env_values.items()]
-    claims = _pvc_claims([spec.base_model.uri, artifact_uri])
-    volumes, mounts = _volumes(claims, [])
-    probe = {"httpGet": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
+    labels = _labels(customization, "serving", **{"bespoke.dev/version": str(shape.version)})
+    common, env_from = _common_env(shape.secret_name)
+    env = common + [{"name": k, "value": v} for k, v in shape.env.items()]
+    volumes, mounts = _volumes(_pvc_claims(shape.reads), [])
+    timings = shape.probes
+    probe = {
+        "httpGet": {"port": "http"},
+        "periodSeconds": timings.period_seconds,
+        "timeoutSeconds": timings.timeout_seconds,
+    }
+    resources = shape.resources
     container: dict[str, Any] = {
         "name": "serving",
-        "image": serving.image or images.serving,
+        "image": shape.image or images.serving,
         "ports": [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}],
         "env": env,
-        "resources": _resources(
-            serving.resources.gpus, serving.resources.cpu, serving.resources.memory
-        ),
+        "resources": _resources(resources.gpus, resources.cpu, resources.memory),
         "volumeMounts": mounts,
         "securityContext": _container_security(),
         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}},
         "livenessProbe": {
             **probe,
             "httpGet": {"path": "/healthz", "port": "http"},
-            "initialDelaySeconds": 30,
-            "failureThreshold": 6,
+            "initialDelaySeconds": timings.liveness_initial_delay_seconds,
+            "failureThreshold": timings.liveness_failure_threshold,
         },
         "startupProbe": {
             **probe,
             "httpGet": {"path": "/healthz", "port": "http"},
-            "failureThreshold": 60,
+            "failureThreshold": timings.startup_failure_threshold,
         },
     }
     if env_from:
@@ -376,9 +361,9 @@ def serving_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(name, namespace, labels, owner),
+        "metadata": _metadata(name, shape.namespace, labels, owner),
         "spec": {
-            "replicas": serving.replicas,
+            "replicas": shape.replicas,
             "selector": {"matchLabels": selector},
             "strategy": {
                 "type": "RollingUpdate",

@@ -224,7 +224,7 @@ class KubernetesRuntime:
         elif isinstance(action, StopTrainer):
             await self._remove_trainer(mc, action.version)
         elif isinstance(action, Deploy):
-            await self._deploy(mc, action, owner)
+            await self._deploy(action, owner)
         elif isinstance(action, Undeploy):
             serving = objects.serving_name(name)
             for api_version, plural in (
@@ -315,31 +315,23 @@ class KubernetesRuntime:
         )
         await _all(self.api.delete(path) for path in [*jobs, config])
 
-    async def _deploy(
-        self, mc: ModelCustomization, action: Deploy, owner: objects.OwnerRef
-    ) -> None:
-        namespace = mc.metadata.namespace or "default"
-        name = mc.metadata.name
-        serving = objects.serving_name(name)
-        deployment = objects.serving_deployment(
-            mc.spec,
-            customization=name,
-            version=action.version,
-            artifact_uri=action.artifact_uri,
-            namespace=namespace,
-            owner=owner,
-            images=self.images,
-        )
+    async def _deploy(self, action: Deploy, owner: objects.OwnerRef) -> None:
+        shape = action.serving
+        namespace = shape.namespace
+        serving = objects.serving_name(shape.customization)
         await self.api.apply(
-            resource_path("apps/v1", "deployments", namespace, serving), deployment
+            resource_path("apps/v1", "deployments", namespace, serving),
+            objects.serving_deployment(shape, owner, self.images),
         )
         await self.api.apply(
             resource_path("v1", "services", namespace, serving),
-            objects.serving_service(name, namespace, owner),
+            objects.serving_service(shape.customization, namespace, owner),
         )
         pdb_path = resource_path("policy/v1", "poddisruptionbudgets", namespace, serving)
-        if mc.spec.serving.replicas > 1:
-            await self.api.apply(pdb_path, objects.serving_pdb(name, namespace, owner))
+        if shape.replicas > 1:
+            await self.api.apply(
+                pdb_path, objects.serving_pdb(shape.customization, namespace, owner)
+            )
         else:
             await self.api.delete(pdb_path)
 
