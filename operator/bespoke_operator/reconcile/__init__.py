@@ -11,13 +11,13 @@ from bespoke_operator.reconcile.actions import (
     StopTrainer,
     Undeploy,
 )
+from bespoke_operator.reconcile.conditions import stalled_status
 from bespoke_operator.reconcile.decide import (
     APPROVAL_ANNOTATION,
     PERMANENT_EXIT_CODES,
     Decision,
     artifact_uri,
     decide,
-    invalid_spec_status,
     version_name,
 )
 from bespoke_operator.reconcile.hashing import training_hash
@@ -51,7 +51,7 @@ __all__ = [
     "artifact_uri",
     "decide",
     "drift_report",
-    "invalid_spec_status",
+    "stalled_status",
     "training_hash",
     "version_name",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Final, Literal
 
 from bespoke_operator.api import (
@@ -50,7 +50,6 @@ __all__ = [
     "Decision",
     "artifact_uri",
     "decide",
-    "invalid_spec_status",
     "version_name",
 ]
 
@@ -597,25 +596,3 @@ def _phase_message(plan: _Plan, phase: str) -> str:
         "Pending": "waiting for a version to serve",
         "Ready": "serving",
     }.get(phase, phase)
-
-
-def invalid_spec_status(
-    previous: ModelCustomizationStatus | None,
-    generation: int | None,
-    message: str,
-    now: datetime,
-) -> ModelCustomizationStatus:
-    """The status of a customization whose spec does not validate: Stalled, nothing started."""
-    status = previous or ModelCustomizationStatus()
-    conditions = set_condition(
-        status.conditions, "Stalled", True, "InvalidSpec", message, now=now, generation=generation
-    )
-    conditions = set_condition(
-        conditions, "Ready", False, "InvalidSpec", message, now=now, generation=generation
-    )
-    conditions = set_condition(
-        conditions, "Reconciling", False, "InvalidSpec", message, now=now, generation=generation
-    )
-    return status.model_copy(
-        update={"observed_generation": generation, "conditions": conditions, "phase": "Failed"}
-    )

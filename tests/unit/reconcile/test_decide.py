@@ -15,7 +15,7 @@ from bespoke_operator.reconcile import (
     TrainerRun,
     TrainerSummary,
     Undeploy,
-    invalid_spec_status,
+    stalled_status,
     training_hash,
 )
 
@@ -469,13 +469,17 @@ def test_decide_is_deterministic_for_the_same_inputs() -> None:
     assert decide(mc, observed) == decide(mc, observed)
 
 
-def test_invalid_spec_status_is_stalled_with_the_reason() -> None:
-    status = invalid_spec_status(None, 3, "spec.task: must be one of ...", START)
-    conditions = {c.type: c for c in status.conditions}
-    assert conditions["Stalled"].status == "True"
-    assert conditions["Stalled"].reason == "InvalidSpec"
-    assert conditions["Ready"].status == "False"
-    assert status.observed_generation == 3
+@pytest.mark.parametrize("reason", ["InvalidSpec", "ApiRequestFailed"])
+def test_a_stalled_status_has_one_shape_whatever_the_reason(reason: str) -> None:
+    previous = promoted_world().reconcile().status
+    status = stalled_status(previous, reason=reason, message="fix it", generation=3, now=START)
+    conditions = {c.type: (c.status, c.reason) for c in status.conditions}
+    assert conditions["Stalled"] == ("True", reason)
+    assert conditions["Ready"] == ("False", reason)
+    assert conditions["Reconciling"] == ("False", reason)
+    assert (status.phase, status.observed_generation) == ("Failed", 3)
+    # What the operator knew stays: the production version is still recorded.
+    assert status.production_version == previous.production_version
 
 
 def test_training_hash_ignores_scheduling_but_not_hyperparameters() -> None:

@@ -33,9 +33,10 @@ from bespoke_operator.reconcile import (
     Undeploy,
     decide,
     drift_report,
-    invalid_spec_status,
+    stalled_status,
     version_name,
 )
+from bespoke_operator.reconcile.schedule import drift_reading_due
 from bespoke_operator.runtimes.kubernetes import objects, observe
 from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
 
@@ -43,6 +44,7 @@ __all__ = ["KubernetesRuntime", "Outcome", "status_patch"]
 
 _log = logging.getLogger(__name__)
 _VERSIONS: Final = "modelversions"
+_CUSTOMIZATIONS: Final = "modelcustomizations"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,65 @@ class KubernetesRuntime:
         self.api = api
         self.images = images
         self.clock = clock
+
+    async def reconcile_and_record(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        known: Mapping[str, Any] | None = None,
+        read_drift: bool = False,
+    ) -> Outcome | None:
+        """Reads a customization, reconciles it, writes its status if changed; None when gone.
+
+        `known`: a body just delivered by the ADDED event of a new customization (no status yet),
+        as fresh as a re-read would be. Otherwise status is computed from the freshest object,
+        never from a stale event body. `read_drift`: read `/drift` when a reading is due. A pass
+        the API refuses for good (e.g. a missing RBAC permission) is written into status as
+        Stalled/ApiRequestFailed, not left silent, and raised.
+        """
+        path = resource_path(API_VERSION, _CUSTOMIZATIONS, namespace, name)
+        body = known
+        try:
+            if body is None:
+                body = await self.api.get(path)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return None
+            drift = await self._drift_if_due(body) if read_drift else None
+            outcome = await self.reconcile(body, drift, new=known is not None)
+            if _previous_status(body) != outcome.status:  # an unchanged one is not rewritten
+                await self.api.merge_patch(
+                    f"{path}/status", {"status": status_patch(outcome.status)}
+                )
+        except ApiError as exc:
+            if not exc.retryable and body is not None:
+                await self._record_failure(path, body, exc)
+            raise
+        return outcome
+
+    async def _record_failure(self, path: str, body: Mapping[str, Any], exc: ApiError) -> None:
+        generation = body.get("metadata", {}).get("generation")
+        message = f"the operator cannot continue: {exc}"
+        _log.error("Reconcile of %s failed: %s", path, exc)
+        status = stalled_status(
+            _previous_status(body),
+            reason="ApiRequestFailed",
+            message=message,
+            generation=generation,
+            now=self.clock(),
+        )
+        try:
+            await self.api.merge_patch(f"{path}/status", {"status": status_patch(status)})
+        except ApiError as second:
+            _log.error("Cannot write the failure into %s status either: %s", path, second)
+
+    async def _drift_if_due(self, body: Mapping[str, Any]) -> DriftReport | None:
+        try:
+            mc = ModelCustomization.model_validate(observe.without_server_fields(body))
+        except ValidationError:
+            return None  # the pass reports the invalid spec
+        due = drift_reading_due(mc, mc.status, now=self.clock())
+        return await self.read_drift(mc) if due is not None and due <= self.clock() else None
 
     async def reconcile(
         self, body: Mapping[str, Any], drift: DriftReport | None = None, *, new: bool = False
@@ -113,13 +174,19 @@ class KubernetesRuntime:
     def _invalid(self, body: Mapping[str, Any], message: str) -> Outcome:
         """Stalled on a spec that cannot run here; nothing is created."""
         generation = body.get("metadata", {}).get("generation")
-        status = invalid_spec_status(_previous_status(body), generation, message, self.clock())
+        status = stalled_status(
+            _previous_status(body),
+            reason="InvalidSpec",
+            message=message,
+            generation=generation,
+            now=self.clock(),
+        )
         return Outcome(status, None)
 
     async def read_drift(self, mc: ModelCustomization) -> DriftReport | None:
         """The serving service's latest drift reading, or None when it cannot be had now."""
         status = mc.status
-        if status is None or status.endpoint is None or not mc.spec.monitoring.enabled:
+        if status is None or status.endpoint is None:
             return None
         timeout = aiohttp.ClientTimeout(total=5)
         try:
