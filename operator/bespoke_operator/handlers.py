@@ -23,25 +23,30 @@ from typing import Any, Final
 import kopf
 from prometheus_client import start_http_server
 
-from bespoke_operator.api.crd import GROUP, VERSION
+from bespoke_operator.constants import (
+    APPROVAL_ANNOTATION,
+    CUSTOMIZATIONS,
+    DOMAIN,
+    FINALIZER,
+    GROUP,
+    SERVING_DEPLOYMENTS,
+    TRAINER_JOBS,
+    VERSION,
+    VERSIONS,
+)
 from bespoke_operator.kopf_storage import (
     LeanAnnotationsDiffBaseStorage,
     LeanAnnotationsProgressStorage,
 )
 from bespoke_operator.metrics import OperatorMetrics
-from bespoke_operator.reconcile import APPROVAL_ANNOTATION
 from bespoke_operator.runtimes.kubernetes.client import KubeApi
 from bespoke_operator.runtimes.kubernetes.controller import Controller
 from bespoke_operator.runtimes.kubernetes.objects import Images
 from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime
 from bespoke_operator.settings import OperatorSettings
 
-__all__ = ["SERVING_DEPLOYMENTS", "TRAINER_JOBS", "apply_settings"]
+__all__ = ["apply_settings"]
 
-_PART_OF: Final = {"app.kubernetes.io/part-of": "bespoke"}
-#: The labels of the children whose events trigger a reconcile (the runtime puts them there).
-TRAINER_JOBS: Final = {**_PART_OF, "app.kubernetes.io/component": "trainer"}
-SERVING_DEPLOYMENTS: Final = {**_PART_OF, "app.kubernetes.io/component": "serving"}
 # Young-generation collections every 10,000 allocations rather than Python's 700.
 _GC_THRESHOLDS: Final = (10_000, 10, 10)
 
@@ -64,11 +69,11 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     """Our own annotation keys, watch timeouts and selectors, and event posting."""
     # No handler needs a finalizer any more (children go by owner references); naming the one
     # older releases added lets kopf find and remove it from existing customizations.
-    settings.persistence.finalizer = "bespoke.dev/finalizer"
+    settings.persistence.finalizer = FINALIZER
     # kopf builds every watched object's essence on every event, with or without change handlers.
-    settings.persistence.progress_storage = LeanAnnotationsProgressStorage(prefix="bespoke.dev")
+    settings.persistence.progress_storage = LeanAnnotationsProgressStorage(prefix=DOMAIN)
     settings.persistence.diffbase_storage = LeanAnnotationsDiffBaseStorage(
-        prefix="bespoke.dev", key="last-handled-configuration"
+        prefix=DOMAIN, key="last-handled-configuration"
     )
     # Reconnect watches that went quiet (a silently dropped connection) instead of hanging.
     settings.watching.server_timeout = 300
@@ -112,7 +117,7 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     await memo.controller.runtime.api.close()
 
 
-@kopf.on.event(GROUP, VERSION, "modelcustomizations")
+@kopf.on.event(GROUP, VERSION, CUSTOMIZATIONS)
 async def customization_changed(
     body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -122,7 +127,7 @@ async def customization_changed(
 
 @kopf.on.event("batch", "v1", "jobs", labels=TRAINER_JOBS)
 @kopf.on.event("apps", "v1", "deployments", labels=SERVING_DEPLOYMENTS)
-@kopf.on.event(GROUP, VERSION, "modelversions", annotations={APPROVAL_ANNOTATION: kopf.PRESENT})
+@kopf.on.event(GROUP, VERSION, VERSIONS, annotations={APPROVAL_ANNOTATION: kopf.PRESENT})
 async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A trainer finished, a rollout progressed, or a version was approved: reconcile its owner."""
     await memo.controller.child_event(body)

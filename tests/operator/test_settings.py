@@ -10,7 +10,8 @@ import kopf
 import yaml
 
 from bespoke_operator.api import ModelCustomization
-from bespoke_operator.handlers import SERVING_DEPLOYMENTS, TRAINER_JOBS, apply_settings
+from bespoke_operator.constants import SERVING_DEPLOYMENTS, TRAINER_JOBS
+from bespoke_operator.handlers import apply_settings
 from bespoke_operator.reconcile import CreateVersion, Observed, decide
 from bespoke_operator.reconcile.serving import serving_shape
 from bespoke_operator.runtimes.kubernetes import objects

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from bespoke_operator import constants
 from bespoke_operator.api._base import (
     ApiModel,
     Decimal,
@@ -66,7 +67,7 @@ __all__ = [
     "check_update",
 ]
 
-API_VERSION: Final = "bespoke.dev/v1alpha1"
+API_VERSION: Final = constants.API_VERSION
 
 
 # --- baseModel -------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from bespoke_operator.reconcile.observed import (
     ServingState,
     TrainerRun,
     TrainerSummary,
+    approved_versions,
     drift_report,
 )
 
@@ -48,6 +49,7 @@ __all__ = [
     "TrainerRun",
     "TrainerSummary",
     "Undeploy",
+    "approved_versions",
     "artifact_uri",
     "decide",
     "drift_report",

@@ -26,6 +26,13 @@ from bespoke_operator.api import (
 )
 from bespoke_operator.api._base import parse_decimal
 from bespoke_operator.api.customization import DriftReading, RetrainLedger, Rollout
+from bespoke_operator.constants import (
+    APPROVAL_ANNOTATION,
+    CUSTOMIZATION_LABEL,
+    PART_OF,
+    PART_OF_LABEL,
+    VERSION_LABEL,
+)
 from bespoke_operator.reconcile.actions import (
     Action,
     CreateVersion,
@@ -53,7 +60,6 @@ __all__ = [
     "version_name",
 ]
 
-APPROVAL_ANNOTATION: Final = "bespoke.dev/approved"
 #: Trainer exit codes a retry cannot fix: invalid config, invalid data, out of memory, model not
 #: found (see bespoke_trainer.errors; the Job fails fast on them too).
 PERMANENT_EXIT_CODES: Final = frozenset({2, 3, 5, 7})
@@ -132,9 +138,9 @@ class _Plan:
                 name=version_name(name, number),
                 namespace=self.mc.metadata.namespace,
                 labels={
-                    "app.kubernetes.io/part-of": "bespoke",
-                    "bespoke.dev/customization": name,
-                    "bespoke.dev/version": str(number),
+                    PART_OF_LABEL: PART_OF,
+                    CUSTOMIZATION_LABEL: name,
+                    VERSION_LABEL: str(number),
                 },
             ),
             spec=ModelVersionSpec(

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from bespoke_operator.api import ModelCustomization
+from bespoke_operator.constants import TRAINING_HASH_ANNOTATION
 from bespoke_operator.reconcile import CreateVersion, decide
 from bespoke_operator.reconcile.serving import serving_shape
 from bespoke_operator.runtimes.kubernetes import objects
@@ -95,7 +96,7 @@ def test_gpu_job_carries_scheduling_queue_and_failure_policy() -> None:
 @pytest.mark.parametrize("kind", ["ConfigMap", "Job"])
 def test_a_trainer_object_is_current_only_for_its_own_spec_owner_and_life(kind: str) -> None:
     wanted = next(c for c in _children(example_files()[0]) if c["kind"] == kind)
-    hash_ = wanted["metadata"]["annotations"][objects.TRAINING_HASH_ANNOTATION]
+    hash_ = wanted["metadata"]["annotations"][TRAINING_HASH_ANNOTATION]
     assert len(hash_) == 64
 
     def found(**metadata: Any) -> dict[str, Any]:
@@ -104,7 +105,7 @@ def test_a_trainer_object_is_current_only_for_its_own_spec_owner_and_life(kind: 
     assert objects.trainer_object_is_current(found(), wanted)
     # Written by an operator from before the hash was recorded: kept, not restarted.
     assert objects.trainer_object_is_current(found(annotations={}), wanted)
-    other_spec = {objects.TRAINING_HASH_ANNOTATION: "0" * 64}
+    other_spec = {TRAINING_HASH_ANNOTATION: "0" * 64}
     assert not objects.trainer_object_is_current(found(annotations=other_spec), wanted)
     earlier_namesake = [{**OWNER.as_dict(), "uid": "uid-0"}]
     assert not objects.trainer_object_is_current(found(ownerReferences=earlier_namesake), wanted)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bespoke_operator.constants import CUSTOMIZATION_LABEL
 from bespoke_operator.metrics import OperatorMetrics
 from bespoke_operator.reconcile.schedule import next_check
 from bespoke_operator.runtimes.kubernetes.backoff import Backoff
@@ -91,7 +92,7 @@ class Controller:
         if body.get("kind") == "Job" and not _finished(body):
             return  # a Job being created or running changes nothing the core decides on
         metadata = body.get("metadata", {})
-        name = metadata.get("labels", {}).get("bespoke.dev/customization")
+        name = metadata.get("labels", {}).get(CUSTOMIZATION_LABEL)
         if name and metadata.get("namespace"):
             await self._on_event((metadata["namespace"], name))
 

@@ -9,6 +9,21 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bespoke_operator.api import ModelCustomizationSpec, ModelVersionSpec
+from bespoke_operator.constants import (
+    ATTEMPT_LABEL,
+    COMPONENT_LABEL,
+    CUSTOMIZATION_LABEL,
+    INSTANCE_LABEL,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    PART_OF,
+    PART_OF_LABEL,
+    QUEUE_LABEL,
+    SERVING,
+    TRAINER,
+    TRAINING_HASH_ANNOTATION,
+    VERSION_LABEL,
+)
 from bespoke_operator.reconcile.decide import PERMANENT_EXIT_CODES, version_name
 from bespoke_operator.reconcile.serving import ServingShape
 
@@ -16,7 +31,6 @@ __all__ = [
     "CONFIG_KEY",
     "PVC_ROOT",
     "TRAINER_CONTAINER",
-    "TRAINING_HASH_ANNOTATION",
     "Images",
     "OwnerRef",
     "owned_by_another",
@@ -34,12 +48,7 @@ PVC_ROOT: Final = "/mnt/pvc"
 CONFIG_KEY: Final = "config.json"
 TRAINER_CONTAINER: Final = "trainer"
 SERVING_PORT: Final = 3000
-#: On trainer objects: the training hash of the version they train (a label value is too short).
-TRAINING_HASH_ANNOTATION: Final = "bespoke.dev/training-hash"
-_PART_OF: Final = {
-    "app.kubernetes.io/part-of": "bespoke",
-    "app.kubernetes.io/managed-by": "bespoke",
-}
+_PART_OF: Final = {PART_OF_LABEL: PART_OF, MANAGED_BY_LABEL: PART_OF}
 
 
 @dataclass(frozen=True)
@@ -88,10 +97,10 @@ def serving_name(customization: str) -> str:
 def _labels(customization: str, component: str, **extra: str) -> dict[str, str]:
     return {
         **_PART_OF,
-        "app.kubernetes.io/name": f"bespoke-{component}",
-        "app.kubernetes.io/instance": customization,
-        "app.kubernetes.io/component": component,
-        "bespoke.dev/customization": customization,
+        NAME_LABEL: f"bespoke-{component}",
+        INSTANCE_LABEL: customization,
+        COMPONENT_LABEL: component,
+        CUSTOMIZATION_LABEL: customization,
         **extra,
     }
 
@@ -151,9 +160,7 @@ def trainer_configmap(
 ) -> dict[str, Any]:
     """The trainer config as a ConfigMap (mounted read-only into the trainer pod)."""
     name = trainer_configmap_name(version.customization, version.version)
-    labels = _labels(
-        version.customization, "trainer", **{"bespoke.dev/version": str(version.version)}
-    )
+    labels = _labels(version.customization, TRAINER, **{VERSION_LABEL: str(version.version)})
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -245,11 +252,11 @@ def trainer_job(
     configmap = trainer_configmap_name(version.customization, version.version)
     labels = _labels(
         version.customization,
-        "trainer",
-        **{"bespoke.dev/version": str(version.version), "bespoke.dev/attempt": str(attempt)},
+        TRAINER,
+        **{VERSION_LABEL: str(version.version), ATTEMPT_LABEL: str(attempt)},
     )
     if training.queue_name:
-        labels["kueue.x-k8s.io/queue-name"] = training.queue_name
+        labels[QUEUE_LABEL] = training.queue_name
     config_volume = {"name": "config", "configMap": {"name": configmap}}
     volumes, mounts = _volumes(_pvc_claims(_spec_uris(spec)), [config_volume])
     mounts.append({"name": "config", "mountPath": "/etc/bespoke", "readOnly": True})
@@ -321,10 +328,10 @@ def serving_deployment(shape: ServingShape, owner: OwnerRef, images: Images) -> 
     customization = shape.customization
     name = serving_name(customization)
     selector = {
-        "app.kubernetes.io/instance": customization,
-        "app.kubernetes.io/component": "serving",
+        INSTANCE_LABEL: customization,
+        COMPONENT_LABEL: SERVING,
     }
-    labels = _labels(customization, "serving", **{"bespoke.dev/version": str(shape.version)})
+    labels = _labels(customization, SERVING, **{VERSION_LABEL: str(shape.version)})
     common, env_from = _common_env(shape.secret_name)
     env = common + [{"name": k, "value": v} for k, v in shape.env.items()]
     volumes, mounts = _volumes(_pvc_claims(shape.reads), [])
@@ -388,13 +395,13 @@ def serving_service(customization: str, namespace: str, owner: OwnerRef) -> dict
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(
-            serving_name(customization), namespace, _labels(customization, "serving"), owner
+            serving_name(customization), namespace, _labels(customization, SERVING), owner
         ),
         "spec": {
             "type": "ClusterIP",
             "selector": {
-                "app.kubernetes.io/instance": customization,
-                "app.kubernetes.io/component": "serving",
+                INSTANCE_LABEL: customization,
+                COMPONENT_LABEL: SERVING,
             },
             "ports": [{"name": "http", "port": SERVING_PORT, "targetPort": "http"}],
         },
@@ -407,14 +414,14 @@ def serving_pdb(customization: str, namespace: str, owner: OwnerRef) -> dict[str
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _metadata(
-            serving_name(customization), namespace, _labels(customization, "serving"), owner
+            serving_name(customization), namespace, _labels(customization, SERVING), owner
         ),
         "spec": {
             "minAvailable": 1,
             "selector": {
                 "matchLabels": {
-                    "app.kubernetes.io/instance": customization,
-                    "app.kubernetes.io/component": "serving",
+                    INSTANCE_LABEL: customization,
+                    COMPONENT_LABEL: SERVING,
                 }
             },
         },

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 import aiohttp
 from pydantic import ValidationError
@@ -17,6 +17,14 @@ from bespoke_operator.api import (
     ModelCustomization,
     ModelCustomizationStatus,
     is_relative_location,
+)
+from bespoke_operator.constants import (
+    COMPONENT_LABEL,
+    CUSTOMIZATION_LABEL,
+    CUSTOMIZATIONS,
+    TRAINER,
+    VERSION_LABEL,
+    VERSIONS,
 )
 from bespoke_operator.reconcile import (
     Action,
@@ -31,6 +39,7 @@ from bespoke_operator.reconcile import (
     StartTrainer,
     StopTrainer,
     Undeploy,
+    approved_versions,
     decide,
     drift_report,
     stalled_status,
@@ -43,8 +52,6 @@ from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resou
 __all__ = ["KubernetesRuntime", "Outcome", "status_patch"]
 
 _log = logging.getLogger(__name__)
-_VERSIONS: Final = "modelversions"
-_CUSTOMIZATIONS: Final = "modelcustomizations"
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ class KubernetesRuntime:
         the API refuses for good (e.g. a missing RBAC permission) is written into status as
         Stalled/ApiRequestFailed, not left silent, and raised.
         """
-        path = resource_path(API_VERSION, _CUSTOMIZATIONS, namespace, name)
+        path = resource_path(API_VERSION, CUSTOMIZATIONS, namespace, name)
         body = known
         try:
             if body is None:
@@ -206,12 +213,12 @@ class KubernetesRuntime:
     ) -> Observed:
         namespace = mc.metadata.namespace
         name = mc.metadata.name
-        selector = f"bespoke.dev/customization={name}"
+        selector = f"{CUSTOMIZATION_LABEL}={name}"
         version_items = await self.api.list(
-            resource_path(API_VERSION, _VERSIONS, namespace), selector
+            resource_path(API_VERSION, VERSIONS, namespace), selector
         )
         versions = observe.parse_versions(version_items)
-        trainer = f"{selector},app.kubernetes.io/component=trainer"
+        trainer = f"{selector},{COMPONENT_LABEL}={TRAINER}"
         jobs = [
             job
             for job in await self.api.list(resource_path("batch/v1", "jobs", namespace), trainer)
@@ -229,7 +236,7 @@ class KubernetesRuntime:
             trainer_runs=tuple(observe.trainer_runs(jobs, pods)),
             serving=observe.serving_state(deployment, endpoint),
             drift=drift,
-            approved_versions=observe.approved_versions(versions),
+            approved_versions=approved_versions(versions),
         )
 
     async def _apply_round(
@@ -278,10 +285,10 @@ class KubernetesRuntime:
         if isinstance(action, CreateVersion):
             body = action.version.model_dump(mode="json", by_alias=True, exclude_none=True)
             body["metadata"]["ownerReferences"] = [owner.as_dict()]
-            await self.api.create(resource_path(API_VERSION, _VERSIONS, namespace), body)
+            await self.api.create(resource_path(API_VERSION, VERSIONS, namespace), body)
         elif isinstance(action, SetVersionStatus):
             path = resource_path(
-                API_VERSION, _VERSIONS, namespace, version_name(name, action.version), "status"
+                API_VERSION, VERSIONS, namespace, version_name(name, action.version), "status"
             )
             await self.api.merge_patch(
                 path, {"status": action.status.model_dump(mode="json", by_alias=True)}
@@ -302,7 +309,7 @@ class KubernetesRuntime:
                 await self.api.delete(resource_path(api_version, plural, namespace, serving))
         elif isinstance(action, DeleteVersion):
             await self.api.delete(
-                resource_path(API_VERSION, _VERSIONS, namespace, version_name(name, action.version))
+                resource_path(API_VERSION, VERSIONS, namespace, version_name(name, action.version))
             )
             await self._remove_trainer(mc, action.version)
         elif isinstance(action, Event):
@@ -316,7 +323,7 @@ class KubernetesRuntime:
         if spec is None:  # not known from this pass: read it back
             version_object = version_name(mc.metadata.name, action.version)
             found = await self.api.get(
-                resource_path(API_VERSION, _VERSIONS, namespace, version_object)
+                resource_path(API_VERSION, VERSIONS, namespace, version_object)
             )
             if found is None:
                 raise RuntimeError(f"ModelVersion {version_object} vanished before its trainer")
@@ -369,8 +376,8 @@ class KubernetesRuntime:
         """Deletes every trainer Job of a version and its config (superseded or deleted)."""
         namespace = mc.metadata.namespace or "default"
         selector = (
-            f"bespoke.dev/customization={mc.metadata.name},app.kubernetes.io/component=trainer,"
-            f"bespoke.dev/version={version}"
+            f"{CUSTOMIZATION_LABEL}={mc.metadata.name},{COMPONENT_LABEL}={TRAINER},"
+            f"{VERSION_LABEL}={version}"
         )
         jobs_path = resource_path("batch/v1", "jobs", namespace)
         jobs = [

@@ -41,6 +41,7 @@ from bespoke_operator.reconcile import (
     TrainerRun,
     TrainerSummary,
     Undeploy,
+    approved_versions,
     decide,
     drift_report,
 )
@@ -243,18 +244,13 @@ class LocalRuntime:
         serving = self._serving_state()
         drift = self._drift(serving) if read_drift and serving and serving.available else None
         versions = self.state.versions()
-        approved = frozenset(
-            v.spec.version
-            for v in versions
-            if v.metadata.annotations.get("bespoke.dev/approved", "").lower() == "true"
-        )
         return Observed(
             now=self.clock(),
             versions=tuple(versions),
             trainer_runs=tuple(self._run(r) for r in self.state.runs()),
             serving=serving,
             drift=drift,
-            approved_versions=approved,
+            approved_versions=approved_versions(versions),
         )
 
     def _run(self, run: TrainerRunDir) -> TrainerRun:
