@@ -14,8 +14,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from bespoke_operator import kube_yaml
-from bespoke_operator.api import ModelCustomization, ModelVersion
+from bespoke_operator.api import ModelCustomization, ModelVersion, ModelVersionStatus
 from bespoke_operator.reconcile import Event
+from bespoke_operator.reconcile.serving import unservable
 from bespoke_operator.runtimes.local.runtime import (
     Admission,
     LocalRuntime,
@@ -403,13 +404,9 @@ _PIN_RULE: Final = (
 
 
 def _servable(version: ModelVersion) -> bool:
+    """Passed its gates, and can be served (the core's rule for a pin)."""
     status = version.status
-    return (
-        status is not None
-        and status.artifact_uri is not None
-        and status.phase in _SERVABLE_PHASES
-        and status.reason != "RolloutFailed"  # the decision core refuses to pin those again
-    )
+    return status is not None and status.phase in _SERVABLE_PHASES and unservable(status) is None
 
 
 def rollback(console: Console, errors: Console, state_dir: Path, name: str, version: int) -> int:
@@ -431,10 +428,8 @@ def rollback(console: Console, errors: Console, state_dir: Path, name: str, vers
             phase = (record.phase if record else None) or "Pending"
             reason = f" ({record.reason})" if record and record.reason else ""
             why = f"v{version} cannot be served: it is {phase}{reason}"
-            if record is None or record.artifact_uri is None:
-                why += " and has no artifacts"
-            elif record.reason == "RolloutFailed":
-                why += ": it did not become available when it was rolled out"
+            if problem := unservable(record or ModelVersionStatus()):
+                why += f" and {problem}"
             else:
                 why += (
                     ": it did not pass its gates (to serve it anyway, set "

@@ -48,7 +48,7 @@ from bespoke_operator.reconcile.conditions import set_condition
 from bespoke_operator.reconcile.gates import evaluate_gates, format_number
 from bespoke_operator.reconcile.hashing import training_hash
 from bespoke_operator.reconcile.observed import Observed, TrainerSummary
-from bespoke_operator.reconcile.serving import serving_shape
+from bespoke_operator.reconcile.serving import serving_shape, unservable
 from bespoke_operator.reconcile.trainer_config import trainer_config
 
 __all__ = [
@@ -366,12 +366,10 @@ def _desired_version(plan: _Plan) -> int | None:
     pinned = plan.spec.serving.pinned_version
     if pinned is not None:
         status = plan.statuses.get(pinned)
-        if status is None or status.artifact_uri is None:
-            plan.pin_problem = f"pinned version {pinned} does not exist or has no artifacts"
-        elif status.reason == "RolloutFailed":
-            plan.pin_problem = f"pinned version {pinned} failed its rollout"
-        else:
+        problem = "does not exist" if status is None else unservable(status)
+        if problem is None:
             return pinned
+        plan.pin_problem = f"pinned version {pinned} {problem}"
         return plan.production
     promoted = [n for n, s in plan.statuses.items() if s.phase == "Promoted"]
     return max(promoted, default=None)

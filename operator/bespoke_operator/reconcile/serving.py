@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bespoke_operator.api import ModelCustomization, ModelCustomizationSpec
+from bespoke_operator.api import ModelCustomization, ModelCustomizationSpec, ModelVersionStatus
 
-__all__ = ["PodResources", "Probes", "ServingShape", "serving_env", "serving_shape"]
+__all__ = [
+    "PodResources",
+    "Probes",
+    "ServingShape",
+    "serving_env",
+    "serving_shape",
+    "unservable",
+]
 
 
 @dataclass(frozen=True)
@@ -117,3 +124,15 @@ def serving_env(
         "BESPOKE_DRIFT_METHOD": monitoring.method,
         "BESPOKE_DRIFT_THRESHOLD": monitoring.threshold,
     }
+
+
+def unservable(status: ModelVersionStatus) -> str | None:
+    """Why a recorded version cannot be served even when pinned (gates aside), or None.
+
+    The one rule for `serving.pinnedVersion` in the core and for `bespoke rollback`.
+    """
+    if status.artifact_uri is None:
+        return "has no artifacts"
+    if status.reason == "RolloutFailed":
+        return "did not become available when it was rolled out"
+    return None
