@@ -15,19 +15,24 @@ from rich.table import Table
 
 from bespoke_operator import kube_yaml
 from bespoke_operator.api import ModelCustomization, ModelVersion, ModelVersionStatus
+from bespoke_operator.errors import (
+    MissingLocationError,
+    ResourceValidationError,
+    RunFailedError,
+    StateUnreadableError,
+    UpdateRefusedError,
+)
 from bespoke_operator.reconcile import Event
 from bespoke_operator.reconcile.serving import unservable
 from bespoke_operator.runtimes.local.runtime import (
     Admission,
     LocalRuntime,
-    MissingLocation,
     Step,
-    UpdateRefused,
     prepare,
 )
-from bespoke_operator.runtimes.local.state import CustomizationState, StateUnreadable
+from bespoke_operator.runtimes.local.state import CustomizationState
 from bespoke_operator.traffic import load_texts, replay
-from bespoke_operator.validate import ResourceValidationError, load_file
+from bespoke_operator.validate import load_file
 
 __all__ = ["RunOptions", "print_status", "print_versions", "rollback", "run", "stop"]
 
@@ -59,18 +64,14 @@ class _Progress:
     stop_traffic: threading.Event = field(default_factory=threading.Event)
 
 
-class RunFailed(Exception):  # noqa: N818 - reads as what happened
-    """The file cannot be run; the message says why (already formatted for the terminal)."""
-
-
 def _load(options: RunOptions) -> tuple[dict[str, Any], CustomizationState]:
     try:
         resources = load_file(options.file)
     except ResourceValidationError as exc:
-        raise RunFailed("\n".join(str(p) for p in exc.problems)) from exc
+        raise RunFailedError("\n".join(str(p) for p in exc.problems)) from exc
     customizations = [r for r in resources if isinstance(r, ModelCustomization)]
     if len(customizations) != 1:
-        raise RunFailed(f"{options.file}: expected exactly one ModelCustomization")
+        raise RunFailedError(f"{options.file}: expected exactly one ModelCustomization")
     name = customizations[0].metadata.name
     raw = next(
         d
@@ -80,14 +81,14 @@ def _load(options: RunOptions) -> tuple[dict[str, Any], CustomizationState]:
     state = CustomizationState(options.state_dir.resolve(), name)
     try:
         document = prepare(raw, options.file.parent.resolve(), state)
-    except MissingLocation as exc:
+    except MissingLocationError as exc:
         lines = (f"{options.file}: {line}" for line in str(exc).splitlines())
-        raise RunFailed("\n".join(lines)) from exc
+        raise RunFailedError("\n".join(lines)) from exc
     try:
         state.dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         # A file where a folder should be, or no permission: say so before anything starts.
-        raise RunFailed(
+        raise RunFailedError(
             f"--state-dir {options.state_dir}: cannot keep state in {state.dir} "
             f"({exc.strerror or exc}) — pass a folder you can write to (it is created if missing)"
         ) from exc
@@ -97,14 +98,14 @@ def _load(options: RunOptions) -> tuple[dict[str, Any], CustomizationState]:
 def _admit(options: RunOptions, runtime: LocalRuntime, document: dict[str, Any]) -> Admission:
     try:
         return runtime.admit(document)
-    except UpdateRefused as exc:
+    except UpdateRefusedError as exc:
         # The API server's words for the same update, then what to do about it locally.
         lines = [f"{options.file}: spec{v.field_path}: {v.message}" for v in exc.violations]
         lines.append(
             f"{runtime.state.dir} keeps the versions of the customization as it was; to start "
             "over with this file, give it another metadata.name or use another --state-dir"
         )
-        raise RunFailed("\n".join(lines)) from exc
+        raise RunFailedError("\n".join(lines)) from exc
 
 
 def _child_env() -> dict[str, str]:
@@ -130,7 +131,7 @@ def run(options: RunOptions, console: Console, errors: Console) -> int:
         document, state = _load(options)
         runtime = LocalRuntime(state, on_event=lambda e: _print_event(console, e), env=_child_env())
         admission = _admit(options, runtime, document)
-    except (RunFailed, StateUnreadable) as exc:
+    except (RunFailedError, StateUnreadableError) as exc:
         errors.print(str(exc), markup=False)
         return 1
     mc = admission.customization

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from bespoke_operator.api import API_VERSION
-from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
+from bespoke_operator.errors import ApiError
+from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
 from bespoke_operator.runtimes.kubernetes.objects import Images
 from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime, status_patch
 from tests.operator.conftest import NAME, NAMESPACE, Fault, FaultyKubernetes, customization

@@ -21,10 +21,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bespoke_operator.constants import CUSTOMIZATION_LABEL
+from bespoke_operator.errors import ApiError
 from bespoke_operator.metrics import OperatorMetrics
 from bespoke_operator.reconcile.schedule import next_check
 from bespoke_operator.runtimes.kubernetes.backoff import Backoff
-from bespoke_operator.runtimes.kubernetes.client import ApiError
 from bespoke_operator.runtimes.kubernetes.resync import Key, ResyncQueue
 from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime, Outcome
 from bespoke_operator.settings import OperatorSettings

@@ -26,6 +26,7 @@ from bespoke_operator.constants import (
     VERSION_LABEL,
     VERSIONS,
 )
+from bespoke_operator.errors import ApiError
 from bespoke_operator.reconcile import (
     Action,
     CreateVersion,
@@ -47,7 +48,7 @@ from bespoke_operator.reconcile import (
 )
 from bespoke_operator.reconcile.schedule import drift_reading_due
 from bespoke_operator.runtimes.kubernetes import objects, observe
-from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
+from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
 
 __all__ = ["KubernetesRuntime", "Outcome", "status_patch"]
 
