@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Final
 
@@ -11,9 +12,14 @@ from pydantic.alias_generators import to_camel
 from bespoke_operator.api.rules import FieldRule
 
 __all__ = [
+    "AT_MOST_ONE",
+    "BELOW_ONE",
     "DECIMAL_PATTERN",
     "FORMAT_HINTS",
+    "OPEN_FRACTION",
+    "POSITIVE",
     "QUANTITY_PATTERN",
+    "SHARE_ABOVE_ZERO",
     "SIGNED_DECIMAL_PATTERN",
     "URI_PATTERN",
     "URI_SCHEMES",
@@ -114,3 +120,35 @@ def section(model: type[ApiModel], description: str) -> Any:
         description=description,
         json_schema_extra={"default": {}},
     )
+
+
+def _decimal_range(cel: str, message: str, holds: Callable[[float], bool]) -> FieldRule[str]:
+    """A range for a decimal-string field (the decimal pattern already rules out negatives)."""
+    return FieldRule(cel, message, lambda value: holds(parse_decimal(value)))
+
+
+OPEN_FRACTION: Final = _decimal_range(
+    "double(self) > 0.0 && double(self) < 1.0",
+    'must be a fraction strictly between 0 and 1, written as a string, e.g. "0.1"',
+    lambda x: 0.0 < x < 1.0,
+)
+BELOW_ONE: Final = _decimal_range(
+    "double(self) < 1.0",
+    'must be from 0 up to (not including) 1, written as a string, e.g. "0.1"',
+    lambda x: x < 1.0,
+)
+AT_MOST_ONE: Final = _decimal_range(
+    "double(self) <= 1.0",
+    'must be a share from 0 to 1, written as a string, e.g. "0.1" (not a percentage)',
+    lambda x: x <= 1.0,
+)
+SHARE_ABOVE_ZERO: Final = _decimal_range(
+    "double(self) > 0.0 && double(self) <= 1.0",
+    'must be a share above 0 and at most 1, written as a string, e.g. "0.5"',
+    lambda x: 0.0 < x <= 1.0,
+)
+POSITIVE: Final = _decimal_range(
+    "double(self) > 0.0",
+    'must be above 0, written as a string, e.g. "2e-4"',
+    lambda x: x > 0.0,
+)
