@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Final
@@ -9,7 +10,7 @@ from typing import Annotated, Any, Final
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from bespoke_operator.api.rules import FieldRule
+from bespoke_operator.api.rules import FieldRule, schema_rules
 
 __all__ = [
     "AT_MOST_ONE",
@@ -66,6 +67,18 @@ _FILE_URI_RULE: Final[FieldRule[str]] = FieldRule(
     lambda uri: not uri.startswith("file://") or uri.startswith("file:///"),
 )
 
+# `..` would climb out of the claim, bucket or directory the location names. Relative paths
+# (local runs) are resolved against the customization file's folder, where `../data` is usual.
+_PARENT_SEGMENT: Final = "(^|/)[.][.](/|$)"
+_NO_PARENT_SEGMENT_RULE: Final[FieldRule[str]] = FieldRule(
+    f"!self.matches('^([a-z0-9]+://|/)') || !self.matches('{_PARENT_SEGMENT}')",
+    "a pvc://, s3://, hf://, file:// or absolute location must not contain `..` segments, "
+    "which would reach outside the claim, bucket or folder it names — write the path without them",
+    lambda uri: (
+        re.search("^([a-z0-9]+://|/)", uri) is None or re.search(_PARENT_SEGMENT, uri) is None
+    ),
+)
+
 
 Uri = Annotated[
     str,
@@ -73,9 +86,12 @@ Uri = Annotated[
         pattern=URI_PATTERN,
         min_length=1,
         max_length=1024,
-        json_schema_extra=_FILE_URI_RULE.schema,
+        json_schema_extra=schema_rules(
+            _FILE_URI_RULE.validation, _NO_PARENT_SEGMENT_RULE.validation
+        ),
     ),
     AfterValidator(_FILE_URI_RULE.check),
+    AfterValidator(_NO_PARENT_SEGMENT_RULE.check),
 ]
 Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=63)]
 # Timestamps come from the API server as RFC 3339 strings, so they are parsed leniently.

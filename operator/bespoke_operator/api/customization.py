@@ -181,6 +181,34 @@ _MITIGATION_NEEDS_GROUPS: Rule[ModelCustomizationSpec] = Rule(
     check=lambda spec: not spec.training.mitigate_bias or spec.dataset.sensitive_column is not None,
 )
 
+_COLUMNS_CEL: Final = (
+    "self.task != '{task}' || !has(self.dataset.columns) || "
+    "((!has(self.dataset.columns.{a}) || self.dataset.columns.{a} == '{a}') && "
+    "(!has(self.dataset.columns.{b}) || self.dataset.columns.{b} == '{b}'))"
+)
+
+_CAUSAL_LM_COLUMNS: Rule[ModelCustomizationSpec] = Rule(
+    cel=_COLUMNS_CEL.format(task="causal-lm", a="text", b="label"),
+    message="`columns.text` and `columns.label` are read by text-classification only: a "
+    "causal-lm task reads `columns.prompt` and `columns.response` — name your columns there",
+    field_path=".dataset.columns",
+    check=lambda spec: (
+        spec.task != "causal-lm"
+        or (spec.dataset.columns.text == "text" and spec.dataset.columns.label == "label")
+    ),
+)
+
+_CLASSIFICATION_COLUMNS: Rule[ModelCustomizationSpec] = Rule(
+    cel=_COLUMNS_CEL.format(task="text-classification", a="prompt", b="response"),
+    message="`columns.prompt` and `columns.response` are read by causal-lm only: a "
+    "text-classification task reads `columns.text` and `columns.label` — name your columns there",
+    field_path=".dataset.columns",
+    check=lambda spec: (
+        spec.task != "text-classification"
+        or (spec.dataset.columns.prompt == "prompt" and spec.dataset.columns.response == "response")
+    ),
+)
+
 #: Every cross-field rule on the spec, in the order they are reported.
 SPEC_RULES: Final[tuple[Rule[Any], ...]] = (
     _QLORA_NEEDS_GPU,
@@ -190,6 +218,8 @@ SPEC_RULES: Final[tuple[Rule[Any], ...]] = (
     _GROUPS_NEED_CLASSIFICATION,
     _AUGMENTATION_NEEDS_CLASSIFICATION,
     _MITIGATION_NEEDS_GROUPS,
+    _CAUSAL_LM_COLUMNS,
+    _CLASSIFICATION_COLUMNS,
 )
 
 TASK_IMMUTABLE: Final[dict[str, str]] = {

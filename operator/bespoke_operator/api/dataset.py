@@ -120,8 +120,25 @@ class Augmentation(ApiModel):
     _probability = field_validator("probability")(BELOW_ONE.check)
 
 
+_GROUPS_APART_FROM_COLUMNS: Rule[Dataset] = Rule(
+    cel="!has(self.sensitiveColumn) || !has(self.columns) || "
+    "(self.sensitiveColumn != self.columns.label && self.sensitiveColumn != self.columns.text)",
+    message="`sensitiveColumn` must be a column of its own, not `columns.label` or "
+    "`columns.text`: the fairness audit compares groups, which the label or the input cannot be "
+    "— name the column that holds the group attribute",
+    field_path=".sensitiveColumn",
+    check=lambda dataset: (
+        dataset.sensitive_column not in (dataset.columns.label, dataset.columns.text)
+    ),
+)
+
+
 class Dataset(ApiModel):
     """The data to adapt the model to."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(_GROUPS_APART_FROM_COLUMNS.as_crd_validation())
+    )
 
     train: DataSource = Field(description="Training data.")
     validation: DataSource | None = Field(
@@ -143,3 +160,8 @@ class Dataset(ApiModel):
     augmentation: Augmentation = section(
         Augmentation, "Augmentation for small data (text-classification only)."
     )
+
+    @model_validator(mode="after")
+    def _rules(self, info: ValidationInfo) -> Dataset:
+        raise_violations(self, [_GROUPS_APART_FROM_COLUMNS], info)
+        return self

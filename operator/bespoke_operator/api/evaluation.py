@@ -70,6 +70,29 @@ class Gate(ApiModel):
         return self
 
 
+def _can_both_pass(low: Gate, high: Gate) -> bool:
+    """Whether a value can meet `low`'s min and `high`'s max (always, for different metrics)."""
+    return (
+        low == high  # one gate's own bounds are `_GATE_ORDERED`'s to judge
+        or low.metric != high.metric
+        or low.min is None
+        or high.max is None
+        or parse_decimal(low.min) <= parse_decimal(high.max)
+    )
+
+
+_GATES_SATISFIABLE: Rule[Evaluation] = Rule(
+    cel="!has(self.gates) || self.gates.all(a, self.gates.all(b, a == b || a.metric != b.metric "
+    "|| !has(a.min) || !has(b.max) || double(a.min) <= double(b.max)))",
+    message="two gates on the same metric can never both pass: one's `min` is above the "
+    "other's `max` — merge them into one gate with a `min` at or below its `max`",
+    field_path=".gates",
+    check=lambda evaluation: all(
+        _can_both_pass(a, b) for a in evaluation.gates for b in evaluation.gates
+    ),
+)
+
+
 class ChampionDelta(ApiModel):
     """The candidate must beat the production version on the same held-out data."""
 
@@ -121,6 +144,10 @@ class FairnessLimits(ApiModel):
 class Evaluation(ApiModel):
     """What a candidate must show before it is promoted."""
 
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(_GATES_SATISFIABLE.as_crd_validation())
+    )
+
     metrics: list[MetricName] = Field(
         default_factory=list,
         max_length=16,
@@ -140,3 +167,8 @@ class Evaluation(ApiModel):
         description="Hold a passing candidate in AwaitingApproval until a person approves it "
         "(annotation bespoke.dev/approved=true on the ModelVersion, or serving.pinnedVersion).",
     )
+
+    @model_validator(mode="after")
+    def _rules(self, info: ValidationInfo) -> Evaluation:
+        raise_violations(self, [_GATES_SATISFIABLE], info)
+        return self

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, field_validator
 
 from bespoke_operator.api._base import BELOW_ONE, POSITIVE, ApiModel, Decimal, Quantity, section
 from bespoke_operator.api.metrics import MetricName
+from bespoke_operator.api.rules import FieldRule
 
 __all__ = [
     "EarlyStopping",
@@ -17,6 +18,14 @@ __all__ = [
     "Toleration",
     "Training",
 ]
+
+
+_TARGET_MODULES_RULE: Final[FieldRule[list[str]]] = FieldRule(
+    "size(self) > 0",
+    "`targetModules` must name at least one module — or leave it out to adapt every linear "
+    "layer (PEFT's 'all-linear')",
+    lambda modules: len(modules) > 0,
+)
 
 
 class LoraSettings(ApiModel):
@@ -33,7 +42,8 @@ class LoraSettings(ApiModel):
         default=None,
         max_length=64,
         description="Module names to adapt (`target_modules`). Omitted: every linear layer "
-        "except the output head (PEFT's 'all-linear').",
+        "except the output head (PEFT's 'all-linear'). Not empty.",
+        json_schema_extra=_TARGET_MODULES_RULE.schema,
     )
     bias: Literal["none", "all", "lora_only"] = Field(
         default="none", description="Which biases to train (`bias`)."
@@ -42,6 +52,7 @@ class LoraSettings(ApiModel):
     use_dora: bool = Field(default=False, description="Weight-decomposed LoRA (`use_dora`).")
 
     _dropout = field_validator("dropout")(BELOW_ONE.check)
+    _target_modules = field_validator("target_modules")(_TARGET_MODULES_RULE.check)
 
 
 class Method(ApiModel):
