@@ -21,8 +21,12 @@ from pydantic import BaseModel
 from bespoke_operator.api import ModelCustomization, ModelVersion
 
 ROOT = Path(__file__).resolve().parents[3]
-SOURCES = ("operator/bespoke_operator", "trainer/bespoke_trainer", "serving/bespoke_serving")
-SOURCES += ("monitor/bespoke_monitor",)
+SOURCES = (
+    "operator/bespoke_operator",
+    "trainer/bespoke_trainer",
+    "serving/bespoke_serving",
+    "monitor/bespoke_monitor",
+)
 
 #: Names a message may use that are not API fields, each with why.
 NOT_API_FIELDS = {
