@@ -10,10 +10,24 @@ from bespoke_operator.api._base import ApiModel, Decimal, Timestamp, section
 from bespoke_operator.api.conditions import Condition
 
 __all__ = [
+    "CustomizationPhase",
     "DriftReading",
     "ModelCustomizationStatus",
     "RetrainLedger",
     "Rollout",
+]
+
+
+#: The customization's one-word summary. `Degraded` is reserved for a production version that
+#: is unavailable (issue 16's rollback semantics produce it).
+CustomizationPhase = Literal[
+    "Pending",
+    "Training",
+    "AwaitingApproval",
+    "RollingOut",
+    "Ready",
+    "Degraded",
+    "Failed",
 ]
 
 
@@ -65,20 +79,9 @@ class ModelCustomizationStatus(ApiModel):
         "Serving, Drifted.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    phase: (
-        Literal[
-            "Pending",
-            "Training",
-            "Evaluating",
-            "AwaitingApproval",
-            "RollingOut",
-            "Serving",
-            "Ready",
-            "Degraded",
-            "Failed",
-        ]
-        | None
-    ) = Field(default=None, description="One-word summary for people; tools read conditions.")
+    phase: CustomizationPhase | None = Field(
+        default=None, description="One-word summary for people; tools read conditions."
+    )
     production_version: int | None = Field(default=None, description="Version in production.")
     candidate_version: int | None = Field(
         default=None, description="Version being trained, evaluated or awaiting approval."

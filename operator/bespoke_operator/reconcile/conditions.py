@@ -8,14 +8,19 @@ from typing import Literal
 
 from bespoke_operator.api import Condition, ModelCustomizationStatus
 
-__all__ = ["ConditionStatus", "set_condition", "stalled_status"]
+__all__ = ["ConditionStatus", "ConditionType", "set_condition", "stalled_status"]
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+#: The conditions the operator writes: kstatus' three (Ready, Reconciling, Stalled), then the
+#: domain's (a trained latest version, a production version, serving available, drift).
+ConditionType = Literal[
+    "Ready", "Reconciling", "Stalled", "Trained", "Promoted", "Serving", "Drifted"
+]
 
 
 def set_condition(
     conditions: Sequence[Condition],
-    type_: str,
+    type_: ConditionType,
     status: bool | None,
     reason: str,
     message: str,
@@ -56,7 +61,12 @@ def stalled_status(
     """
     status = previous or ModelCustomizationStatus()
     conditions: list[Condition] = list(status.conditions)
-    for type_, value in (("Stalled", True), ("Ready", False), ("Reconciling", False)):
+    kstatus: tuple[tuple[ConditionType, bool], ...] = (
+        ("Stalled", True),
+        ("Ready", False),
+        ("Reconciling", False),
+    )
+    for type_, value in kstatus:
         conditions = set_condition(
             conditions, type_, value, reason, message, now=now, generation=generation
         )

@@ -26,6 +26,8 @@ from bespoke_operator.api import (
 )
 from bespoke_operator.api._base import parse_decimal
 from bespoke_operator.api.customization import DriftReading, RetrainLedger, Rollout
+from bespoke_operator.api.status import CustomizationPhase
+from bespoke_operator.api.version import Trigger
 from bespoke_operator.constants import (
     APPROVAL_ANNOTATION,
     CUSTOMIZATION_LABEL,
@@ -44,7 +46,7 @@ from bespoke_operator.reconcile.actions import (
     StopTrainer,
     Undeploy,
 )
-from bespoke_operator.reconcile.conditions import set_condition
+from bespoke_operator.reconcile.conditions import ConditionType, set_condition
 from bespoke_operator.reconcile.gates import evaluate_gates, format_number
 from bespoke_operator.reconcile.hashing import training_hash
 from bespoke_operator.reconcile.observed import Observed, TrainerSummary
@@ -63,7 +65,7 @@ __all__ = [
 #: Trainer exit codes a retry cannot fix: invalid config, invalid data, out of memory, model not
 #: found (see bespoke_trainer.errors; the Job fails fast on them too).
 PERMANENT_EXIT_CODES: Final = frozenset({2, 3, 5, 7})
-_IN_FLIGHT: Final = frozenset({None, "Pending", "Training", "Evaluating"})
+_IN_FLIGHT: Final = frozenset({None, "Pending", "Training"})
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ class _Plan:
     def in_flight(self) -> list[int]:
         return sorted(n for n, s in self.statuses.items() if s.phase in _IN_FLIGHT)
 
-    def create_version(self, trigger: str) -> int:
+    def create_version(self, trigger: Trigger) -> int:
         # A trainer of an unrecorded or deleted version holds its number too: a new version
         # never reuses a number whose trainer objects may still exist.
         number = max([self.latest, *(run.version for run in self.observed.trainer_runs)]) + 1
@@ -147,7 +149,7 @@ class _Plan:
                 customization=name,
                 version=number,
                 training_hash=training_hash(self.spec),
-                trigger=trigger,  # type: ignore[arg-type]
+                trigger=trigger,
                 parent_version=self.production if warm else None,
                 artifact_uri=artifact_uri(self.spec.storage.uri, number),
                 snapshot=self.spec,
@@ -489,6 +491,7 @@ def _status(plan: _Plan) -> ModelCustomizationStatus:
         elif latest_phase == "Rejected" and not awaiting:
             stalled_reason = "GatesFailed"
     reconciling = bool(in_flight) or plan.rollout is not None
+    phase: CustomizationPhase
     if stalled_reason:
         phase = "Failed"
     elif in_flight:
@@ -513,7 +516,7 @@ def _status(plan: _Plan) -> ModelCustomizationStatus:
     return ModelCustomizationStatus(
         observed_generation=plan.mc.metadata.generation,
         conditions=conditions,
-        phase=phase,  # type: ignore[arg-type]
+        phase=phase,
         production_version=production,
         candidate_version=max([*in_flight, *awaiting], default=None),
         latest_version=plan.latest,
@@ -539,7 +542,7 @@ def _conditions(
     generation = plan.mc.metadata.generation
     production = plan.production
 
-    def put(type_: str, status: bool | None, reason: str, message: str) -> None:
+    def put(type_: ConditionType, status: bool | None, reason: str, message: str) -> None:
         nonlocal conditions
         conditions = set_condition(
             conditions, type_, status, reason, message, now=plan.now, generation=generation
