@@ -112,6 +112,7 @@ class Runtime:
             "features": {},
             "featureMethods": {},
             "predictionMix": {},
+            "driftedFeatures": [],
         }
 
     def close(self) -> None:
