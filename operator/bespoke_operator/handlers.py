@@ -245,6 +245,7 @@ def _forget(memo: kopf.Memo, key: tuple[str, str], uid: str | None = None) -> No
         return
     memo.due.pop(key, None)
     memo.handled.pop(key, None)
+    memo.metrics.forget(*key)
     lock = memo.locks.get(key)
     if lock is not None and not lock.locked():
         del memo.locks[key]
@@ -323,7 +324,7 @@ async def _reconcile(
     metrics.observe_reconcile("success", time.perf_counter() - started)
     if outcome.decision is not None:
         metrics.observe_decision(*key, outcome.decision)
-    metrics.observe_status(*key, outcome.status)
+    metrics.observe_status(*key, outcome.status, outcome.customization)
     _schedule(memo, key, outcome)
     return outcome
 
