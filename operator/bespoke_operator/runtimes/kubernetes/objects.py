@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bespoke_operator.api import ModelCustomizationSpec, ModelVersionSpec
+from bespoke_operator.api import ModelVersionSpec
 from bespoke_operator.constants import (
     ATTEMPT_LABEL,
     COMPONENT_LABEL,
@@ -177,19 +177,6 @@ def _pvc_claims(uris: Iterable[str | None]) -> list[str]:
     return sorted(claims)
 
 
-def _spec_uris(spec: ModelCustomizationSpec) -> list[str | None]:
-    data = spec.dataset
-    drift = spec.monitoring.on_drift.dataset
-    return [
-        spec.base_model.uri,
-        spec.storage.uri,
-        data.train.uri,
-        data.validation.uri if data.validation else None,
-        data.test.uri if data.test else None,
-        drift.uri if drift else None,
-    ]
-
-
 def _volumes(claims: list[str], extra: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}, *extra]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
@@ -258,7 +245,7 @@ def trainer_job(
     if training.queue_name:
         labels[QUEUE_LABEL] = training.queue_name
     config_volume = {"name": "config", "configMap": {"name": configmap}}
-    volumes, mounts = _volumes(_pvc_claims(_spec_uris(spec)), [config_volume])
+    volumes, mounts = _volumes(_pvc_claims(uri for _, uri in spec.locations()), [config_volume])
     mounts.append({"name": "config", "mountPath": "/etc/bespoke", "readOnly": True})
     env, env_from = _common_env(spec.storage.secret_ref.name if spec.storage.secret_ref else None)
     gpus = training.resources.gpus
