@@ -122,16 +122,8 @@ class KubernetesRuntime:
         return outcome
 
     async def _record_failure(self, path: str, body: Mapping[str, Any], exc: ApiError) -> None:
-        generation = body.get("metadata", {}).get("generation")
-        message = f"the operator cannot continue: {exc}"
         _log.error("Reconcile of %s failed: %s", path, exc)
-        status = stalled_status(
-            _previous_status(body),
-            reason="ApiRequestFailed",
-            message=message,
-            generation=generation,
-            now=self.clock(),
-        )
+        status = self._stalled(body, "ApiRequestFailed", f"the operator cannot continue: {exc}")
         try:
             await self.api.merge_patch(f"{path}/status", {"status": status_patch(status)})
         except ApiError as second:
@@ -181,15 +173,18 @@ class KubernetesRuntime:
 
     def _invalid(self, body: Mapping[str, Any], message: str) -> Outcome:
         """Stalled on a spec that cannot run here; nothing is created."""
-        generation = body.get("metadata", {}).get("generation")
-        status = stalled_status(
+        return Outcome(self._stalled(body, "InvalidSpec", message), None)
+
+    def _stalled(
+        self, body: Mapping[str, Any], reason: str, message: str
+    ) -> ModelCustomizationStatus:
+        return stalled_status(
             _previous_status(body),
-            reason="InvalidSpec",
+            reason=reason,
             message=message,
-            generation=generation,
+            generation=body.get("metadata", {}).get("generation"),
             now=self.clock(),
         )
-        return Outcome(status, None)
 
     async def read_drift(self, mc: ModelCustomization) -> DriftReport | None:
         """The serving service's latest drift reading, or None when it cannot be had now."""
