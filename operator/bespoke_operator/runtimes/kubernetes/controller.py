@@ -145,13 +145,14 @@ class Controller:
                 at_least = self.settings.reconcile_interval_seconds
                 self.queue.schedule(key, self.backoff.failed(key, at_least=at_least))
                 raise
-        self.metrics.observe_reconcile("success", time.perf_counter() - started)
         self.backoff.succeeded(key)
-        if outcome is not None:
-            if outcome.decision is not None:
-                self.metrics.observe_decision(*key, outcome.decision)
-            self.metrics.observe_status(*key, outcome.status, outcome.customization)
-            self._schedule(key, outcome)
+        if outcome is None:  # gone: nothing was reconciled
+            return None
+        self.metrics.observe_reconcile("success", time.perf_counter() - started)
+        if outcome.decision is not None:
+            self.metrics.observe_decision(*key, outcome.decision)
+        self.metrics.observe_status(*key, outcome.status, outcome.customization)
+        self._schedule(key, outcome)
         return outcome
 
     async def _on_event(self, key: Key, known: Mapping[str, Any] | None = None) -> Outcome | None:
