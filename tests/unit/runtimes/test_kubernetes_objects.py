@@ -15,6 +15,7 @@ from bespoke_operator.api import ModelCustomization
 from bespoke_operator.constants import TRAINING_HASH_ANNOTATION
 from bespoke_operator.reconcile import CreateVersion, decide
 from bespoke_operator.reconcile.serving import serving_shape
+from bespoke_operator.reconcile.trainer_config import trainer_shape
 from bespoke_operator.runtimes.kubernetes import objects
 from bespoke_operator.runtimes.kubernetes.observe import parse_versions, serving_state, trainer_runs
 
@@ -35,7 +36,7 @@ def _children(path: Path) -> list[dict[str, Any]]:
     name = mc.metadata.name
     return [
         objects.trainer_configmap(version, {"version": 1}, "ml", OWNER),
-        objects.trainer_job(version, 1, "ml", OWNER, IMAGES),
+        objects.trainer_job(version, trainer_shape(version), 1, "ml", OWNER, IMAGES),
         objects.serving_deployment(
             serving_shape(mc, version=1, artifact_uri=version.artifact_uri), OWNER, IMAGES
         ),
