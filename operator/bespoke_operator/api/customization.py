@@ -57,6 +57,7 @@ __all__ = [
     "RetrainLedger",
     "Rollout",
     "SecretReference",
+    "ServedShape",
     "Serving",
     "ServingResources",
     "Split",
@@ -917,6 +918,18 @@ class Rollout(ApiModel):
         default=None, description="Version to roll back to if this one does not become available."
     )
     started_at: Timestamp = Field(description="When the rollout started.")
+    serving_hash: str | None = Field(
+        default=None, max_length=64, description="Hash of the serving shape being rolled out."
+    )
+
+
+class ServedShape(ApiModel):
+    """The serving shape last seen available: what a failed serving-only change rolls back to."""
+
+    version: int = Field(ge=1, description="Version that was serving.")
+    serving_hash: str = Field(max_length=64, description="Hash of the serving shape.")
+    serving: Serving = Field(description="spec.serving as it was when it was available.")
+    available_at: Timestamp = Field(description="When it was seen available.")
 
 
 class ModelCustomizationStatus(ApiModel):
@@ -965,6 +978,15 @@ class ModelCustomizationStatus(ApiModel):
     drift: DriftReading | None = Field(default=None, description="Last drift reading.")
     retraining: RetrainLedger = section(RetrainLedger, "Drift retrain bookkeeping.")
     rollout: Rollout | None = Field(default=None, description="Rollout in progress, if any.")
+    last_available: ServedShape | None = Field(
+        default=None, description="The serving shape last seen available (the rollback target)."
+    )
+    failed_serving_hash: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Hash of a spec.serving whose rollout did not become available: the last "
+        "available shape serves until spec.serving changes.",
+    )
 
 
 NAME_LENGTH: Rule[ModelCustomization] = Rule(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bespoke_operator.api import ModelVersion, ModelVersionSpec, ModelVersionStatus
+from bespoke_operator.api.customization import Serving
 
 __all__ = [
     "Action",
@@ -59,6 +60,9 @@ class Deploy:
 
     version: int
     artifact_uri: str
+    #: The serving shape to deploy: spec.serving, or the last available one when a serving-only
+    #: change failed its rollout. None: spec.serving.
+    serving: Serving | None = field(compare=False, default=None)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from bespoke_operator.api import Condition
 
-__all__ = ["ConditionStatus", "set_condition"]
+__all__ = ["ConditionStatus", "set_condition", "stalled_conditions"]
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -38,3 +38,24 @@ def set_condition(
     if previous is None:
         return [*conditions, updated]
     return [updated if c.type == type_ else c for c in conditions]
+
+
+def stalled_conditions(
+    conditions: Sequence[Condition],
+    reason: str,
+    message: str,
+    *,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """Stalled=True with `reason`, Ready=False with the same, and Reconciling=False.
+
+    Every failure path goes through here: kstatus reads Reconciling before Stalled, so a stale
+    Reconciling=True beside Stalled=True would read as InProgress, not Failed.
+    """
+    updated = list(conditions)
+    for type_, status in (("Stalled", True), ("Ready", False), ("Reconciling", False)):
+        updated = set_condition(
+            updated, type_, status, reason, message, now=now, generation=generation
+        )
+    return updated

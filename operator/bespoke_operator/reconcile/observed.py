@@ -62,6 +62,9 @@ class ServingState:
     available: bool
     ready_replicas: int = 0
     endpoint: str | None = None
+    #: The serving shape the Deployment was made from (`serving_hash`); None when unrecorded
+    #: (a Deployment of an older operator, or a runtime that has one shape only).
+    serving_hash: str | None = None
 
 
 @dataclass(frozen=True)

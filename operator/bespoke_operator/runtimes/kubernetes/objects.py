@@ -10,11 +10,13 @@ from typing import Any, Final
 
 from bespoke_operator.api import ModelCustomizationSpec, ModelVersionSpec
 from bespoke_operator.reconcile.decide import PERMANENT_EXIT_CODES, version_name
+from bespoke_operator.reconcile.hashing import serving_hash
 from bespoke_operator.reconcile.serving_env import serving_env
 
 __all__ = [
     "CONFIG_KEY",
     "PVC_ROOT",
+    "SERVING_HASH_ANNOTATION",
     "TRAINER_CONTAINER",
     "TRAINING_HASH_ANNOTATION",
     "Images",
@@ -36,6 +38,8 @@ TRAINER_CONTAINER: Final = "trainer"
 SERVING_PORT: Final = 3000
 #: On trainer objects: the training hash of the version they train (a label value is too short).
 TRAINING_HASH_ANNOTATION: Final = "bespoke.dev/training-hash"
+#: On the serving Deployment: the hash of the serving shape it was made from.
+SERVING_HASH_ANNOTATION: Final = "bespoke.dev/serving-hash"
 _PART_OF: Final = {
     "app.kubernetes.io/part-of": "bespoke",
     "app.kubernetes.io/managed-by": "bespoke",
@@ -376,7 +380,9 @@ def serving_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(name, namespace, labels, owner),
+        "metadata": _metadata(
+            name, namespace, labels, owner, {SERVING_HASH_ANNOTATION: serving_hash(serving)}
+        ),
         "spec": {
             "replicas": serving.replicas,
             "selector": {"matchLabels": selector},

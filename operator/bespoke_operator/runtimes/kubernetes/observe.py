@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from bespoke_operator.api import ModelVersion
 from bespoke_operator.reconcile import APPROVAL_ANNOTATION, ServingState, TrainerRun, TrainerSummary
-from bespoke_operator.runtimes.kubernetes.objects import TRAINER_CONTAINER
+from bespoke_operator.runtimes.kubernetes.objects import SERVING_HASH_ANNOTATION, TRAINER_CONTAINER
 
 __all__ = [
     "approved_versions",
@@ -153,4 +153,5 @@ def serving_state(deployment: Mapping[str, Any] | None, endpoint: str) -> Servin
         available=bool(available),
         ready_replicas=status.get("readyReplicas", 0),
         endpoint=endpoint,
+        serving_hash=(deployment["metadata"].get("annotations") or {}).get(SERVING_HASH_ANNOTATION),
     )

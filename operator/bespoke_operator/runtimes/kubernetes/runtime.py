@@ -321,8 +321,12 @@ class KubernetesRuntime:
         namespace = mc.metadata.namespace or "default"
         name = mc.metadata.name
         serving = objects.serving_name(name)
+        # The shape the core chose: spec.serving, or the last available one after a failed change.
+        spec = mc.spec
+        if action.serving is not None:
+            spec = spec.model_copy(update={"serving": action.serving})
         deployment = objects.serving_deployment(
-            mc.spec,
+            spec,
             customization=name,
             version=action.version,
             artifact_uri=action.artifact_uri,
@@ -338,7 +342,7 @@ class KubernetesRuntime:
             objects.serving_service(name, namespace, owner),
         )
         pdb_path = resource_path("policy/v1", "poddisruptionbudgets", namespace, serving)
-        if mc.spec.serving.replicas > 1:
+        if spec.serving.replicas > 1:
             await self.api.apply(pdb_path, objects.serving_pdb(name, namespace, owner))
         else:
             await self.api.delete(pdb_path)

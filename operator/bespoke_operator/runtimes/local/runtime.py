@@ -333,8 +333,11 @@ class LocalRuntime:
         run.pid.write_text(str(pid))
 
     def _deploy(self, mc: ModelCustomization, action: Deploy) -> None:
+        spec = mc.spec
+        if action.serving is not None:  # the last available shape after a failed change
+            spec = spec.model_copy(update={"serving": action.serving})
         env = serving_env(
-            mc.spec,
+            spec,
             version=action.version,
             artifact_uri=action.artifact_uri,
             namespace="local",
