@@ -65,6 +65,12 @@ class OperatorMetrics:
             buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400),
             registry=self.registry,
         )
+        self.degraded = Gauge(
+            "bespoke_serving_degraded",
+            "1 while the production version is unavailable (condition Degraded), else 0",
+            labels,
+            registry=self.registry,
+        )
         self.production_version = Gauge(
             "bespoke_production_version", "Version in production", labels, registry=self.registry
         )
@@ -120,6 +126,8 @@ class OperatorMetrics:
         `increase()`, so alerts on the first failure, rejection or rollback would miss it.
         """
         self._start_counters(namespace, customization)
+        degraded = any(c.type == "Degraded" and c.status == "True" for c in status.conditions)
+        self.degraded.labels(namespace, customization).set(1 if degraded else 0)
         version = status.production_version
         if version is None:
             return

@@ -72,3 +72,22 @@ def test_training_duration_is_observed_for_versions_finished_in_the_pass() -> No
     labels = {"namespace": "ml", "customization": "sentiment"}
     assert _value(metrics, "bespoke_training_duration_seconds_sum", **labels) == 600
     assert _value(metrics, "bespoke_versions_total", **labels, outcome="Promoted") == 1
+
+
+def test_degraded_production_is_a_gauge_that_returns_to_zero() -> None:
+    from tests.unit.reconcile.world import InMemoryWorld, customization
+
+    world = InMemoryWorld(customization())
+    world.reconcile()
+    world.finish(1, accuracy=0.93, macroF1=0.92)
+    world.reconcile()
+    world.become_available()
+    world.reconcile()
+    metrics = OperatorMetrics()
+    labels = {"namespace": "ml", "customization": "sentiment"}
+    world.outage()
+    metrics.observe_status("ml", "sentiment", world.reconcile().status)
+    assert _value(metrics, "bespoke_serving_degraded", **labels) == 1
+    world.become_available()
+    metrics.observe_status("ml", "sentiment", world.reconcile().status)
+    assert _value(metrics, "bespoke_serving_degraded", **labels) == 0
