@@ -21,6 +21,7 @@ __all__ = [
     "TRAINING_HASH_ANNOTATION",
     "Images",
     "OwnerRef",
+    "owned_by",
     "owned_by_another",
     "serving_deployment",
     "serving_name",
@@ -30,6 +31,7 @@ __all__ = [
     "trainer_job",
     "trainer_job_name",
     "trainer_object_is_current",
+    "version_is_current",
 ]
 
 PVC_ROOT: Final = "/mnt/pvc"
@@ -131,6 +133,28 @@ def owned_by_another(obj: dict[str, Any], customization_uid: str) -> bool:
         ref.get("kind") == "ModelCustomization" and ref.get("uid") != customization_uid
         for ref in obj.get("metadata", {}).get("ownerReferences", [])
     )
+
+
+def owned_by(obj: dict[str, Any], customization_uid: str) -> bool:
+    """Whether a child is this customization's (its owner reference names this uid)."""
+    return any(
+        ref.get("kind") == "ModelCustomization" and ref.get("uid") == customization_uid
+        for ref in obj.get("metadata", {}).get("ownerReferences", [])
+    )
+
+
+def version_is_current(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a ModelVersion found under the wanted one's name is that version, not a leftover.
+
+    Only a version of this customization (owner uid) made from the same spec (training hash) is
+    adopted on a 409: one left by an earlier customization of the same name (deleted and created
+    again, its children awaiting the garbage collector) would serve that one's artifacts.
+    """
+    if existing.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    uid = wanted["metadata"]["ownerReferences"][0]["uid"]
+    found = (existing.get("spec") or {}).get("trainingHash")
+    return owned_by(existing, uid) and found == wanted["spec"]["trainingHash"]
 
 
 def trainer_object_is_current(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:

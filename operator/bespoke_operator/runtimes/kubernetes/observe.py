@@ -60,10 +60,19 @@ def trainer_runs(
     jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
 ) -> list[TrainerRun]:
     """One run per trainer Job, with the summary its pod left in its termination message."""
+    jobs = list(jobs)
+    uids = {job["metadata"].get("uid") for job in jobs}
     pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
     for pod in pods:
         job = pod.get("metadata", {}).get("labels", {}).get("batch.kubernetes.io/job-name")
-        if job:
+        owners = {
+            ref.get("uid")
+            for ref in pod.get("metadata", {}).get("ownerReferences", [])
+            if ref.get("kind") == "Job"
+        }
+        # A pod of an earlier Job of the same name (a namesake's, awaiting collection) is not
+        # this Job's.
+        if job and (not owners or owners & uids):
             pods_by_job.setdefault(job, []).append(pod)
     runs = []
     for job in jobs:
