@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bespoke_operator.api import ModelVersion, ModelVersionSpec, ModelVersionStatus
-from bespoke_operator.api.customization import Serving
+from bespoke_operator.reconcile.serving import ServingShape
 
 __all__ = [
     "Action",
@@ -56,13 +56,17 @@ class SetVersionStatus:
 
 @dataclass(frozen=True)
 class Deploy:
-    """Make the serving Deployment serve `version` from `artifact_uri` (create or update)."""
+    """Make serving take exactly this shape (create or update): a version, its pods' settings."""
 
-    version: int
-    artifact_uri: str
-    #: The serving shape to deploy: spec.serving, or the last available one when a serving-only
-    #: change failed its rollout. None: spec.serving.
-    serving: Serving | None = field(compare=False, default=None)
+    serving: ServingShape
+
+    @property
+    def version(self) -> int:
+        return self.serving.version
+
+    @property
+    def artifact_uri(self) -> str:
+        return self.serving.artifact_uri
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
-from bespoke_operator.api import Condition
+from bespoke_operator.api import Condition, ModelCustomizationStatus
 
-__all__ = ["ConditionStatus", "set_condition", "stalled_conditions"]
+__all__ = ["ConditionStatus", "set_condition", "stalled_conditions", "stalled_status"]
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -59,3 +59,26 @@ def stalled_conditions(
             updated, type_, status, reason, message, now=now, generation=generation
         )
     return updated
+
+
+def stalled_status(
+    previous: ModelCustomizationStatus | None,
+    *,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: datetime,
+) -> ModelCustomizationStatus:
+    """The status of a customization that cannot progress until a person acts.
+
+    `Stalled=True` and `Ready=False` with `reason`, `Reconciling=False`, phase Failed; everything
+    else as it was. The one shape for an invalid spec (`InvalidSpec`) and for a pass the API
+    refuses for good (`ApiRequestFailed`, e.g. a missing RBAC permission).
+    """
+    status = previous or ModelCustomizationStatus()
+    conditions = stalled_conditions(
+        status.conditions, reason, message, now=now, generation=generation
+    )
+    return status.model_copy(
+        update={"observed_generation": generation, "conditions": conditions, "phase": "Failed"}
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Final, Literal
 
 from bespoke_operator.api import (
@@ -25,12 +25,15 @@ from bespoke_operator.api import (
     headline_metric,
 )
 from bespoke_operator.api._base import parse_decimal
-from bespoke_operator.api.customization import (
-    DriftReading,
-    RetrainLedger,
-    Rollout,
-    ServedShape,
-    Serving,
+from bespoke_operator.api.customization import DriftReading, RetrainLedger, Rollout
+from bespoke_operator.api.serving import Serving
+from bespoke_operator.api.status import ServedShape
+from bespoke_operator.constants import (
+    APPROVAL_ANNOTATION,
+    CUSTOMIZATION_LABEL,
+    PART_OF,
+    PART_OF_LABEL,
+    VERSION_LABEL,
 )
 from bespoke_operator.reconcile.actions import (
     Action,
@@ -47,6 +50,7 @@ from bespoke_operator.reconcile.conditions import set_condition, stalled_conditi
 from bespoke_operator.reconcile.gates import evaluate_gates, format_number
 from bespoke_operator.reconcile.hashing import serving_hash, training_hash
 from bespoke_operator.reconcile.observed import Observed, TrainerSummary
+from bespoke_operator.reconcile.serving import serving_shape
 from bespoke_operator.reconcile.trainer_config import trainer_config
 
 __all__ = [
@@ -55,11 +59,9 @@ __all__ = [
     "Decision",
     "artifact_uri",
     "decide",
-    "invalid_spec_status",
     "version_name",
 ]
 
-APPROVAL_ANNOTATION: Final = "bespoke.dev/approved"
 #: Trainer exit codes a retry cannot fix: invalid config, invalid data, out of memory, model not
 #: found (see bespoke_trainer.errors; the Job fails fast on them too).
 PERMANENT_EXIT_CODES: Final = frozenset({2, 3, 5, 7})
@@ -144,9 +146,9 @@ class _Plan:
                 name=version_name(name, number),
                 namespace=self.mc.metadata.namespace,
                 labels={
-                    "app.kubernetes.io/part-of": "bespoke",
-                    "bespoke.dev/customization": name,
-                    "bespoke.dev/version": str(number),
+                    PART_OF_LABEL: PART_OF,
+                    CUSTOMIZATION_LABEL: name,
+                    VERSION_LABEL: str(number),
                 },
             ),
             spec=ModelVersionSpec(
@@ -500,8 +502,12 @@ def _drive_serving(plan: _Plan) -> int | None:
     return previous
 
 
-def _deploy(plan: _Plan, number: int, shape: Serving) -> None:
-    plan.actions.append(Deploy(number, _artifacts(plan, number), shape))
+def _deploy(plan: _Plan, number: int, serving: Serving) -> None:
+    """Deploy `number` in the shape `serving` (spec.serving, or the last available one)."""
+    shape = serving_shape(
+        plan.mc, version=number, artifact_uri=_artifacts(plan, number), serving=serving
+    )
+    plan.actions.append(Deploy(shape))
 
 
 def _describe_shape(serving: Serving) -> str:
@@ -774,19 +780,3 @@ def _phase_message(plan: _Plan, phase: str) -> str:
         "Pending": "waiting for a version to serve",
         "Ready": "serving",
     }.get(phase, phase)
-
-
-def invalid_spec_status(
-    previous: ModelCustomizationStatus | None,
-    generation: int | None,
-    message: str,
-    now: datetime,
-) -> ModelCustomizationStatus:
-    """The status of a customization whose spec does not validate: Stalled, nothing started."""
-    status = previous or ModelCustomizationStatus()
-    conditions = stalled_conditions(
-        status.conditions, "InvalidSpec", message, now=now, generation=generation
-    )
-    return status.model_copy(
-        update={"observed_generation": generation, "conditions": conditions, "phase": "Failed"}
-    )

@@ -7,7 +7,7 @@ import json
 from typing import Final
 
 from bespoke_operator.api import ModelCustomizationSpec
-from bespoke_operator.api.customization import Serving
+from bespoke_operator.api.serving import Serving
 
 __all__ = ["serving_hash", "training_hash"]
 

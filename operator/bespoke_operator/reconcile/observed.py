@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bespoke_operator.api import ModelVersion
+from bespoke_operator.constants import APPROVAL_ANNOTATION
+from bespoke_operator.reconcile.drift_report import DriftReport, drift_report
 
 __all__ = [
     "DriftReport",
@@ -17,6 +19,7 @@ __all__ = [
     "ServingState",
     "TrainerRun",
     "TrainerSummary",
+    "approved_versions",
     "drift_report",
 ]
 
@@ -68,35 +71,6 @@ class ServingState:
 
 
 @dataclass(frozen=True)
-class DriftReport:
-    """The `/drift` reading of the serving service."""
-
-    version: int
-    checked_at: datetime
-    drift_share: float
-    dataset_drift: bool
-    window_rows: int = 0
-    drifted_features: tuple[str, ...] = ()
-
-
-def drift_report(payload: Mapping[str, Any]) -> DriftReport | None:
-    """Parses the serving service's `/drift` JSON; None before its first reading."""
-    checked = payload.get("checkedAt")
-    version = payload.get("version")
-    if not checked or not isinstance(version, int):
-        return None
-    drifted = payload.get("driftedFeatures") or []
-    return DriftReport(
-        version=version,
-        checked_at=datetime.fromisoformat(str(checked).replace("Z", "+00:00")),
-        drift_share=float(payload.get("driftShare", 0.0)),
-        dataset_drift=bool(payload.get("datasetDrift", False)),
-        window_rows=int(payload.get("windowRows", 0)),
-        drifted_features=tuple(str(f) for f in drifted),
-    )
-
-
-@dataclass(frozen=True)
 class Observed:
     """Everything `decide` may look at besides the customization itself."""
 
@@ -116,3 +90,12 @@ class Observed:
         return sorted(
             (r for r in self.trainer_runs if r.version == number), key=lambda r: r.attempt
         )
+
+
+def approved_versions(versions: Iterable[ModelVersion]) -> frozenset[int]:
+    """Versions a person approved with the annotation `bespoke.dev/approved=true`."""
+    return frozenset(
+        v.spec.version
+        for v in versions
+        if v.metadata.annotations.get(APPROVAL_ANNOTATION, "").lower() == "true"
+    )

@@ -35,9 +35,7 @@ def deployed(world: InMemoryWorld) -> list[tuple[int, str | None, int]]:
     """(version, image, replicas) of each Deploy of the last pass."""
     assert world.last is not None
     return [
-        (d.version, d.serving.image, d.serving.replicas)
-        for d in actions_of(world.last, Deploy)
-        if d.serving is not None
+        (d.version, d.serving.image, d.serving.replicas) for d in actions_of(world.last, Deploy)
     ]
 
 

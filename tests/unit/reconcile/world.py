@@ -16,7 +16,6 @@ from typing import Any
 import yaml
 
 from bespoke_operator.api import ModelCustomization, ModelVersion
-from bespoke_operator.api.customization import Serving
 from bespoke_operator.reconcile import (
     Action,
     CreateVersion,
@@ -35,7 +34,7 @@ from bespoke_operator.reconcile import (
     Undeploy,
     decide,
 )
-from bespoke_operator.reconcile.hashing import serving_hash
+from bespoke_operator.reconcile.serving import ServingShape
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "text-classification-lora.yaml"
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -78,7 +77,7 @@ class InMemoryWorld:
         self.drift: DriftReport | None = None
         self.approved: set[int] = set()
         self.events: list[Event] = []
-        self.deployed: Serving | None = None
+        self.deployed: ServingShape | None = None
         self.last: Decision | None = None
 
     @property
@@ -121,8 +120,7 @@ class InMemoryWorld:
             for key in [k for k in self.runs if k[0] == action.version]:
                 del self.runs[key]
         elif isinstance(action, Deploy):
-            assert action.serving is not None, "the core always says which serving shape"
-            shape = serving_hash(action.serving)
+            shape = action.serving.serving_hash
             self.deployed = action.serving
             if self.serving is None or (self.serving.version, self.serving.serving_hash) != (
                 action.version,
