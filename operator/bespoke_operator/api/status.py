@@ -112,6 +112,11 @@ class ModelCustomizationStatus(ApiModel):
     drift: DriftReading | None = Field(default=None, description="Last drift reading.")
     retraining: RetrainLedger = section(RetrainLedger, "Drift retrain bookkeeping.")
     rollout: Rollout | None = Field(default=None, description="Rollout in progress, if any.")
+    trainer_start_deadline: Timestamp | None = Field(
+        default=None,
+        description="When a trainer pod that has not started by then, with an image pull, "
+        "configuration or scheduling error, fails its attempt (the next check is due then).",
+    )
     last_available: ServedShape | None = Field(
         default=None, description="The serving shape last seen available (the rollback target)."
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from bespoke_operator.api import (
@@ -49,7 +49,7 @@ from bespoke_operator.reconcile.actions import (
 from bespoke_operator.reconcile.conditions import set_condition, stalled_conditions
 from bespoke_operator.reconcile.gates import evaluate_gates, format_number
 from bespoke_operator.reconcile.hashing import serving_hash, training_hash
-from bespoke_operator.reconcile.observed import Observed, TrainerSummary
+from bespoke_operator.reconcile.observed import Observed, TrainerRun, TrainerSummary
 from bespoke_operator.reconcile.serving import serving_shape
 from bespoke_operator.reconcile.trainer_config import trainer_config
 
@@ -66,6 +66,26 @@ __all__ = [
 #: found (see bespoke_trainer.errors; the Job fails fast on them too).
 PERMANENT_EXIT_CODES: Final = frozenset({2, 3, 5, 7})
 _IN_FLIGHT: Final = frozenset({None, "Pending", "Training", "Evaluating"})
+#: Failures that retrying the same version cannot fix, but a change of where or how it runs can
+#: (training.image, resources, gradientCheckpointing, storage.secretRef...): a version that
+#: failed with one of them is trained again, as a new version, once those fields change.
+_RUN_FAILURES: Final = frozenset(
+    {
+        "OutOfMemory",
+        "Unschedulable",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+_OOM_HINT: Final = (
+    "; lower training.batchSize (raise training.gradientAccumulationSteps to keep the "
+    "effective batch), set training.gradientCheckpointing: true, or raise "
+    "training.resources.memory (or use a larger GPU)"
+)
 
 
 @dataclass(frozen=True)
@@ -111,6 +131,8 @@ class _Plan:
         self.drift = self.previous.drift
         self.ledger = self.previous.retraining
         self.pin_problem: str | None = None
+        #: Start-up deadlines of trainer attempts whose pods have not started yet.
+        self.start_deadlines: list[datetime] = []
         self.last_available = self.previous.last_available
         self.failed_serving_hash = self.previous.failed_serving_hash
         #: Why production is unavailable, when it is (an outage, not a rollout of something new).
@@ -199,7 +221,11 @@ def _stop_orphaned_trainers(plan: _Plan) -> None:
 def _ensure_current_version(plan: _Plan) -> None:
     """A new version when nothing was trained yet or training-relevant spec changed."""
     latest = plan.specs.get(plan.latest)
-    if latest is not None and latest.training_hash == training_hash(plan.spec):
+    if (
+        latest is not None
+        and latest.training_hash == training_hash(plan.spec)
+        and not _run_failure_addressed(plan, latest)
+    ):
         return
     for number in plan.in_flight():
         plan.actions.append(StopTrainer(number))
@@ -273,6 +299,8 @@ def _progress_version(plan: _Plan, number: int) -> None:
         _start(plan, number, 1)
         return
     if last.state == "Running":
+        if _cannot_start(plan, number, last):
+            return
         plan.update(number, phase="Training", attempts=last.attempt)
         return
     summary = last.summary
@@ -287,7 +315,11 @@ def _progress_version(plan: _Plan, number: int) -> None:
         return
     counted = sum(1 for r in runs if not r.disrupted)
     retry_limit = plan.specs[number].snapshot.training.retry_limit
-    permanent = summary is not None and summary.exit_code in PERMANENT_EXIT_CODES
+    permanent = summary is not None and (
+        summary.exit_code in PERMANENT_EXIT_CODES or reason in _RUN_FAILURES
+    )
+    if reason == "OutOfMemory" and "training.batchSize" not in message:
+        message += _OOM_HINT
     if permanent or counted > retry_limit:
         plan.update(number, phase="Failed", reason=reason, message=message, completed_at=plan.now)
         plan.event("Warning", "TrainingFailed", f"v{number} failed: {reason}: {message}", number)
@@ -298,6 +330,42 @@ def _progress_version(plan: _Plan, number: int) -> None:
         "TrainingRetried",
         f"v{number} attempt {last.attempt} failed ({reason}); retry {counted} of {retry_limit}",
     )
+
+
+def _cannot_start(plan: _Plan, number: int, run: TrainerRun) -> bool:
+    """Fails an attempt whose pod could not start by its start-up deadline; True if it did.
+
+    Only a reason that waiting will not fix counts (an image that cannot be pulled, a missing
+    Secret or ConfigMap key, no node that fits); a slow image pull or a Job queued by Kueue is
+    waited for. Retrying the same version would fail the same way, so the version fails, with
+    the kubelet's or scheduler's reason, until the spec changes where or how it runs.
+    """
+    if not run.pending or run.created_at is None:
+        return False
+    seconds = plan.spec.training.startup_deadline_seconds
+    deadline = run.created_at + timedelta(seconds=seconds)
+    problem = run.startup_problem
+    if problem is None or plan.now < deadline:
+        plan.start_deadlines.append(deadline)
+        return False
+    message = f"the trainer pod did not start within {seconds}s: {problem.message}"
+    plan.actions.append(StopTrainer(number))
+    plan.update(
+        number, phase="Failed", reason=problem.reason, message=message, completed_at=plan.now
+    )
+    plan.event(
+        "Warning", "TrainingFailed", f"v{number} failed: {problem.reason}: {message}", number
+    )
+    return True
+
+
+def _run_failure_addressed(plan: _Plan, latest: ModelVersionSpec) -> bool:
+    """Whether the latest version failed in a way a change of where it runs fixes, now changed."""
+    status = plan.statuses.get(latest.version)
+    if status is None or status.phase != "Failed" or status.reason not in _RUN_FAILURES:
+        return False
+    before = latest.snapshot
+    return (before.training, before.storage) != (plan.spec.training, plan.spec.storage)
 
 
 def _start(plan: _Plan, number: int, attempt: int) -> None:
@@ -629,6 +697,7 @@ def _status(plan: _Plan) -> ModelCustomizationStatus:
         drift=plan.drift if plan.drift and plan.drift.version == production else None,
         retraining=plan.ledger,
         rollout=plan.rollout,
+        trainer_start_deadline=min(plan.start_deadlines, default=None),
         last_available=plan.last_available if plan.spec.serving.enabled else None,
         failed_serving_hash=plan.failed_serving_hash if plan.spec.serving.enabled else None,
     )

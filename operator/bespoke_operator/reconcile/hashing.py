@@ -25,6 +25,7 @@ _SCHEDULING_ONLY: Final = frozenset(
         "queue_name",
         "image",
         "deadline_seconds",
+        "startup_deadline_seconds",
         "retry_limit",
         "gradient_checkpointing",
         "checkpoint_every_steps",
