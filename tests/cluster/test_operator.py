@@ -398,3 +398,58 @@ def test_production_survives_outage_deletion_and_a_bad_image(cluster: Cluster) -
         assert {"Degraded", "Recovered", "RolledBack"} <= events
         assert "TrainingFailed" not in events
     assert runner.exception is None
+
+
+def test_a_trainer_that_cannot_pull_its_image_fails_with_that_reason(cluster: Cluster) -> None:
+    """Set by the test as the kubelet would: the trainer pod waits in ImagePullBackOff."""
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["metadata"]["namespace"] = cluster.ns
+    document["spec"]["training"]["image"] = "registry.example/trainer:typo"
+    document["spec"]["training"]["startupDeadlineSeconds"] = 30
+    answer = cluster.envtest.request(
+        "POST", f"{GROUP_PATH}/namespaces/{cluster.ns}/modelcustomizations", document
+    )
+    assert answer.status == 201, answer.message
+
+    with _runner(cluster.ns) as runner:
+        job = "sentiment-v1-train-1"
+        pods = wait_for(lambda: cluster.pods(f"batch.kubernetes.io/job-name={job}"), bool)
+        assert pods, "the Job controller made no pod"
+        cluster.patch_status(
+            f"/api/v1/namespaces/{cluster.ns}/pods/{pods[0]['metadata']['name']}",
+            {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "trainer",
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": "registry.example/trainer:typo",
+                        "imageID": "",
+                        "state": {
+                            "waiting": {
+                                "reason": "ImagePullBackOff",
+                                "message": 'Back-off pulling image "registry.example/trainer:typo"',
+                            }
+                        },
+                    }
+                ],
+            },
+        )
+        failed = wait_for(
+            lambda: cluster.mv(1),
+            lambda v: (v or {}).get("status", {}).get("phase") == "Failed",
+            timeout_s=120,
+        )
+        assert failed is not None
+        assert failed["status"]["reason"] == "ImagePullBackOff", failed["status"]
+        assert "registry.example/trainer:typo" in failed["status"]["message"]
+        mc = wait_for(cluster.mc, lambda b: _condition(b, "Stalled") == "True")
+        assert _reason(mc, "Stalled") == "ImagePullBackOff"
+        assert _condition(mc, "Reconciling") == "False"
+        events = cluster.items(f"/api/v1/namespaces/{cluster.ns}/events", "")
+        assert any(
+            e["reason"] == "TrainingFailed" and "ImagePullBackOff" in e["message"] for e in events
+        )
+        assert wait_for(cluster.jobs, lambda jobs: jobs == []) == []  # the stuck Job is removed
+    assert runner.exception is None
