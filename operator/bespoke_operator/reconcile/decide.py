@@ -201,11 +201,29 @@ def decide(mc: ModelCustomization, observed: Observed) -> Decision:
     desired = _drive_serving(plan)
     _prune_history(plan, desired)
     for number, status in sorted(plan.statuses.items()):
+        status = _version_conditions(plan, status)
         if status != plan.seen.get(number):
             plan.actions.append(SetVersionStatus(number, status))
     # The status first: a condition that flips (Degraded) adds its event to the actions.
     new_status = _status(plan)
     return Decision(tuple(plan.actions), new_status)
+
+
+def _version_conditions(plan: _Plan, status: ModelVersionStatus) -> ModelVersionStatus:
+    """A version's Ready condition: True while it is the promoted one; reason is its phase."""
+    phase = status.phase or "Pending"
+    conditions = set_condition(
+        status.conditions,
+        "Ready",
+        phase == "Promoted",
+        phase,
+        status.message or status.reason or phase,
+        now=plan.now,
+        generation=None,
+    )
+    if conditions == status.conditions:
+        return status
+    return status.model_copy(update={"conditions": conditions})
 
 
 def _stop_orphaned_trainers(plan: _Plan) -> None:

@@ -317,3 +317,20 @@ def test_a_first_version_awaiting_approval_is_suspended_not_in_progress() -> Non
     assert condition(world, "Ready") == ("False", "AwaitingApproval")
     assert condition(world, "Reconciling")[0] == "False"
     assert condition(world, "Stalled")[0] == "False"
+
+
+def test_versions_carry_a_ready_condition_whose_reason_is_their_phase() -> None:
+    world = promoted_world()
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.2, macroF1=0.2)
+    world.reconcile()
+
+    def ready(number: int) -> tuple[str, str]:
+        status = world.versions[number].status
+        assert status is not None
+        found = next(c for c in status.conditions if c.type == "Ready")
+        return found.status, found.reason
+
+    assert ready(1) == ("True", "Promoted")
+    assert ready(2) == ("False", "Rejected")
