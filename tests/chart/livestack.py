@@ -134,7 +134,7 @@ class OperatorLoop:
                 return
             self.metrics.observe_reconcile("success", time.perf_counter() - started)
             self.metrics.observe_decision(*key, step.decision)
-            self.metrics.observe_status(*key, step.decision.status)
+            self.metrics.observe_status(*key, step.decision.status, mc)
             self.status = step.decision.status
             self._stop.wait(self._interval)
 

@@ -200,8 +200,8 @@ def decide(mc: ModelCustomization, observed: Observed) -> Decision:
     _progress_training(plan)
     desired = _drive_serving(plan)
     _prune_history(plan, desired)
-    for number, status in sorted(plan.statuses.items()):
-        status = _version_conditions(plan, status)
+    for number, decided in sorted(plan.statuses.items()):
+        status = _version_conditions(plan, decided)
         if status != plan.seen.get(number):
             plan.actions.append(SetVersionStatus(number, status))
     # The status first: a condition that flips (Degraded) adds its event to the actions.

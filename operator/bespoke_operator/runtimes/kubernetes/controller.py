@@ -117,6 +117,7 @@ class Controller:
             return
         self.queue.forget(key)
         self._handled.pop(key, None)
+        self.metrics.forget(*key)
         self.backoff.succeeded(key)
         lock = self._locks.get(key)
         if lock is not None and not lock.locked():
@@ -149,7 +150,7 @@ class Controller:
         if outcome is not None:
             if outcome.decision is not None:
                 self.metrics.observe_decision(*key, outcome.decision)
-            self.metrics.observe_status(*key, outcome.status)
+            self.metrics.observe_status(*key, outcome.status, outcome.customization)
             self._schedule(key, outcome)
         return outcome
 
