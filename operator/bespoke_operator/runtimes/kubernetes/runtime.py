@@ -210,21 +210,30 @@ class KubernetesRuntime:
         namespace = mc.metadata.namespace
         name = mc.metadata.name
         selector = f"{CUSTOMIZATION_LABEL}={name}"
+        # Only this customization's children (by owner uid): an earlier customization of this
+        # name may still have versions, Jobs and a Deployment awaiting the garbage collector.
         version_items = await self.api.list(
             resource_path(API_VERSION, VERSIONS, namespace), selector
         )
-        versions = observe.parse_versions(version_items)
+        versions = observe.parse_versions(
+            item for item in version_items if objects.owned_by(item, owner.uid)
+        )
         trainer = f"{selector},{COMPONENT_LABEL}={TRAINER}"
         jobs = [
             job
             for job in await self.api.list(resource_path("batch/v1", "jobs", namespace), trainer)
-            # An earlier customization of this name may still have Jobs awaiting collection.
-            if not objects.owned_by_another(job, owner.uid)
+            if objects.owned_by(job, owner.uid)
         ]
         pods = await self.api.list(resource_path("v1", "pods", namespace), trainer) if jobs else []
-        deployment = await self.api.get(
-            resource_path("apps/v1", "deployments", namespace, objects.serving_name(name))
+        deployment_path = resource_path(
+            "apps/v1", "deployments", namespace, objects.serving_name(name)
         )
+        deployment = await self.api.get(deployment_path)
+        if deployment is not None and objects.owned_by_another(deployment, owner.uid):
+            # Its pods serve the earlier customization's model: removed now (the collector would
+            # soon), so this customization's Deploy creates its own.
+            await self.api.delete(deployment_path)
+            deployment = None
         endpoint = f"http://{objects.serving_name(name)}.{namespace}.svc:{objects.SERVING_PORT}"
         return Observed(
             now=self.clock(),
@@ -281,7 +290,9 @@ class KubernetesRuntime:
         if isinstance(action, CreateVersion):
             body = action.version.model_dump(mode="json", by_alias=True, exclude_none=True)
             body["metadata"]["ownerReferences"] = [owner.as_dict()]
-            await self.api.create(resource_path(API_VERSION, VERSIONS, namespace), body)
+            collection = resource_path(API_VERSION, VERSIONS, namespace)
+            if not await self.api.create(collection, body):
+                await self._adopt_version(f"{collection}/{body['metadata']['name']}", body)
         elif isinstance(action, SetVersionStatus):
             path = resource_path(
                 API_VERSION, VERSIONS, namespace, version_name(name, action.version), "status"
@@ -310,6 +321,27 @@ class KubernetesRuntime:
             await self._remove_trainer(mc, action.version)
         elif isinstance(action, Event):
             await self._event(mc, owner, action)
+
+    async def _adopt_version(self, path: str, wanted: dict[str, Any]) -> None:
+        """A 409 on a version: success only when the one found is this owner's, of this spec.
+
+        Otherwise the pass fails with a retryable conflict; a leftover of an earlier customization
+        of the same name is deleted first, so the retry creates this one's.
+        """
+        existing = await self.api.get(path)
+        if existing is not None and objects.version_is_current(existing, wanted):
+            return
+        name = wanted["metadata"]["name"]
+        if existing is None or existing["metadata"].get("deletionTimestamp"):
+            detail = "was being deleted"
+        elif objects.owned_by(existing, wanted["metadata"]["ownerReferences"][0]["uid"]):
+            # This customization's own record of another spec: the next pass observes it and
+            # plans the next version number.
+            raise ApiError(409, f"ModelVersion {name} exists for another spec; replanned", path)
+        else:
+            await self.api.delete(path)
+            detail = "was left by an earlier customization of the same name; removed"
+        raise ApiError(409, f"ModelVersion {name} {detail}; it is created on the next pass", path)
 
     async def _start_trainer(
         self, mc: ModelCustomization, action: StartTrainer, owner: objects.OwnerRef
