@@ -66,7 +66,7 @@ manifests-check: install ## Fail if the generated files differ from the API mode
 	$(BIN)/bespoke crds --check
 
 test: model-cache ## Run the test suite (no GPU, no cluster needed)
-	$(OFFLINE) $(BIN)/python -m pytest -m "not gpu and not cluster"
+	$(OFFLINE) $(BIN)/python -m pytest -m "not gpu and not cluster and not node"
 
 test-cluster: install envtest ## Run the tests against a real kube-apiserver + etcd (+ controller-manager)
 	BESPOKE_ENVTEST_REQUIRED=1 $(BIN)/python -m pytest -m cluster

@@ -23,8 +23,8 @@ from tests.cluster.envtest_cluster import EnvtestCluster, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-# The handlers module reads its timer interval at import, which KopfRunner does later: a short
-# interval lets rollout deadlines expire within the test.
+# The operator reads its settings when it starts (KopfRunner, below): a short interval lets
+# rollout deadlines expire within the test.
 os.environ.setdefault("BESPOKE_RECONCILE_INTERVAL_SECONDS", "3")
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "text-classification-lora.yaml"

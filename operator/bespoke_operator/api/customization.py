@@ -11,6 +11,7 @@ from typing import Any, Final, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, model_validator
 
+from bespoke_operator import constants
 from bespoke_operator.api._base import ApiModel, section
 from bespoke_operator.api.base_model import BaseModelSource
 from bespoke_operator.api.conditions import ObjectMeta
@@ -74,7 +75,7 @@ __all__ = [
     "check_update",
 ]
 
-API_VERSION: Final = "bespoke.dev/v1alpha1"
+API_VERSION: Final = constants.API_VERSION
 
 
 # --- spec ------------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
-from bespoke_operator.api import Condition
+from bespoke_operator.api import Condition, ModelCustomizationStatus
 
-__all__ = ["ConditionStatus", "set_condition"]
+__all__ = ["ConditionStatus", "set_condition", "stalled_status"]
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -38,3 +38,28 @@ def set_condition(
     if previous is None:
         return [*conditions, updated]
     return [updated if c.type == type_ else c for c in conditions]
+
+
+def stalled_status(
+    previous: ModelCustomizationStatus | None,
+    *,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: datetime,
+) -> ModelCustomizationStatus:
+    """The status of a customization that cannot progress until a person acts.
+
+    `Stalled=True` and `Ready=False` with `reason`, `Reconciling=False`, phase Failed; everything
+    else as it was. The one shape for an invalid spec (`InvalidSpec`) and for a pass the API
+    refuses for good (`ApiRequestFailed`, e.g. a missing RBAC permission).
+    """
+    status = previous or ModelCustomizationStatus()
+    conditions: list[Condition] = list(status.conditions)
+    for type_, value in (("Stalled", True), ("Ready", False), ("Reconciling", False)):
+        conditions = set_condition(
+            conditions, type_, value, reason, message, now=now, generation=generation
+        )
+    return status.model_copy(
+        update={"observed_generation": generation, "conditions": conditions, "phase": "Failed"}
+    )

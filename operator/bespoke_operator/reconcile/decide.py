@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Final, Literal
 
 from bespoke_operator.api import (
@@ -26,6 +26,13 @@ from bespoke_operator.api import (
 )
 from bespoke_operator.api._base import parse_decimal
 from bespoke_operator.api.customization import DriftReading, RetrainLedger, Rollout
+from bespoke_operator.constants import (
+    APPROVAL_ANNOTATION,
+    CUSTOMIZATION_LABEL,
+    PART_OF,
+    PART_OF_LABEL,
+    VERSION_LABEL,
+)
 from bespoke_operator.reconcile.actions import (
     Action,
     CreateVersion,
@@ -41,6 +48,7 @@ from bespoke_operator.reconcile.conditions import set_condition
 from bespoke_operator.reconcile.gates import evaluate_gates, format_number
 from bespoke_operator.reconcile.hashing import training_hash
 from bespoke_operator.reconcile.observed import Observed, TrainerSummary
+from bespoke_operator.reconcile.serving import serving_shape
 from bespoke_operator.reconcile.trainer_config import trainer_config
 
 __all__ = [
@@ -49,11 +57,9 @@ __all__ = [
     "Decision",
     "artifact_uri",
     "decide",
-    "invalid_spec_status",
     "version_name",
 ]
 
-APPROVAL_ANNOTATION: Final = "bespoke.dev/approved"
 #: Trainer exit codes a retry cannot fix: invalid config, invalid data, out of memory, model not
 #: found (see bespoke_trainer.errors; the Job fails fast on them too).
 PERMANENT_EXIT_CODES: Final = frozenset({2, 3, 5, 7})
@@ -132,9 +138,9 @@ class _Plan:
                 name=version_name(name, number),
                 namespace=self.mc.metadata.namespace,
                 labels={
-                    "app.kubernetes.io/part-of": "bespoke",
-                    "bespoke.dev/customization": name,
-                    "bespoke.dev/version": str(number),
+                    PART_OF_LABEL: PART_OF,
+                    CUSTOMIZATION_LABEL: name,
+                    VERSION_LABEL: str(number),
                 },
             ),
             spec=ModelVersionSpec(
@@ -385,7 +391,7 @@ def _drive_serving(plan: _Plan) -> int | None:
     if serving is not None and serving.version == desired and serving.available:
         _complete_rollout(plan, desired)
         # Re-asserted every time: serving-only spec changes (replicas, limits) redeploy in place.
-        plan.actions.append(Deploy(desired, _artifacts(plan, desired)))
+        plan.actions.append(_deploy(plan, desired))
         return desired
     if plan.rollout is None or plan.rollout.version != desired:
         previous = serving.version if serving is not None and serving.available else plan.production
@@ -396,7 +402,7 @@ def _drive_serving(plan: _Plan) -> int | None:
         )
     deadline = timedelta(seconds=plan.spec.serving.rollout_deadline_seconds)
     if plan.now - plan.rollout.started_at <= deadline:
-        plan.actions.append(Deploy(desired, _artifacts(plan, desired)))
+        plan.actions.append(_deploy(plan, desired))
         return desired
     previous = plan.rollout.previous_version
     plan.update(
@@ -416,7 +422,7 @@ def _drive_serving(plan: _Plan) -> int | None:
         plan.rollout = None
         return None
     plan.rollout = Rollout(version=previous, previous_version=None, started_at=plan.now)
-    plan.actions.append(Deploy(previous, _artifacts(plan, previous)))
+    plan.actions.append(_deploy(plan, previous))
     return previous
 
 
@@ -435,6 +441,10 @@ def _complete_rollout(plan: _Plan, number: int) -> None:
             plan.update(other, phase="Retired", reason="Superseded", retired_at=plan.now)
     plan.production = number
     plan.rollout = None
+
+
+def _deploy(plan: _Plan, number: int) -> Deploy:
+    return Deploy(serving_shape(plan.mc, version=number, artifact_uri=_artifacts(plan, number)))
 
 
 def _artifacts(plan: _Plan, number: int) -> str:
@@ -592,25 +602,3 @@ def _phase_message(plan: _Plan, phase: str) -> str:
         "Pending": "waiting for a version to serve",
         "Ready": "serving",
     }.get(phase, phase)
-
-
-def invalid_spec_status(
-    previous: ModelCustomizationStatus | None,
-    generation: int | None,
-    message: str,
-    now: datetime,
-) -> ModelCustomizationStatus:
-    """The status of a customization whose spec does not validate: Stalled, nothing started."""
-    status = previous or ModelCustomizationStatus()
-    conditions = set_condition(
-        status.conditions, "Stalled", True, "InvalidSpec", message, now=now, generation=generation
-    )
-    conditions = set_condition(
-        conditions, "Ready", False, "InvalidSpec", message, now=now, generation=generation
-    )
-    conditions = set_condition(
-        conditions, "Reconciling", False, "InvalidSpec", message, now=now, generation=generation
-    )
-    return status.model_copy(
-        update={"observed_generation": generation, "conditions": conditions, "phase": "Failed"}
-    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -9,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bespoke_operator.api import ModelVersion
+from bespoke_operator.constants import APPROVAL_ANNOTATION
 from bespoke_operator.reconcile.drift_report import DriftReport, drift_report
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "ServingState",
     "TrainerRun",
     "TrainerSummary",
+    "approved_versions",
     "drift_report",
 ]
 
@@ -84,3 +87,12 @@ class Observed:
         return sorted(
             (r for r in self.trainer_runs if r.version == number), key=lambda r: r.attempt
         )
+
+
+def approved_versions(versions: Iterable[ModelVersion]) -> frozenset[int]:
+    """Versions a person approved with the annotation `bespoke.dev/approved=true`."""
+    return frozenset(
+        v.spec.version
+        for v in versions
+        if v.metadata.annotations.get(APPROVAL_ANNOTATION, "").lower() == "true"
+    )

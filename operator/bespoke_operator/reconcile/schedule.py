@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from bespoke_operator.api import ModelCustomization, ModelCustomizationStatus
 
-__all__ = ["next_check"]
+__all__ = ["drift_reading_due", "next_check"]
 
 
 def next_check(
@@ -30,10 +30,22 @@ def next_check(
     if status.rollout is not None or status.phase == "RollingOut":
         return now + interval
     due = now + resync
-    if mc is not None and mc.spec.monitoring.enabled and status.endpoint:
-        reading = status.drift.checked_at if status.drift else None
-        drift_due = (
-            reading + timedelta(seconds=mc.spec.monitoring.interval_seconds) if reading else now
-        )
+    drift_due = drift_reading_due(mc, status, now=now) if mc is not None else None
+    if drift_due is not None:
         due = min(due, max(drift_due, now + interval))
     return due
+
+
+def drift_reading_due(
+    mc: ModelCustomization, status: ModelCustomizationStatus | None, *, now: datetime
+) -> datetime | None:
+    """When the next drift reading is due (`now` if none was taken); None when none is read.
+
+    The one rule for both the schedule and the runtime that reads `/drift`: readings are taken
+    while monitoring is on and something serves, one monitoring interval after the last.
+    """
+    if not mc.spec.monitoring.enabled or status is None or not status.endpoint:
+        return None
+    if status.drift is None:
+        return now
+    return status.drift.checked_at + timedelta(seconds=mc.spec.monitoring.interval_seconds)

@@ -12,7 +12,9 @@ import yaml
 from pydantic import ValidationError
 
 from bespoke_operator.api import ModelCustomization
+from bespoke_operator.constants import TRAINING_HASH_ANNOTATION
 from bespoke_operator.reconcile import CreateVersion, decide
+from bespoke_operator.reconcile.serving import serving_shape
 from bespoke_operator.runtimes.kubernetes import objects
 from bespoke_operator.runtimes.kubernetes.observe import parse_versions, serving_state, trainer_runs
 
@@ -35,13 +37,7 @@ def _children(path: Path) -> list[dict[str, Any]]:
         objects.trainer_configmap(version, {"version": 1}, "ml", OWNER),
         objects.trainer_job(version, 1, "ml", OWNER, IMAGES),
         objects.serving_deployment(
-            mc.spec,
-            customization=name,
-            version=1,
-            artifact_uri=version.artifact_uri,
-            namespace="ml",
-            owner=OWNER,
-            images=IMAGES,
+            serving_shape(mc, version=1, artifact_uri=version.artifact_uri), OWNER, IMAGES
         ),
         objects.serving_service(name, "ml", OWNER),
         objects.serving_pdb(name, "ml", OWNER),
@@ -100,7 +96,7 @@ def test_gpu_job_carries_scheduling_queue_and_failure_policy() -> None:
 @pytest.mark.parametrize("kind", ["ConfigMap", "Job"])
 def test_a_trainer_object_is_current_only_for_its_own_spec_owner_and_life(kind: str) -> None:
     wanted = next(c for c in _children(example_files()[0]) if c["kind"] == kind)
-    hash_ = wanted["metadata"]["annotations"][objects.TRAINING_HASH_ANNOTATION]
+    hash_ = wanted["metadata"]["annotations"][TRAINING_HASH_ANNOTATION]
     assert len(hash_) == 64
 
     def found(**metadata: Any) -> dict[str, Any]:
@@ -109,7 +105,7 @@ def test_a_trainer_object_is_current_only_for_its_own_spec_owner_and_life(kind: 
     assert objects.trainer_object_is_current(found(), wanted)
     # Written by an operator from before the hash was recorded: kept, not restarted.
     assert objects.trainer_object_is_current(found(annotations={}), wanted)
-    other_spec = {objects.TRAINING_HASH_ANNOTATION: "0" * 64}
+    other_spec = {TRAINING_HASH_ANNOTATION: "0" * 64}
     assert not objects.trainer_object_is_current(found(annotations=other_spec), wanted)
     earlier_namesake = [{**OWNER.as_dict(), "uid": "uid-0"}]
     assert not objects.trainer_object_is_current(found(ownerReferences=earlier_namesake), wanted)

@@ -9,16 +9,18 @@ which at a thousand customizations was a fifth of the operator's CPU.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import os
 import ssl
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import aiohttp
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import Configuration
 
-__all__ = ["ApiError", "KubeApi", "resource_path"]
+__all__ = ["ApiError", "KubeApi", "resource_path", "retry_after"]
 
 FIELD_MANAGER: Final = "bespoke-operator"
 # No single call should hang a reconcile forever; lists of a few thousand objects fit well inside.
@@ -27,13 +29,20 @@ _PROXY_VARIABLES: Final = ("https_proxy", "http_proxy", "all_proxy")
 
 
 class ApiError(Exception):
-    """An API call failed; `status` is the HTTP status (409 conflict, 403 forbidden, ...)."""
+    """An API call failed; `status` is the HTTP status (409 conflict, 403 forbidden, ...).
 
-    def __init__(self, status: int, reason: str, path: str) -> None:
+    `retry_after`: the seconds the server asked the client to wait (`Retry-After` of a 429 or a
+    503), when it said.
+    """
+
+    def __init__(
+        self, status: int, reason: str, path: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{status} {reason} on {path}")
         self.status = status
         self.reason = reason
         self.path = path
+        self.retry_after = retry_after
 
     @property
     def retryable(self) -> bool:
@@ -127,7 +136,12 @@ class KubeApi:
         ) as response:
             raw = await response.read()
             if not 200 <= response.status <= 299:
-                raise ApiError(response.status, _message(raw, str(response.reason)), path)
+                raise ApiError(
+                    response.status,
+                    _message(raw, str(response.reason)),
+                    path,
+                    retry_after=retry_after(response.headers.get("Retry-After")),
+                )
         # Parsing a write's echo of the whole object costs more than the write itself; most
         # writes need nothing back.
         return json.loads(raw) if raw and read_body else {}
@@ -185,6 +199,22 @@ class KubeApi:
         except ApiError as exc:
             if exc.status != 404:
                 raise
+
+
+def retry_after(header: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delay-seconds or an HTTP date), if valid."""
+    if not header:
+        return None
+    header = header.strip()
+    if header.isdigit():
+        return float(header)
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _ssl_context(configuration: Configuration) -> ssl.SSLContext:

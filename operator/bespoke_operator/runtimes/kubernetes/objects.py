@@ -9,14 +9,28 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bespoke_operator.api import ModelCustomizationSpec, ModelVersionSpec
+from bespoke_operator.constants import (
+    ATTEMPT_LABEL,
+    COMPONENT_LABEL,
+    CUSTOMIZATION_LABEL,
+    INSTANCE_LABEL,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    PART_OF,
+    PART_OF_LABEL,
+    QUEUE_LABEL,
+    SERVING,
+    TRAINER,
+    TRAINING_HASH_ANNOTATION,
+    VERSION_LABEL,
+)
 from bespoke_operator.reconcile.decide import PERMANENT_EXIT_CODES, version_name
-from bespoke_operator.reconcile.serving_env import serving_env
+from bespoke_operator.reconcile.serving import ServingShape
 
 __all__ = [
     "CONFIG_KEY",
     "PVC_ROOT",
     "TRAINER_CONTAINER",
-    "TRAINING_HASH_ANNOTATION",
     "Images",
     "OwnerRef",
     "owned_by_another",
@@ -34,12 +48,7 @@ PVC_ROOT: Final = "/mnt/pvc"
 CONFIG_KEY: Final = "config.json"
 TRAINER_CONTAINER: Final = "trainer"
 SERVING_PORT: Final = 3000
-#: On trainer objects: the training hash of the version they train (a label value is too short).
-TRAINING_HASH_ANNOTATION: Final = "bespoke.dev/training-hash"
-_PART_OF: Final = {
-    "app.kubernetes.io/part-of": "bespoke",
-    "app.kubernetes.io/managed-by": "bespoke",
-}
+_PART_OF: Final = {PART_OF_LABEL: PART_OF, MANAGED_BY_LABEL: PART_OF}
 
 
 @dataclass(frozen=True)
@@ -88,10 +97,10 @@ def serving_name(customization: str) -> str:
 def _labels(customization: str, component: str, **extra: str) -> dict[str, str]:
     return {
         **_PART_OF,
-        "app.kubernetes.io/name": f"bespoke-{component}",
-        "app.kubernetes.io/instance": customization,
-        "app.kubernetes.io/component": component,
-        "bespoke.dev/customization": customization,
+        NAME_LABEL: f"bespoke-{component}",
+        INSTANCE_LABEL: customization,
+        COMPONENT_LABEL: component,
+        CUSTOMIZATION_LABEL: customization,
         **extra,
     }
 
@@ -151,9 +160,7 @@ def trainer_configmap(
 ) -> dict[str, Any]:
     """The trainer config as a ConfigMap (mounted read-only into the trainer pod)."""
     name = trainer_configmap_name(version.customization, version.version)
-    labels = _labels(
-        version.customization, "trainer", **{"bespoke.dev/version": str(version.version)}
-    )
+    labels = _labels(version.customization, TRAINER, **{VERSION_LABEL: str(version.version)})
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -245,11 +252,11 @@ def trainer_job(
     configmap = trainer_configmap_name(version.customization, version.version)
     labels = _labels(
         version.customization,
-        "trainer",
-        **{"bespoke.dev/version": str(version.version), "bespoke.dev/attempt": str(attempt)},
+        TRAINER,
+        **{VERSION_LABEL: str(version.version), ATTEMPT_LABEL: str(attempt)},
     )
     if training.queue_name:
-        labels["kueue.x-k8s.io/queue-name"] = training.queue_name
+        labels[QUEUE_LABEL] = training.queue_name
     config_volume = {"name": "config", "configMap": {"name": configmap}}
     volumes, mounts = _volumes(_pvc_claims(_spec_uris(spec)), [config_volume])
     mounts.append({"name": "config", "mountPath": "/etc/bespoke", "readOnly": True})
@@ -316,59 +323,44 @@ def trainer_job(
     }
 
 
-def serving_deployment(
-    spec: ModelCustomizationSpec,
-    *,
-    customization: str,
-    version: int,
-    artifact_uri: str,
-    namespace: str,
-    owner: OwnerRef,
-    images: Images,
-) -> dict[str, Any]:
-    """The Deployment serving `version` (a zero-downtime rolling update moves it)."""
-    serving = spec.serving
+def serving_deployment(shape: ServingShape, owner: OwnerRef, images: Images) -> dict[str, Any]:
+    """The Deployment of a serving shape (a zero-downtime rolling update moves it)."""
+    customization = shape.customization
     name = serving_name(customization)
     selector = {
-        "app.kubernetes.io/instance": customization,
-        "app.kubernetes.io/component": "serving",
+        INSTANCE_LABEL: customization,
+        COMPONENT_LABEL: SERVING,
     }
-    labels = _labels(customization, "serving", **{"bespoke.dev/version": str(version)})
-    env_values = serving_env(
-        spec,
-        version=version,
-        artifact_uri=artifact_uri,
-        namespace=namespace,
-        customization=customization,
-    )
-    common, env_from = _common_env(
-        spec.storage.secret_ref.name if spec.storage.secret_ref else None
-    )
-    env = common + [{"name": k, "value": v} for k, v in env_values.items()]
-    claims = _pvc_claims([spec.base_model.uri, artifact_uri])
-    volumes, mounts = _volumes(claims, [])
-    probe = {"httpGet": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
+    labels = _labels(customization, SERVING, **{VERSION_LABEL: str(shape.version)})
+    common, env_from = _common_env(shape.secret_name)
+    env = common + [{"name": k, "value": v} for k, v in shape.env.items()]
+    volumes, mounts = _volumes(_pvc_claims(shape.reads), [])
+    timings = shape.probes
+    probe = {
+        "httpGet": {"port": "http"},
+        "periodSeconds": timings.period_seconds,
+        "timeoutSeconds": timings.timeout_seconds,
+    }
+    resources = shape.resources
     container: dict[str, Any] = {
         "name": "serving",
-        "image": serving.image or images.serving,
+        "image": shape.image or images.serving,
         "ports": [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}],
         "env": env,
-        "resources": _resources(
-            serving.resources.gpus, serving.resources.cpu, serving.resources.memory
-        ),
+        "resources": _resources(resources.gpus, resources.cpu, resources.memory),
         "volumeMounts": mounts,
         "securityContext": _container_security(),
         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}},
         "livenessProbe": {
             **probe,
             "httpGet": {"path": "/healthz", "port": "http"},
-            "initialDelaySeconds": 30,
-            "failureThreshold": 6,
+            "initialDelaySeconds": timings.liveness_initial_delay_seconds,
+            "failureThreshold": timings.liveness_failure_threshold,
         },
         "startupProbe": {
             **probe,
             "httpGet": {"path": "/healthz", "port": "http"},
-            "failureThreshold": 60,
+            "failureThreshold": timings.startup_failure_threshold,
         },
     }
     if env_from:
@@ -376,9 +368,9 @@ def serving_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(name, namespace, labels, owner),
+        "metadata": _metadata(name, shape.namespace, labels, owner),
         "spec": {
-            "replicas": serving.replicas,
+            "replicas": shape.replicas,
             "selector": {"matchLabels": selector},
             "strategy": {
                 "type": "RollingUpdate",
@@ -403,13 +395,13 @@ def serving_service(customization: str, namespace: str, owner: OwnerRef) -> dict
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(
-            serving_name(customization), namespace, _labels(customization, "serving"), owner
+            serving_name(customization), namespace, _labels(customization, SERVING), owner
         ),
         "spec": {
             "type": "ClusterIP",
             "selector": {
-                "app.kubernetes.io/instance": customization,
-                "app.kubernetes.io/component": "serving",
+                INSTANCE_LABEL: customization,
+                COMPONENT_LABEL: SERVING,
             },
             "ports": [{"name": "http", "port": SERVING_PORT, "targetPort": "http"}],
         },
@@ -422,14 +414,14 @@ def serving_pdb(customization: str, namespace: str, owner: OwnerRef) -> dict[str
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _metadata(
-            serving_name(customization), namespace, _labels(customization, "serving"), owner
+            serving_name(customization), namespace, _labels(customization, SERVING), owner
         ),
         "spec": {
             "minAvailable": 1,
             "selector": {
                 "matchLabels": {
-                    "app.kubernetes.io/instance": customization,
-                    "app.kubernetes.io/component": "serving",
+                    INSTANCE_LABEL: customization,
+                    COMPONENT_LABEL: SERVING,
                 }
             },
         },

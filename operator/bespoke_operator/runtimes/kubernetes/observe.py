@@ -14,11 +14,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from bespoke_operator.api import ModelVersion
-from bespoke_operator.reconcile import APPROVAL_ANNOTATION, ServingState, TrainerRun, TrainerSummary
+from bespoke_operator.constants import ATTEMPT_LABEL, VERSION_LABEL
+from bespoke_operator.reconcile import ServingState, TrainerRun, TrainerSummary
 from bespoke_operator.runtimes.kubernetes.objects import TRAINER_CONTAINER
 
 __all__ = [
-    "approved_versions",
     "parse_versions",
     "serving_state",
     "trainer_runs",
@@ -47,15 +47,6 @@ def without_server_fields(item: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def approved_versions(versions: Iterable[ModelVersion]) -> frozenset[int]:
-    """Versions a person approved with the annotation bespoke.dev/approved=true."""
-    return frozenset(
-        v.spec.version
-        for v in versions
-        if v.metadata.annotations.get(APPROVAL_ANNOTATION, "").lower() == "true"
-    )
-
-
 def trainer_runs(
     jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
 ) -> list[TrainerRun]:
@@ -69,8 +60,8 @@ def trainer_runs(
     for job in jobs:
         labels = job["metadata"].get("labels", {})
         try:
-            version = int(labels["bespoke.dev/version"])
-            attempt = int(labels["bespoke.dev/attempt"])
+            version = int(labels[VERSION_LABEL])
+            attempt = int(labels[ATTEMPT_LABEL])
         except (KeyError, ValueError):
             continue
         runs.append(_run(job, version, attempt, pods_by_job.get(job["metadata"]["name"], [])))
@@ -136,7 +127,7 @@ def serving_state(deployment: Mapping[str, Any] | None, endpoint: str) -> Servin
         return None
     labels = deployment["spec"]["template"]["metadata"].get("labels", {})
     try:
-        version = int(labels["bespoke.dev/version"])
+        version = int(labels[VERSION_LABEL])
     except (KeyError, ValueError):
         return None
     spec, status = deployment["spec"], deployment.get("status", {})

@@ -41,10 +41,10 @@ from bespoke_operator.reconcile import (
     TrainerRun,
     TrainerSummary,
     Undeploy,
+    approved_versions,
     decide,
     drift_report,
 )
-from bespoke_operator.reconcile.serving_env import serving_env
 from bespoke_operator.runtimes.local import processes
 from bespoke_operator.runtimes.local.state import (
     CustomizationState,
@@ -244,18 +244,13 @@ class LocalRuntime:
         serving = self._serving_state()
         drift = self._drift(serving) if read_drift and serving and serving.available else None
         versions = self.state.versions()
-        approved = frozenset(
-            v.spec.version
-            for v in versions
-            if v.metadata.annotations.get("bespoke.dev/approved", "").lower() == "true"
-        )
         return Observed(
             now=self.clock(),
             versions=tuple(versions),
             trainer_runs=tuple(self._run(r) for r in self.state.runs()),
             serving=serving,
             drift=drift,
-            approved_versions=approved,
+            approved_versions=approved_versions(versions),
         )
 
     def _run(self, run: TrainerRunDir) -> TrainerRun:
@@ -307,7 +302,7 @@ class LocalRuntime:
                 if run.version == action.version and run.pid.exists():
                     processes.stop(int(run.pid.read_text()))
         elif isinstance(action, Deploy):
-            self._deploy(mc, action)
+            self._deploy(action)
         elif isinstance(action, Undeploy):
             self.stop_serving()
         elif isinstance(action, DeleteVersion):
@@ -332,14 +327,10 @@ class LocalRuntime:
         pid = processes.start_trainer(run.config, run.summary, run.log, self.env)
         run.pid.write_text(str(pid))
 
-    def _deploy(self, mc: ModelCustomization, action: Deploy) -> None:
-        env = serving_env(
-            mc.spec,
-            version=action.version,
-            artifact_uri=action.artifact_uri,
-            namespace="local",
-            customization=mc.metadata.name,
-        )
+    def _deploy(self, action: Deploy) -> None:
+        # One process on this machine: the shape's environment is what applies here (replicas,
+        # resources and the image are a cluster's to honour).
+        env = action.serving.env
         digest = hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()[:16]
         record = self.state.serving()
         if record is not None and record.env_digest == digest and processes.alive(record.pid):
