@@ -491,6 +491,9 @@ def _drive_serving(plan: _Plan) -> int | None:
         if serving is not None:
             plan.actions.append(Undeploy())
         plan.rollout = None
+        # Nothing to roll out: the version that would serve is production once it is promoted.
+        if (unserved := _desired_version(plan)) is not None:
+            _complete_rollout(plan, unserved)
         return None
     desired = _desired_version(plan)
     if desired is None:
@@ -604,7 +607,7 @@ def _describe_shape(serving: Serving) -> str:
 
 
 def _complete_rollout(plan: _Plan, number: int) -> None:
-    if plan.production != number or plan.rollout is not None:
+    if plan.spec.serving.enabled and (plan.production != number or plan.rollout is not None):
         plan.event("Normal", "RolledOut", f"v{number} is serving")
     status = plan.statuses[number]
     plan.update(
