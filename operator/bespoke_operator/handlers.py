@@ -52,7 +52,12 @@ from bespoke_operator.reconcile.schedule import next_check
 from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
 from bespoke_operator.runtimes.kubernetes.objects import Images
 from bespoke_operator.runtimes.kubernetes.observe import without_server_fields
-from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime, Outcome, status_patch
+from bespoke_operator.runtimes.kubernetes.runtime import (
+    KubernetesRuntime,
+    Outcome,
+    status_patch,
+    unreconciled,
+)
 
 __all__ = ["SERVING_DEPLOYMENTS", "TRAINER_JOBS", "apply_settings"]
 
@@ -160,7 +165,7 @@ async def customization_changed(
         return  # being deleted (children go by owner references), or this spec was handled
     memo.handled[key] = seen
     # Just created, with no status yet: the event's body is as fresh as a re-read would be.
-    new = event.get("type") == "ADDED" and not body.get("status")
+    new = event.get("type") == "ADDED" and unreconciled(body)
     outcome = await _reconcile_or_retry_later(memo, key, known=body if new else None)
     if outcome is not None and outcome.decision is None:
         _log.warning("%s/%s is stalled: %s", *key, _stalled_message(outcome))

@@ -12,10 +12,11 @@ from pydantic_core import core_schema
 
 from bespoke_operator.api.customization import (
     NAME_LENGTH,
+    ModelCustomization,
     ModelCustomizationSpec,
     ModelCustomizationStatus,
 )
-from bespoke_operator.api.version import ModelVersionSpec, ModelVersionStatus
+from bespoke_operator.api.version import ModelVersion, ModelVersionSpec, ModelVersionStatus
 
 __all__ = ["GROUP", "KINDS", "VERSION", "CrdKind", "crd", "openapi_schema", "structural_schema"]
 
@@ -33,6 +34,9 @@ class CrdKind:
     kind: str
     plural: str
     short_names: list[str]
+    #: The whole resource: its `spec` field's own schema keys (the rules declared on the field,
+    #: such as a version's immutability) go into the CRD with the spec model's schema.
+    resource: type[BaseModel]
     spec: type[BaseModel]
     status: type[BaseModel]
     description: str
@@ -61,6 +65,7 @@ KINDS: Final[tuple[CrdKind, ...]] = (
         kind="ModelCustomization",
         plural="modelcustomizations",
         short_names=["mc"],
+        resource=ModelCustomization,
         spec=ModelCustomizationSpec,
         status=ModelCustomizationStatus,
         description="A pre-trained model adapted to your data, gated, served and monitored. "
@@ -94,6 +99,7 @@ KINDS: Final[tuple[CrdKind, ...]] = (
         kind="ModelVersion",
         plural="modelversions",
         short_names=["mv"],
+        resource=ModelVersion,
         spec=ModelVersionSpec,
         status=ModelVersionStatus,
         recorded=("snapshot",),
@@ -197,8 +203,22 @@ def _without_rules(node: Any) -> Any:
     }
 
 
+def _field_rules(resource: type[BaseModel], name: str) -> list[Any]:
+    """The CEL rules declared on the resource's field `name` itself (not in its model)."""
+    extra = resource.model_fields[name].json_schema_extra
+    rules = extra.get("x-kubernetes-validations", []) if isinstance(extra, dict) else []
+    return list(rules) if isinstance(rules, list) else []
+
+
 def openapi_schema(kind: CrdKind) -> dict[str, Any]:
     """The CRD's openAPIV3Schema for one kind."""
+    spec = _with_recorded(structural_schema(kind.spec), kind.recorded)
+    if rules := _field_rules(kind.resource, "spec"):
+        spec["x-kubernetes-validations"] = [*spec.get("x-kubernetes-validations", []), *rules]
+    # `status: {}` until the operator writes one (the server defaults it when it reads the object):
+    # a GitOps health expression can then test `has(status.observedGeneration)`; with no
+    # `status` at all, Flux's CEL evaluator fails on the name instead of answering.
+    status = {**structural_schema(kind.status), "default": {}}
     schema: dict[str, Any] = {
         "type": "object",
         "description": kind.description,
@@ -207,8 +227,8 @@ def openapi_schema(kind: CrdKind) -> dict[str, Any]:
             "apiVersion": {"type": "string", "description": "bespoke.dev/v1alpha1"},
             "kind": {"type": "string", "description": kind.kind},
             "metadata": {"type": "object"},
-            "spec": _with_recorded(structural_schema(kind.spec), kind.recorded),
-            "status": structural_schema(kind.status),
+            "spec": spec,
+            "status": status,
         },
     }
     if kind.root_rules:
