@@ -215,10 +215,12 @@ def openapi_schema(kind: CrdKind) -> dict[str, Any]:
     spec = _with_recorded(structural_schema(kind.spec), kind.recorded)
     if rules := _field_rules(kind.resource, "spec"):
         spec["x-kubernetes-validations"] = [*spec.get("x-kubernetes-validations", []), *rules]
-    # `status: {}` until the operator writes one (the server defaults it when it reads the object):
-    # a GitOps health expression can then test `has(status.observedGeneration)`; with no
-    # `status` at all, Flux's CEL evaluator fails on the name instead of answering.
+    # Until the operator writes a status, the server reads the object with this default one,
+    # `observedGeneration: 0` (no generation observed yet) and the other fields' defaults:
+    # kstatus and Flux then see InProgress (generation 1, observed 0), where an absent status
+    # read as Current to kstatus and as an evaluation error to Flux's CEL health expressions.
     status = {**structural_schema(kind.status), "default": {}}
+    status["properties"]["observedGeneration"]["default"] = 0
     schema: dict[str, Any] = {
         "type": "object",
         "description": kind.description,

@@ -132,4 +132,6 @@ def test_a_versions_spec_carries_the_immutability_rule_declared_on_the_field() -
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_status_defaults_to_an_object_so_health_checks_can_test_its_fields(kind: CrdKind) -> None:
-    assert openapi_schema(kind)["properties"]["status"]["default"] == {}
+    status = openapi_schema(kind)["properties"]["status"]
+    assert status["default"] == {}
+    assert status["properties"]["observedGeneration"]["default"] == 0
