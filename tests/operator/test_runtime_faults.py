@@ -89,6 +89,19 @@ async def test_a_new_customization_is_created_for_without_reading_children(
     assert _condition(outcome.status, "Reconciling") == ("True", "Training")
 
 
+async def test_a_status_of_server_defaults_only_still_counts_as_new(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    """The server reads an unwritten status as its schema's defaults, never as no status."""
+    body = await _stored_customization(api)
+    body = {**body, "status": {"conditions": [], "latestVersion": 0}}
+
+    await _runtime(api).reconcile(body, new=True)
+
+    assert len(kube["get", JOBS]) == 0
+    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
+
+
 async def test_a_status_less_pass_after_a_crash_still_ends_with_one_job(
     kube: FaultyKubernetes, api: KubeApi
 ) -> None:

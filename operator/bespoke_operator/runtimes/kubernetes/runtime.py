@@ -50,7 +50,7 @@ from bespoke_operator.reconcile.schedule import drift_reading_due
 from bespoke_operator.runtimes.kubernetes import objects, observe
 from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
 
-__all__ = ["KubernetesRuntime", "Outcome", "status_patch"]
+__all__ = ["KubernetesRuntime", "Outcome", "status_patch", "unreconciled"]
 
 _log = logging.getLogger(__name__)
 
@@ -67,6 +67,15 @@ class Outcome:
 def status_patch(status: ModelCustomizationStatus) -> dict[str, Any]:
     """The status as a merge patch: fields that became empty are nulled, lists written whole."""
     return status.model_dump(mode="json", by_alias=True)
+
+
+def unreconciled(body: Mapping[str, Any]) -> bool:
+    """Whether no pass has written this customization's status yet.
+
+    The server reads a status it never got as the schema's defaults (`conditions: []`, ...), so
+    an empty status is not the sign: a written one always has `observedGeneration`.
+    """
+    return not (body.get("status") or {}).get("observedGeneration")
 
 
 def _utcnow() -> datetime:
@@ -158,7 +167,7 @@ class KubernetesRuntime:
         owner = objects.OwnerRef(
             API_VERSION, "ModelCustomization", mc.metadata.name, metadata["uid"]
         )
-        if new and not body.get("status"):
+        if new and unreconciled(body):
             # Nothing has reconciled this customization yet, so it has no children to list: the
             # only way it could is a pass that failed before writing status, and then every
             # create below answers 409 (success) and the next pass (the resync loop's) observes
