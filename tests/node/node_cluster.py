@@ -281,6 +281,9 @@ class NodeCluster:
 
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bespoke-node-")))
     netns: str = field(default_factory=lambda: f"bespoke-node-{uuid.uuid4().hex[:6]}")
+    #: Host directories every container sees read-only (container path -> host path): the node
+    #: tier's stand-in for files an image would carry (the project's virtualenv, its sources).
+    host_mounts: dict[str, Path] = field(default_factory=dict)
     startup_seconds: float = 0.0
     _tools: dict[str, Path] = field(default_factory=dict)
     _processes: list[_Process] = field(default_factory=list)
@@ -530,6 +533,8 @@ class NodeCluster:
             )
         )
         cri = 'plugins."io.containerd.grpc.v1.cri"'
+        # The runc runtime's base OCI spec carries host_mounts into every container.
+        base_spec = f'base_runtime_spec = "{self._base_spec()}"' if self.host_mounts else ""
         config = f"""version = 2
 root = "{self.work_dir / "containerd"}"
 state = "{self._containerd_dir / "state"}"
@@ -545,6 +550,7 @@ state = "{self._containerd_dir / "state"}"
     default_runtime_name = "runc"
     [{cri}.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+      {base_spec}
       [{cri}.containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "{self._containerd_dir / "runc"}"
@@ -556,6 +562,22 @@ state = "{self._containerd_dir / "state"}"
         path.write_text(config)
         containerd = self._spawn("containerd", ["--config", str(path)])
         self._wait(containerd, [str(self._tools["ctr"]), "-a", str(self.socket), "version"])
+
+    def _base_spec(self) -> Path:
+        path = self.work_dir / "base-spec.json"
+        if not path.exists():
+            spec = json.loads(_run([str(self._tools["ctr"]), "oci", "spec"]))
+            spec["mounts"] += [
+                {
+                    "destination": inside,
+                    "type": "bind",
+                    "source": str(host),
+                    "options": ["rbind", "ro", "nosuid", "nodev"],
+                }
+                for inside, host in sorted(self.host_mounts.items())
+            ]
+            path.write_text(json.dumps(spec))
+        return path
 
     def import_image(self, archive: Path) -> None:
         """Load a docker-archive into the node's containerd (the kubelet's image store)."""
