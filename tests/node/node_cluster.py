@@ -8,10 +8,10 @@ bridge plugin, Services ``10.0.0.0/24`` from kube-proxy's iptables rules, names 
 node address. Every address lives in the namespace: the tests reach the cluster only through
 ``nsenter`` (:meth:`NodeCluster.kubectl`, :meth:`NodeCluster.run_in_node`).
 
-Teardown goes by process id: pods are deleted through the API so the kubelet stops their
-sandboxes (CNI DEL, pod network namespaces), then each process group gets SIGTERM (SIGKILL if it
-lingers), leftover containers are killed through containerd, the kubelet's mounts are unmounted,
-the namespace is removed, and the work directory with it. Needs root (namespaces, mounts,
+Teardown goes by process id: each process group but containerd's gets SIGTERM (SIGKILL if it
+lingers), kubelet first; every container still running is killed through containerd, which then
+stops; the kubelet's and containerd's mounts are unmounted, the pods' network namespaces and the
+node's are removed, then the work directories. Needs root (namespaces, mounts,
 iptables, cgroups).
 """
 
@@ -329,9 +329,8 @@ class NodeCluster:
 
     def stop(self) -> None:
         """Tear down everything this node started, by process id; safe to call twice."""
-        if self._processes and self.admin_kubeconfig.is_file():
-            with contextlib.suppress(Exception):
-                self._delete_all_pods()
+        # Everything but containerd, the kubelet first (reverse start order), so that nothing
+        # restarts the containers killed next.
         for proc in reversed(self._processes):
             if proc.name != "containerd":
                 _terminate(proc.popen)
@@ -340,7 +339,10 @@ class NodeCluster:
         for proc in self._processes:
             _terminate(proc.popen)
         self._processes.clear()
+        # The kubelet's volume mounts, and containerd's sandbox /dev/shm mounts.
         self._unmount_under(self.work_dir)
+        if self._containerd_dir != Path():
+            self._unmount_under(self._containerd_dir)
         self._remove_pod_netns()
         if Path(f"/run/netns/{self.netns}").exists():
             _run([str(self._tools.get("ip", "ip")), "netns", "delete", self.netns], check=False)
@@ -349,6 +351,7 @@ class NodeCluster:
             log.warning("Keeping the node's logs and data in %s", self.work_dir)
         else:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+        if self._containerd_dir != Path():
             shutil.rmtree(self._containerd_dir, ignore_errors=True)
 
     def _make_netns(self) -> None:
@@ -746,26 +749,6 @@ state = "{self._containerd_dir / "state"}"
         return next((p.tail(lines) for p in self._processes if p.name == name), "")
 
     # -- teardown ------------------------------------------------------------------------------
-
-    def _delete_all_pods(self) -> None:
-        # The kubelet then stops each sandbox itself: CNI DEL and the pod's network namespace.
-        self.kubectl(
-            "delete",
-            "pods",
-            "--all",
-            "--all-namespaces",
-            "--grace-period=0",
-            "--force",
-            "--wait=false",
-            check=False,
-            timeout=60,
-        )
-        ctr = [str(self._tools["ctr"]), "-a", str(self.socket), "-n", "k8s.io"]
-        wait_until(
-            lambda: _run([*ctr, "tasks", "ls", "-q"], check=False, timeout=30).split(),
-            lambda tasks: not tasks,
-            timeout_s=60,
-        )
 
     def _kill_leftover_containers(self) -> None:
         ctr = [str(self._tools["ctr"]), "-a", str(self.socket), "-n", "k8s.io"]
