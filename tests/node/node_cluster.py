@@ -582,6 +582,25 @@ state = "{self._containerd_dir / "state"}"
             path.write_text(json.dumps(spec))
         return path
 
+    def kill_container(self, container_id: str) -> None:
+        """SIGKILL one container's processes through containerd (``containerd://<id>`` or id)."""
+        task = container_id.removeprefix("containerd://")
+        _run(
+            [
+                str(self._tools["ctr"]),
+                "-a",
+                str(self.socket),
+                "-n",
+                "k8s.io",
+                "tasks",
+                "kill",
+                "-a",
+                "-s",
+                "SIGKILL",
+                task,
+            ]
+        )
+
     def import_image(self, archive: Path) -> None:
         """Load a docker-archive into the node's containerd (the kubelet's image store)."""
         _run(

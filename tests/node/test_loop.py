@@ -106,6 +106,16 @@ def _customization() -> dict[str, Any]:
     return customization
 
 
+def _running_pods(node: NodeCluster, namespace_name: str, selector: str) -> list[Any]:
+    pods = node.get_json("pods", "-n", namespace_name, "-l", selector)["items"]
+    return [
+        p
+        for p in pods
+        if p["status"].get("phase") == "Running"
+        and all(c.get("state", {}).get("running") for c in p["status"].get("containerStatuses", []))
+    ]
+
+
 def _classify(node: NodeCluster, texts: list[str]) -> Any:
     service = node.get_json("service", "-n", TEAM, "-l", "app.kubernetes.io/component=serving")
     (svc,) = service["items"]
@@ -151,6 +161,27 @@ def test_a_customization_trains_passes_its_gates_and_serves_in_real_pods(
 
     training = wait_until(phase, lambda p: p not in (None, "Pending"), timeout_s=180, interval=2)
     snapshot(node, f"phase {training}")
+
+    # The operator dies (kill -9 of its container) while the trainer runs; its restart must
+    # adopt the running Job, not start another version or attempt.
+    trainer = wait_until(
+        lambda: _running_pods(node, TEAM, "app.kubernetes.io/component=trainer"),
+        bool,
+        timeout_s=300,
+        interval=2,
+    )
+    assert trainer, node.kubectl("describe", "pods", "-n", TEAM, check=False).stdout[-3000:]
+    (operator,) = _running_pods(node, "bespoke-loop", "app.kubernetes.io/name=bespoke")
+    node.kill_container(operator["status"]["containerStatuses"][0]["containerID"])
+    restarted = wait_until(
+        lambda: _running_pods(node, "bespoke-loop", "app.kubernetes.io/name=bespoke"),
+        lambda pods: bool(pods) and pods[0]["status"]["containerStatuses"][0]["restartCount"] > 0,
+        timeout_s=300,
+        interval=2,
+    )
+    snapshot(node, "operator container killed and restarted while the trainer runs")
+    assert restarted
+    assert restarted[0]["status"]["containerStatuses"][0]["restartCount"] == 1
     ready = wait_until(
         phase,
         lambda p: p in ("Ready", "Failed", "Degraded", "AwaitingApproval"),
@@ -171,6 +202,12 @@ def test_a_customization_trains_passes_its_gates_and_serves_in_real_pods(
     assert ready == "Ready"
     version = node.get_json("mv", f"{name}-v1", "-n", TEAM)
     log.info("v1 status: %s", json.dumps(version.get("status"), indent=1))
+
+    # No duplicate: one version, one trainer Job (attempt 1), after the operator's restart.
+    versions = [v["metadata"]["name"] for v in node.get_json("mv", "-n", TEAM)["items"]]
+    jobs = [j["metadata"]["name"] for j in node.get_json("jobs", "-n", TEAM)["items"]]
+    assert versions == [f"{name}-v1"]
+    assert jobs == [f"{name}-v1-train-1"]
 
     rows = [json.loads(line) for line in DATA.read_text().splitlines()[:6]]
     answer = _classify(node, [row["text"] for row in rows])
