@@ -78,7 +78,9 @@ def hidden_state_path(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.Te
     embeddings: Any = getattr(base, "get_output_embeddings", None)
     head: Any = embeddings() if callable(embeddings) else None
     decoder: Any = getattr(base, "model", None)
-    if type(head) is not torch.nn.Linear or head.bias is not None or decoder is None:
+    if type(head) is not torch.nn.Linear or getattr(head, "bias", None) is not None:
+        return None
+    if decoder is None:
         return None
     weight: torch.Tensor = head.weight
     return None if weight.requires_grad else (decoder, weight)
