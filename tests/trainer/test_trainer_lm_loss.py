@@ -9,7 +9,11 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from bespoke_trainer import lm_loss
 from bespoke_trainer.config import LoraSettings, MethodConfig
 from bespoke_trainer.encoding import IGNORE_INDEX, batch_loss
-from bespoke_trainer.fastpaths import packed_causal_mask
+from bespoke_trainer.fastpaths import (
+    adapters_to_fp32,
+    packed_causal_mask,
+    set_adapter_input_casting,
+)
 from bespoke_trainer.lm_loss import chunked_causal_lm_loss, hidden_state_path
 from bespoke_trainer.modeling import LoadedModel, apply_method
 
@@ -76,3 +80,25 @@ def test_packed_mask_keeps_each_example_to_itself() -> None:
     for start, end in ((0, 3), (3, 5), (5, 6)):
         want[start:end, start:end] = torch.ones(end - start, end - start).tril().bool()
     assert torch.equal(mask, want)
+
+
+def test_adapters_without_input_casting_give_the_same_numbers_under_autocast() -> None:
+    # The CUDA layout (bf16 base, fp32 adapters under bf16 autocast), on the CPU.
+    model = _lora_llama().to(torch.bfloat16)
+    adapters_to_fp32(model)
+    ids = torch.randint(1, 97, (2, 9), generator=torch.Generator().manual_seed(5))
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def run() -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(input_ids=ids)["logits"]
+        loss = logits.float().logsumexp(-1).mean()
+        return loss, torch.autograd.grad(loss, params)
+
+    cast_loss, cast_grads = run()
+    assert set_adapter_input_casting(model, False) == 14  # 2 layers × 7 adapted linears
+    loss, grads = run()
+    set_adapter_input_casting(model, True)
+    assert torch.equal(loss, cast_loss)
+    for g, w in zip(grads, cast_grads, strict=True):
+        assert torch.equal(g, w)

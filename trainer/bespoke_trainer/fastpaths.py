@@ -19,6 +19,7 @@ __all__ = [
     "make_optimizer",
     "maybe_compile",
     "packed_causal_mask",
+    "set_adapter_input_casting",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,22 @@ def adapters_to_fp32(model: torch.nn.Module) -> int:
             param.data = param.data.float()
             moved += 1
     return moved
+
+
+def set_adapter_input_casting(model: torch.nn.Module, enabled: bool) -> int:
+    """Turn PEFT's cast of each adapter's input to the adapter's dtype on or off.
+
+    PEFT copies every LoRA layer's input to fp32 (the adapters' dtype) before the adapter's
+    matmul, which bf16 autocast then copies back to bf16: two passes over the activations per
+    adapted layer, and a separate saved copy per adapter where q, k and v could share one. Under
+    autocast the result is the same without them (bf16 → fp32 → bf16 is exact), so training on
+    CUDA turns the cast off; evaluation, which may run without autocast, gets it back. Returns
+    how many layers were set.
+    """
+    layers = [m for m in model.modules() if hasattr(m, "_cast_input_dtype")]
+    for layer in layers:
+        setattr(layer, "cast_input_dtype_enabled", enabled)  # noqa: B010 (a plain attribute)
+    return len(layers)
 
 
 def make_optimizer(

@@ -60,7 +60,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         (grad,) = ctx.saved_tensors
-        return grad * grad_output.to(grad.dtype), None, None
+        # A 0-dim fp32 factor keeps the bf16 gradient's dtype and is applied at full precision.
+        return grad * grad_output, None, None
 
 
 def hidden_state_path(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor] | None:

@@ -28,7 +28,11 @@ from bespoke_trainer.checkpoint import (
 from bespoke_trainer.config import TrainingConfig, metric_higher_is_better
 from bespoke_trainer.distributed import Dist
 from bespoke_trainer.encoding import IGNORE_INDEX, Encoded, batch_loss, collate
-from bespoke_trainer.fastpaths import make_optimizer, packed_causal_mask
+from bespoke_trainer.fastpaths import (
+    make_optimizer,
+    packed_causal_mask,
+    set_adapter_input_casting,
+)
 from bespoke_trainer.lm_loss import chunked_causal_lm_loss, hidden_state_path
 from bespoke_trainer.modeling import trainable_state
 
@@ -200,9 +204,16 @@ def train(
     window_loss: torch.Tensor | float = 0.0
     window_n = 0
 
+    # Training runs under bf16 autocast on CUDA: adapters need no fp32 copy of their inputs.
+    uncast = device.type == "cuda"
+
     def run_eval() -> bool:
         """Evaluate, track the best weights, and say whether to stop."""
+        if uncast:
+            set_adapter_input_casting(inner, True)
         result = evaluate() if dist.is_main else {}
+        if uncast:
+            set_adapter_input_casting(inner, False)
         result = dist.broadcast(result)
         value = float(result[metric])
         improved = state.best_metric is None or (
@@ -236,6 +247,8 @@ def train(
         return False
 
     model.train()
+    if uncast:
+        set_adapter_input_casting(inner, False)
     stop = False
     while state.epoch < cfg.epochs and not stop:
         batches = _batches(lengths, cfg, state.epoch, dist, packed=packed)
@@ -312,6 +325,8 @@ def train(
                 break
     if not state.history:
         run_eval()
+    if uncast:
+        set_adapter_input_casting(inner, True)
     last = latest_checkpoint(checkpoint_dir)
     if dist.is_main and (last is None or not last.name.endswith(f"{state.step:08d}")):
         # The final state is kept too: a restart after this point skips straight to evaluation.
