@@ -218,8 +218,8 @@ def _finished(
         return True
     if status.phase != "Ready":
         return False
-    if options.traffic == "none":
-        return True
+    if options.traffic == "none" or not runtime.customization().spec.serving.enabled:
+        return True  # with serving disabled there is no server for traffic to reach
     if progress.traffic_thread is None and status.endpoint:
         _start_traffic(options, status.endpoint, progress, console)
     if options.traffic == "reference":
@@ -297,6 +297,12 @@ def _summary(console: Console, errors: Console, runtime: LocalRuntime, options: 
     console.print(
         f"Phase: [bold]{status.phase}[/]  production version: {status.production_version}"
     )
+    if status.production_version and not mc.spec.serving.enabled:
+        console.print(
+            f"v{status.production_version} is the production version; serving is disabled in "
+            f"{escape(str(options.file))}, so nothing is served (set spec.serving.enabled: true "
+            "to serve it)"
+        )
     if status.rollout is not None and not options.keep_serving:
         console.print(
             f"v{status.rollout.version} is promoted; the next `bespoke run` rolls it out "

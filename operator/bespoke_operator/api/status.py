@@ -8,6 +8,7 @@ from pydantic import Field
 
 from bespoke_operator.api._base import ApiModel, Decimal, Timestamp, section
 from bespoke_operator.api.conditions import Condition
+from bespoke_operator.api.serving import Serving
 
 __all__ = [
     "CustomizationPhase",
@@ -15,6 +16,7 @@ __all__ = [
     "ModelCustomizationStatus",
     "RetrainLedger",
     "Rollout",
+    "ServedShape",
 ]
 
 
@@ -64,6 +66,18 @@ class Rollout(ApiModel):
         default=None, description="Version to roll back to if this one does not become available."
     )
     started_at: Timestamp = Field(description="When the rollout started.")
+    serving_hash: str | None = Field(
+        default=None, max_length=64, description="Hash of the serving shape being rolled out."
+    )
+
+
+class ServedShape(ApiModel):
+    """The serving shape last seen available: what a failed serving-only change rolls back to."""
+
+    version: int = Field(ge=1, description="Version that was serving.")
+    serving_hash: str = Field(max_length=64, description="Hash of the serving shape.")
+    serving: Serving = Field(description="spec.serving as it was when it was available.")
+    available_at: Timestamp = Field(description="When it was seen available.")
 
 
 class ModelCustomizationStatus(ApiModel):
@@ -101,3 +115,17 @@ class ModelCustomizationStatus(ApiModel):
     drift: DriftReading | None = Field(default=None, description="Last drift reading.")
     retraining: RetrainLedger = section(RetrainLedger, "Drift retrain bookkeeping.")
     rollout: Rollout | None = Field(default=None, description="Rollout in progress, if any.")
+    trainer_start_deadline: Timestamp | None = Field(
+        default=None,
+        description="When a trainer pod that has not started by then, with an image pull, "
+        "configuration or scheduling error, fails its attempt (the next check is due then).",
+    )
+    last_available: ServedShape | None = Field(
+        default=None, description="The serving shape last seen available (the rollback target)."
+    )
+    failed_serving_hash: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Hash of a spec.serving whose rollout did not become available: the last "
+        "available shape serves until spec.serving changes.",
+    )

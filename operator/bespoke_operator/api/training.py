@@ -178,6 +178,12 @@ class Training(ApiModel):
         ge=60,
         description="Training is stopped and the version fails after this long.",
     )
+    startup_deadline_seconds: int = Field(
+        default=300,
+        ge=30,
+        description="A trainer pod that cannot start (image pull, configuration or scheduling "
+        "error) for this long fails its attempt with the kubelet's or scheduler's reason.",
+    )
     retry_limit: int = Field(
         default=2,
         ge=0,

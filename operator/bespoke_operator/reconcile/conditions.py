@@ -8,13 +8,29 @@ from typing import Literal
 
 from bespoke_operator.api import Condition, ModelCustomizationStatus
 
-__all__ = ["ConditionStatus", "ConditionType", "set_condition", "stalled_status"]
+__all__ = [
+    "ConditionStatus",
+    "ConditionType",
+    "set_condition",
+    "stalled_conditions",
+    "stalled_status",
+]
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 #: The conditions the operator writes: kstatus' three (Ready, Reconciling, Stalled), then the
-#: domain's (a trained latest version, a production version, serving available, drift).
+#: domain's (a trained latest version, a production version, serving available, drift, the
+#: operator's own retrain, production unavailable, a version awaiting approval).
 ConditionType = Literal[
-    "Ready", "Reconciling", "Stalled", "Trained", "Promoted", "Serving", "Drifted"
+    "Ready",
+    "Reconciling",
+    "Stalled",
+    "Trained",
+    "Promoted",
+    "Serving",
+    "Drifted",
+    "Training",
+    "Degraded",
+    "AwaitingApproval",
 ]
 
 
@@ -45,6 +61,32 @@ def set_condition(
     return [updated if c.type == type_ else c for c in conditions]
 
 
+def stalled_conditions(
+    conditions: Sequence[Condition],
+    reason: str,
+    message: str,
+    *,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """Stalled=True with `reason`, Ready=False with the same, and Reconciling=False.
+
+    Every failure path goes through here: kstatus reads Reconciling before Stalled, so a stale
+    Reconciling=True beside Stalled=True would read as InProgress, not Failed.
+    """
+    updated = list(conditions)
+    kstatus: tuple[tuple[ConditionType, bool], ...] = (
+        ("Stalled", True),
+        ("Ready", False),
+        ("Reconciling", False),
+    )
+    for type_, status in kstatus:
+        updated = set_condition(
+            updated, type_, status, reason, message, now=now, generation=generation
+        )
+    return updated
+
+
 def stalled_status(
     previous: ModelCustomizationStatus | None,
     *,
@@ -60,16 +102,9 @@ def stalled_status(
     refuses for good (`ApiRequestFailed`, e.g. a missing RBAC permission).
     """
     status = previous or ModelCustomizationStatus()
-    conditions: list[Condition] = list(status.conditions)
-    kstatus: tuple[tuple[ConditionType, bool], ...] = (
-        ("Stalled", True),
-        ("Ready", False),
-        ("Reconciling", False),
+    conditions = stalled_conditions(
+        status.conditions, reason, message, now=now, generation=generation
     )
-    for type_, value in kstatus:
-        conditions = set_condition(
-            conditions, type_, value, reason, message, now=now, generation=generation
-        )
     return status.model_copy(
         update={"observed_generation": generation, "conditions": conditions, "phase": "Failed"}
     )

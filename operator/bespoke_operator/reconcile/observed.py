@@ -17,6 +17,7 @@ __all__ = [
     "DriftReport",
     "Observed",
     "ServingState",
+    "StartupProblem",
     "TrainerRun",
     "TrainerSummary",
     "approved_versions",
@@ -45,6 +46,18 @@ TrainerState = Literal["Running", "Succeeded", "Failed"]
 
 
 @dataclass(frozen=True)
+class StartupProblem:
+    """Why a trainer pod cannot start: the kubelet's or the scheduler's reason and message.
+
+    `reason` is one of ImagePullBackOff, ErrImagePull, InvalidImageName,
+    CreateContainerConfigError, CreateContainerError (a container waiting) or Unschedulable.
+    """
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class TrainerRun:
     """One trainer Job (one attempt) of a version."""
 
@@ -55,6 +68,12 @@ class TrainerRun:
     # A pod removed by preemption, eviction or node loss: retried without counting an attempt.
     disrupted: bool = False
     finished_at: datetime | None = None
+    #: When the attempt was created (its Job); with `pending`, for its start-up deadline.
+    created_at: datetime | None = None
+    #: A running attempt none of whose containers has started yet.
+    pending: bool = False
+    #: Why its pod cannot start, when it cannot (a pending run only).
+    startup_problem: StartupProblem | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,9 @@ class ServingState:
     available: bool
     ready_replicas: int = 0
     endpoint: str | None = None
+    #: The serving shape the Deployment was made from (`serving_hash`); None when unrecorded
+    #: (a Deployment of an older operator, or a runtime that has one shape only).
+    serving_hash: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bespoke_operator.api import ModelCustomization, ModelCustomizationSpec, ModelVersionStatus
+from bespoke_operator.api.serving import Serving
+from bespoke_operator.reconcile.hashing import serving_hash
 
 __all__ = [
     "PodResources",
@@ -64,11 +66,22 @@ class ServingShape:
     reads: tuple[str, ...]
     env: dict[str, str] = field(hash=False)
     probes: Probes = Probes()
+    #: `serving_hash` of the spec.serving this shape was made from: the Deployment records it,
+    #: so the core knows whether what is available is what it asked for.
+    serving_hash: str | None = None
 
 
-def serving_shape(mc: ModelCustomization, *, version: int, artifact_uri: str) -> ServingShape:
-    """The serving shape for `version` of `mc`, from its serving and monitoring spec."""
+def serving_shape(
+    mc: ModelCustomization, *, version: int, artifact_uri: str, serving: Serving | None = None
+) -> ServingShape:
+    """The serving shape for `version` of `mc`, from its serving and monitoring spec.
+
+    `serving`: another serving section than the spec's (the last available one, to roll a
+    failed serving change back).
+    """
     spec = mc.spec
+    if serving is not None and serving is not spec.serving:
+        spec = spec.model_copy(update={"serving": serving})
     serving = spec.serving
     customization = mc.metadata.name
     namespace = mc.metadata.namespace or "default"
@@ -90,6 +103,7 @@ def serving_shape(mc: ModelCustomization, *, version: int, artifact_uri: str) ->
             namespace=namespace,
             customization=customization,
         ),
+        serving_hash=serving_hash(serving),
     )
 
 

@@ -99,3 +99,12 @@ def test_a_drift_reading_is_due_one_interval_after_the_last_and_only_while_servi
     assert due == datetime(2026, 11, 28, 12, 5, tzinfo=UTC)
     off = _mc({"enabled": False})
     assert drift_reading_due(off, _status(endpoint=endpoint), now=NOW) is None
+
+
+def test_a_trainer_pod_not_yet_started_is_checked_at_its_start_up_deadline() -> None:
+    soon = NOW + timedelta(seconds=120)
+    assert _next(_status(phase="Training", trainerStartDeadline=soon.isoformat())) == soon
+    past = NOW - timedelta(seconds=5)  # never sooner than the interval
+    assert _next(_status(phase="Training", trainerStartDeadline=past.isoformat())) == NOW + INTERVAL
+    later = NOW + RESYNC * 2  # the resync still heals in between
+    assert _next(_status(phase="Training", trainerStartDeadline=later.isoformat())) == NOW + RESYNC

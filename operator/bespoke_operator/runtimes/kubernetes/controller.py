@@ -26,7 +26,7 @@ from bespoke_operator.metrics import OperatorMetrics
 from bespoke_operator.reconcile.schedule import next_check
 from bespoke_operator.runtimes.kubernetes.backoff import Backoff
 from bespoke_operator.runtimes.kubernetes.resync import Key, ResyncQueue
-from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime, Outcome
+from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime, Outcome, unreconciled
 from bespoke_operator.settings import OperatorSettings
 
 __all__ = ["Controller"]
@@ -81,7 +81,7 @@ class Controller:
             return  # being deleted (children go by owner references), or this spec was handled
         self._handled[key] = seen
         # Just created, with no status yet: the event's body is as fresh as a re-read would be.
-        new = event_type == "ADDED" and not body.get("status")
+        new = event_type == "ADDED" and unreconciled(body)
         outcome = await self._on_event(key, known=body if new else None)
         if outcome is not None and outcome.decision is None:
             stalled = next((c for c in outcome.status.conditions if c.type == "Stalled"), None)

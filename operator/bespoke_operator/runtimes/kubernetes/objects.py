@@ -31,9 +31,11 @@ from bespoke_operator.reconcile.trainer_config import TrainerShape
 __all__ = [
     "CONFIG_KEY",
     "PVC_ROOT",
+    "SERVING_HASH_ANNOTATION",
     "TRAINER_CONTAINER",
     "Images",
     "OwnerRef",
+    "owned_by",
     "owned_by_another",
     "serving_deployment",
     "serving_name",
@@ -43,6 +45,7 @@ __all__ = [
     "trainer_job",
     "trainer_job_name",
     "trainer_object_is_current",
+    "version_is_current",
 ]
 
 PVC_ROOT: Final = "/mnt/pvc"
@@ -50,6 +53,8 @@ CONFIG_KEY: Final = "config.json"
 TRAINER_CONTAINER: Final = "trainer"
 SERVING_PORT: Final = 3000
 _PART_OF: Final = {PART_OF_LABEL: PART_OF, MANAGED_BY_LABEL: PART_OF}
+#: On the serving Deployment: the hash of the serving shape it was made from.
+SERVING_HASH_ANNOTATION: Final = "bespoke.dev/serving-hash"
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,28 @@ def owned_by_another(obj: dict[str, Any], customization_uid: str) -> bool:
         ref.get("kind") == "ModelCustomization" and ref.get("uid") != customization_uid
         for ref in obj.get("metadata", {}).get("ownerReferences", [])
     )
+
+
+def owned_by(obj: dict[str, Any], customization_uid: str) -> bool:
+    """Whether a child is this customization's (its owner reference names this uid)."""
+    return any(
+        ref.get("kind") == "ModelCustomization" and ref.get("uid") == customization_uid
+        for ref in obj.get("metadata", {}).get("ownerReferences", [])
+    )
+
+
+def version_is_current(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a ModelVersion found under the wanted one's name is that version, not a leftover.
+
+    Only a version of this customization (owner uid) made from the same spec (training hash) is
+    adopted on a 409: one left by an earlier customization of the same name (deleted and created
+    again, its children awaiting the garbage collector) would serve that one's artifacts.
+    """
+    if existing.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    uid = wanted["metadata"]["ownerReferences"][0]["uid"]
+    found = (existing.get("spec") or {}).get("trainingHash")
+    return owned_by(existing, uid) and found == wanted["spec"]["trainingHash"]
 
 
 def trainer_object_is_current(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -352,7 +379,13 @@ def serving_deployment(shape: ServingShape, owner: OwnerRef, images: Images) -> 
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(name, shape.namespace, labels, owner),
+        "metadata": _metadata(
+            name,
+            shape.namespace,
+            labels,
+            owner,
+            {SERVING_HASH_ANNOTATION: shape.serving_hash} if shape.serving_hash else None,
+        ),
         "spec": {
             "replicas": shape.replicas,
             "selector": {"matchLabels": selector},

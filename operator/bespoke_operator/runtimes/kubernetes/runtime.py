@@ -51,7 +51,7 @@ from bespoke_operator.reconcile.trainer_config import trainer_shape
 from bespoke_operator.runtimes.kubernetes import objects, observe
 from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
 
-__all__ = ["KubernetesRuntime", "Outcome", "status_patch"]
+__all__ = ["KubernetesRuntime", "Outcome", "status_patch", "unreconciled"]
 
 _log = logging.getLogger(__name__)
 
@@ -68,6 +68,15 @@ class Outcome:
 def status_patch(status: ModelCustomizationStatus) -> dict[str, Any]:
     """The status as a merge patch: fields that became empty are nulled, lists written whole."""
     return status.model_dump(mode="json", by_alias=True)
+
+
+def unreconciled(body: Mapping[str, Any]) -> bool:
+    """Whether no pass has written this customization's status yet.
+
+    The server reads a status it never got as the schema's defaults (`conditions: []`, ...), so
+    an empty status is not the sign: a written one always has `observedGeneration`.
+    """
+    return not (body.get("status") or {}).get("observedGeneration")
 
 
 def _utcnow() -> datetime:
@@ -159,7 +168,7 @@ class KubernetesRuntime:
         owner = objects.OwnerRef(
             API_VERSION, "ModelCustomization", mc.metadata.name, metadata["uid"]
         )
-        if new and not body.get("status"):
+        if new and unreconciled(body):
             # Nothing has reconciled this customization yet, so it has no children to list: the
             # only way it could is a pass that failed before writing status, and then every
             # create below answers 409 (success) and the next pass (the resync loop's) observes
@@ -211,21 +220,30 @@ class KubernetesRuntime:
         namespace = mc.metadata.namespace
         name = mc.metadata.name
         selector = f"{CUSTOMIZATION_LABEL}={name}"
+        # Only this customization's children (by owner uid): an earlier customization of this
+        # name may still have versions, Jobs and a Deployment awaiting the garbage collector.
         version_items = await self.api.list(
             resource_path(API_VERSION, VERSIONS, namespace), selector
         )
-        versions = observe.parse_versions(version_items)
+        versions = observe.parse_versions(
+            item for item in version_items if objects.owned_by(item, owner.uid)
+        )
         trainer = f"{selector},{COMPONENT_LABEL}={TRAINER}"
         jobs = [
             job
             for job in await self.api.list(resource_path("batch/v1", "jobs", namespace), trainer)
-            # An earlier customization of this name may still have Jobs awaiting collection.
-            if not objects.owned_by_another(job, owner.uid)
+            if objects.owned_by(job, owner.uid)
         ]
         pods = await self.api.list(resource_path("v1", "pods", namespace), trainer) if jobs else []
-        deployment = await self.api.get(
-            resource_path("apps/v1", "deployments", namespace, objects.serving_name(name))
+        deployment_path = resource_path(
+            "apps/v1", "deployments", namespace, objects.serving_name(name)
         )
+        deployment = await self.api.get(deployment_path)
+        if deployment is not None and objects.owned_by_another(deployment, owner.uid):
+            # Its pods serve the earlier customization's model: removed now (the collector would
+            # soon), so this customization's Deploy creates its own.
+            await self.api.delete(deployment_path)
+            deployment = None
         endpoint = f"http://{objects.serving_name(name)}.{namespace}.svc:{objects.SERVING_PORT}"
         return Observed(
             now=self.clock(),
@@ -282,7 +300,9 @@ class KubernetesRuntime:
         if isinstance(action, CreateVersion):
             body = action.version.model_dump(mode="json", by_alias=True, exclude_none=True)
             body["metadata"]["ownerReferences"] = [owner.as_dict()]
-            await self.api.create(resource_path(API_VERSION, VERSIONS, namespace), body)
+            collection = resource_path(API_VERSION, VERSIONS, namespace)
+            if not await self.api.create(collection, body):
+                await self._adopt_version(f"{collection}/{body['metadata']['name']}", body)
         elif isinstance(action, SetVersionStatus):
             path = resource_path(
                 API_VERSION, VERSIONS, namespace, version_name(name, action.version), "status"
@@ -311,6 +331,27 @@ class KubernetesRuntime:
             await self._remove_trainer(mc, action.version)
         elif isinstance(action, Event):
             await self._event(mc, owner, action)
+
+    async def _adopt_version(self, path: str, wanted: dict[str, Any]) -> None:
+        """A 409 on a version: success only when the one found is this owner's, of this spec.
+
+        Otherwise the pass fails with a retryable conflict; a leftover of an earlier customization
+        of the same name is deleted first, so the retry creates this one's.
+        """
+        existing = await self.api.get(path)
+        if existing is not None and objects.version_is_current(existing, wanted):
+            return
+        name = wanted["metadata"]["name"]
+        if existing is None or existing["metadata"].get("deletionTimestamp"):
+            detail = "was being deleted"
+        elif objects.owned_by(existing, wanted["metadata"]["ownerReferences"][0]["uid"]):
+            # This customization's own record of another spec: the next pass observes it and
+            # plans the next version number.
+            raise ApiError(409, f"ModelVersion {name} exists for another spec; replanned", path)
+        else:
+            await self.api.delete(path)
+            detail = "was left by an earlier customization of the same name; removed"
+        raise ApiError(409, f"ModelVersion {name} {detail}; it is created on the next pass", path)
 
     async def _start_trainer(
         self, mc: ModelCustomization, action: StartTrainer, owner: objects.OwnerRef
