@@ -25,6 +25,8 @@ class PodResources:
     cpu: str
     memory: str
     gpus: int = 0
+    #: The size limit of the pod's /tmp and its ephemeral-storage request.
+    ephemeral_storage: str = "10Gi"
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,12 @@ def serving_shape(
         artifact_uri=artifact_uri,
         image=serving.image,
         replicas=serving.replicas,
-        resources=PodResources(cpu=resources.cpu, memory=resources.memory, gpus=resources.gpus),
+        resources=PodResources(
+            cpu=resources.cpu,
+            memory=resources.memory,
+            gpus=resources.gpus,
+            ephemeral_storage=resources.ephemeral_storage,
+        ),
         secret_name=spec.storage.secret_ref.name if spec.storage.secret_ref else None,
         reads=(spec.base_model.uri, artifact_uri),
         env=serving_env(
