@@ -18,12 +18,12 @@ from bespoke_operator import kube_yaml
 from bespoke_operator.api import API_VERSION, ModelCustomization, ModelVersion
 from bespoke_operator.api._base import FORMAT_HINTS
 from bespoke_operator.api.rules import RULE_ERROR_TYPE
+from bespoke_operator.errors import ResourceValidationError
 
 __all__ = [
     "KINDS",
     "Problem",
     "Resource",
-    "ResourceValidationError",
     "load_file",
     "validate_text",
 ]
@@ -47,14 +47,6 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
         return f"{self.source}: {where}{self.message}"
-
-
-class ResourceValidationError(Exception):
-    """A file holds invalid resources; `problems` lists every one of them."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = list(problems)
 
 
 def load_file(path: Path) -> list[Resource]:

@@ -101,8 +101,8 @@ def example_document(root: Path, state: CustomizationState, *, train_rows: int) 
 class OperatorLoop:
     """Reconcile passes in a thread, counted by `OperatorMetrics` served on `metrics_port`.
 
-    The counting mirrors `bespoke_operator.handlers._reconcile`: one `observe_reconcile` per
-    pass, then the decision's events and the new status.
+    The counting mirrors `runtimes.kubernetes.controller.Controller.reconcile`: one
+    `observe_reconcile` per pass, then the decision's events and the new status.
     """
 
     def __init__(self, runtime: LocalRuntime, metrics_port: int, interval: float = 0.5) -> None:

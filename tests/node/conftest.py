@@ -6,12 +6,15 @@ tier that did not run). ``BESPOKE_NODE_KEEP=1`` keeps the node's logs and data a
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.chart.chartlib import find_tool
-from tests.node.images import build_and_load
+from tests.cluster.envtest_cluster import REPO_ROOT
+from tests.node.images import build_and_load, build_and_load_venv_images
 from tests.node.node_cluster import NodeCluster, PrerequisiteError
 
 _started: list[NodeCluster] = []
@@ -21,7 +24,11 @@ _timings: dict[str, float] = {}
 @pytest.fixture(scope="session")
 def node() -> Iterator[NodeCluster]:
     """A running node with its control plane, in a network namespace of its own."""
-    cluster = NodeCluster()
+    # The trainer and serving pods run the project's code from this virtualenv and checkout
+    # (tests/node/venv-image): the node mounts both read-only into every container.
+    cluster = NodeCluster(
+        host_mounts={"/bespoke/venv": Path(sys.prefix), "/bespoke/src": REPO_ROOT}
+    )
     try:
         cluster.start()
     except PrerequisiteError as missing:
@@ -39,6 +46,17 @@ def operator_image(node: NodeCluster) -> str:
     ref, seconds = build_and_load(node, "operator")
     _timings["operator image build + load"] = seconds
     return ref
+
+
+@pytest.fixture(scope="session")
+def loop_images(node: NodeCluster) -> dict[str, str]:
+    """The trainer and serving images of the tier, tagged as the chart names the real ones."""
+    import time
+
+    began = time.monotonic()
+    refs = build_and_load_venv_images(node)
+    _timings["trainer + serving images build + load"] = time.monotonic() - began
+    return refs
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import yaml
 
 from tests.cluster.envtest_cluster import REPO_ROOT
 from tests.node.node_cluster import BASE_IMAGE, NodeCluster, NodeError, node_cache
 
-__all__ = ["build_and_load", "chart_image"]
+__all__ = ["build_and_load", "build_and_load_venv_images", "chart_image"]
+
+VENV_IMAGE = "localhost/bespoke-node/venv:dev"
 
 _CHART = yaml.safe_load((REPO_ROOT / "charts" / "bespoke" / "Chart.yaml").read_text())
 _VALUES = yaml.safe_load((REPO_ROOT / "charts" / "bespoke" / "values.yaml").read_text())
@@ -70,3 +73,47 @@ def build_and_load(node: NodeCluster, component: str) -> tuple[str, float]:
     node.import_image(archive)
     archive.unlink()
     return ref, time.monotonic() - began
+
+
+def _run_config(component: str) -> list[str]:
+    """The ENTRYPOINT/CMD lines of the real image's Dockerfile, as buildah config flags."""
+    flags = []
+    for line in (REPO_ROOT / "images" / component / "Dockerfile").read_text().splitlines():
+        for instruction in ("ENTRYPOINT", "CMD"):
+            if line.startswith(f"{instruction} ["):
+                flags.append(f"--{instruction.lower()}={line.removeprefix(instruction).strip()}")
+    return flags
+
+
+def build_and_load_venv_images(node: NodeCluster) -> dict[str, str]:
+    """The trainer and serving images of the tier (tests/node/venv-image), tagged as the chart
+    names the real ones and run as they run (their Dockerfiles' ENTRYPOINT and CMD)."""
+    context = Path(__file__).with_name("venv-image")
+    _buildah(
+        "bud",
+        "--layers",
+        "--quiet",
+        "--network=host",
+        f"--build-arg=BASE_IMAGE={BASE_IMAGE}",
+        "-f",
+        str(context / "Containerfile"),
+        "-t",
+        VENV_IMAGE,
+        str(context),
+    )
+    refs = {}
+    for component in ("trainer", "serving"):
+        ref = chart_image(component)
+        container = _buildah("from", "--quiet", "--pull-never", VENV_IMAGE).strip()
+        try:
+            _buildah("config", "--entrypoint=[]", "--cmd=[]", container)
+            _buildah("config", *_run_config(component), container)
+            _buildah("commit", "--quiet", container, ref)
+        finally:
+            _buildah("rm", container)
+        archive = node.work_dir / f"{component}.tar"
+        _buildah("push", "--quiet", ref, f"docker-archive:{archive}:{ref}")
+        node.import_image(archive)
+        archive.unlink()
+        refs[component] = ref
+    return refs

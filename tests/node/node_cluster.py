@@ -8,10 +8,10 @@ bridge plugin, Services ``10.0.0.0/24`` from kube-proxy's iptables rules, names 
 node address. Every address lives in the namespace: the tests reach the cluster only through
 ``nsenter`` (:meth:`NodeCluster.kubectl`, :meth:`NodeCluster.run_in_node`).
 
-Teardown goes by process id: pods are deleted through the API so the kubelet stops their
-sandboxes (CNI DEL, pod network namespaces), then each process group gets SIGTERM (SIGKILL if it
-lingers), leftover containers are killed through containerd, the kubelet's mounts are unmounted,
-the namespace is removed, and the work directory with it. Needs root (namespaces, mounts,
+Teardown goes by process id: each process group but containerd's gets SIGTERM (SIGKILL if it
+lingers), kubelet first; every container still running is killed through containerd, which then
+stops; the kubelet's and containerd's mounts are unmounted, the pods' network namespaces and the
+node's are removed, then the work directories. Needs root (namespaces, mounts,
 iptables, cgroups).
 """
 
@@ -281,6 +281,9 @@ class NodeCluster:
 
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bespoke-node-")))
     netns: str = field(default_factory=lambda: f"bespoke-node-{uuid.uuid4().hex[:6]}")
+    #: Host directories every container sees read-only (container path -> host path): the node
+    #: tier's stand-in for files an image would carry (the project's virtualenv, its sources).
+    host_mounts: dict[str, Path] = field(default_factory=dict)
     startup_seconds: float = 0.0
     _tools: dict[str, Path] = field(default_factory=dict)
     _processes: list[_Process] = field(default_factory=list)
@@ -326,9 +329,8 @@ class NodeCluster:
 
     def stop(self) -> None:
         """Tear down everything this node started, by process id; safe to call twice."""
-        if self._processes and self.admin_kubeconfig.is_file():
-            with contextlib.suppress(Exception):
-                self._delete_all_pods()
+        # Everything but containerd, the kubelet first (reverse start order), so that nothing
+        # restarts the containers killed next.
         for proc in reversed(self._processes):
             if proc.name != "containerd":
                 _terminate(proc.popen)
@@ -337,7 +339,10 @@ class NodeCluster:
         for proc in self._processes:
             _terminate(proc.popen)
         self._processes.clear()
+        # The kubelet's volume mounts, and containerd's sandbox /dev/shm mounts.
         self._unmount_under(self.work_dir)
+        if self._containerd_dir != Path():
+            self._unmount_under(self._containerd_dir)
         self._remove_pod_netns()
         if Path(f"/run/netns/{self.netns}").exists():
             _run([str(self._tools.get("ip", "ip")), "netns", "delete", self.netns], check=False)
@@ -346,6 +351,7 @@ class NodeCluster:
             log.warning("Keeping the node's logs and data in %s", self.work_dir)
         else:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+        if self._containerd_dir != Path():
             shutil.rmtree(self._containerd_dir, ignore_errors=True)
 
     def _make_netns(self) -> None:
@@ -530,6 +536,8 @@ class NodeCluster:
             )
         )
         cri = 'plugins."io.containerd.grpc.v1.cri"'
+        # The runc runtime's base OCI spec carries host_mounts into every container.
+        base_spec = f'base_runtime_spec = "{self._base_spec()}"' if self.host_mounts else ""
         config = f"""version = 2
 root = "{self.work_dir / "containerd"}"
 state = "{self._containerd_dir / "state"}"
@@ -545,6 +553,7 @@ state = "{self._containerd_dir / "state"}"
     default_runtime_name = "runc"
     [{cri}.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+      {base_spec}
       [{cri}.containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "{self._containerd_dir / "runc"}"
@@ -556,6 +565,41 @@ state = "{self._containerd_dir / "state"}"
         path.write_text(config)
         containerd = self._spawn("containerd", ["--config", str(path)])
         self._wait(containerd, [str(self._tools["ctr"]), "-a", str(self.socket), "version"])
+
+    def _base_spec(self) -> Path:
+        path = self.work_dir / "base-spec.json"
+        if not path.exists():
+            spec = json.loads(_run([str(self._tools["ctr"]), "oci", "spec"]))
+            spec["mounts"] += [
+                {
+                    "destination": inside,
+                    "type": "bind",
+                    "source": str(host),
+                    "options": ["rbind", "ro", "nosuid", "nodev"],
+                }
+                for inside, host in sorted(self.host_mounts.items())
+            ]
+            path.write_text(json.dumps(spec))
+        return path
+
+    def kill_container(self, container_id: str) -> None:
+        """SIGKILL one container's processes through containerd (``containerd://<id>`` or id)."""
+        task = container_id.removeprefix("containerd://")
+        _run(
+            [
+                str(self._tools["ctr"]),
+                "-a",
+                str(self.socket),
+                "-n",
+                "k8s.io",
+                "tasks",
+                "kill",
+                "-a",
+                "-s",
+                "SIGKILL",
+                task,
+            ]
+        )
 
     def import_image(self, archive: Path) -> None:
         """Load a docker-archive into the node's containerd (the kubelet's image store)."""
@@ -724,26 +768,6 @@ state = "{self._containerd_dir / "state"}"
         return next((p.tail(lines) for p in self._processes if p.name == name), "")
 
     # -- teardown ------------------------------------------------------------------------------
-
-    def _delete_all_pods(self) -> None:
-        # The kubelet then stops each sandbox itself: CNI DEL and the pod's network namespace.
-        self.kubectl(
-            "delete",
-            "pods",
-            "--all",
-            "--all-namespaces",
-            "--grace-period=0",
-            "--force",
-            "--wait=false",
-            check=False,
-            timeout=60,
-        )
-        ctr = [str(self._tools["ctr"]), "-a", str(self.socket), "-n", "k8s.io"]
-        wait_until(
-            lambda: _run([*ctr, "tasks", "ls", "-q"], check=False, timeout=30).split(),
-            lambda tasks: not tasks,
-            timeout_s=60,
-        )
 
     def _kill_leftover_containers(self) -> None:
         ctr = [str(self._tools["ctr"]), "-a", str(self.socket), "-n", "k8s.io"]

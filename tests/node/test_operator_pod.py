@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 
 import pytest
 import yaml
@@ -36,13 +37,38 @@ def snapshot(node: NodeCluster, stage: str) -> None:
     log.info("== %s\n%s%s", stage, answer.stdout, answer.stderr)
 
 
-def _namespace(node: NodeCluster, name: str) -> None:
+def namespace(node: NodeCluster, name: str) -> None:
+    """A namespace that enforces the Pod Security `restricted` profile."""
     manifest = {
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {"name": name, "labels": RESTRICTED},
     }
     node.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(manifest))
+
+
+def helm_install(
+    node: NodeCluster, helm: str, *, release: str, namespace_name: str, watched: str
+) -> subprocess.CompletedProcess[str]:
+    """`helm install` of the chart with its default images, watching one namespace."""
+    values = {"watch": {"mode": "namespaces", "namespaces": [watched]}}
+    return node.run_in_node(
+        [
+            helm,
+            f"--kubeconfig={node.admin_kubeconfig}",
+            "install",
+            release,
+            str(CHART_DIR),
+            "--namespace",
+            namespace_name,
+            "--values",
+            "-",
+            "--wait",
+            "--timeout=5m",
+        ],
+        input_text=yaml.safe_dump(values),
+        check=False,
+    )
 
 
 def _operator_pod(node: NodeCluster) -> dict:
@@ -59,25 +85,8 @@ def test_helm_install_runs_the_operator_pod_under_restricted(
     node: NodeCluster, operator_image: str, helm: str
 ) -> None:
     for name in (SYSTEM, TEAM):
-        _namespace(node, name)
-    values = {"watch": {"mode": "namespaces", "namespaces": [TEAM]}}
-    installed = node.run_in_node(
-        [
-            helm,
-            f"--kubeconfig={node.admin_kubeconfig}",
-            "install",
-            RELEASE,
-            str(CHART_DIR),
-            "--namespace",
-            SYSTEM,
-            "--values",
-            "-",
-            "--wait",
-            "--timeout=5m",
-        ],
-        input_text=yaml.safe_dump(values),
-        check=False,
-    )
+        namespace(node, name)
+    installed = helm_install(node, helm, release=RELEASE, namespace_name=SYSTEM, watched=TEAM)
     snapshot(node, "after helm install")
     pod = _operator_pod(node)
     assert installed.returncode == 0, (

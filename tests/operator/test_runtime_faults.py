@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from bespoke_operator.api import API_VERSION
-from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
+from bespoke_operator.errors import ApiError
+from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
 from bespoke_operator.runtimes.kubernetes.objects import Images
 from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime, status_patch
 from tests.operator.conftest import NAME, NAMESPACE, Fault, FaultyKubernetes, customization
@@ -86,6 +87,19 @@ async def test_a_new_customization_is_created_for_without_reading_children(
     assert len(kube["get", JOBS]) == len(kube["get", versions]) == 0
     assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
     assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+
+
+async def test_a_status_of_server_defaults_only_still_counts_as_new(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    """The server reads an unwritten status as its schema's defaults, never as no status."""
+    body = await _stored_customization(api)
+    body = {**body, "status": {"conditions": [], "latestVersion": 0}}
+
+    await _runtime(api).reconcile(body, new=True)
+
+    assert len(kube["get", JOBS]) == 0
+    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
 
 
 async def test_a_status_less_pass_after_a_crash_still_ends_with_one_job(

@@ -11,11 +11,25 @@ from bespoke_operator.api.conditions import Condition
 from bespoke_operator.api.serving import Serving
 
 __all__ = [
+    "CustomizationPhase",
     "DriftReading",
     "ModelCustomizationStatus",
     "RetrainLedger",
     "Rollout",
     "ServedShape",
+]
+
+
+#: The customization's one-word summary. `Degraded` is reserved for a production version that
+#: is unavailable (issue 16's rollback semantics produce it).
+CustomizationPhase = Literal[
+    "Pending",
+    "Training",
+    "AwaitingApproval",
+    "RollingOut",
+    "Ready",
+    "Degraded",
+    "Failed",
 ]
 
 
@@ -79,20 +93,9 @@ class ModelCustomizationStatus(ApiModel):
         "Serving, Drifted.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    phase: (
-        Literal[
-            "Pending",
-            "Training",
-            "Evaluating",
-            "AwaitingApproval",
-            "RollingOut",
-            "Serving",
-            "Ready",
-            "Degraded",
-            "Failed",
-        ]
-        | None
-    ) = Field(default=None, description="One-word summary for people; tools read conditions.")
+    phase: CustomizationPhase | None = Field(
+        default=None, description="One-word summary for people; tools read conditions."
+    )
     production_version: int | None = Field(default=None, description="Version in production.")
     candidate_version: int | None = Field(
         default=None, description="Version being trained, evaluated or awaiting approval."

@@ -8,14 +8,35 @@ from typing import Literal
 
 from bespoke_operator.api import Condition, ModelCustomizationStatus
 
-__all__ = ["ConditionStatus", "set_condition", "stalled_conditions", "stalled_status"]
+__all__ = [
+    "ConditionStatus",
+    "ConditionType",
+    "set_condition",
+    "stalled_conditions",
+    "stalled_status",
+]
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+#: The conditions the operator writes: kstatus' three (Ready, Reconciling, Stalled), then the
+#: domain's (a trained latest version, a production version, serving available, drift, the
+#: operator's own retrain, production unavailable, a version awaiting approval).
+ConditionType = Literal[
+    "Ready",
+    "Reconciling",
+    "Stalled",
+    "Trained",
+    "Promoted",
+    "Serving",
+    "Drifted",
+    "Training",
+    "Degraded",
+    "AwaitingApproval",
+]
 
 
 def set_condition(
     conditions: Sequence[Condition],
-    type_: str,
+    type_: ConditionType,
     status: bool | None,
     reason: str,
     message: str,
@@ -54,7 +75,12 @@ def stalled_conditions(
     Reconciling=True beside Stalled=True would read as InProgress, not Failed.
     """
     updated = list(conditions)
-    for type_, status in (("Stalled", True), ("Ready", False), ("Reconciling", False)):
+    kstatus: tuple[tuple[ConditionType, bool], ...] = (
+        ("Stalled", True),
+        ("Ready", False),
+        ("Reconciling", False),
+    )
+    for type_, status in kstatus:
         updated = set_condition(
             updated, type_, status, reason, message, now=now, generation=generation
         )

@@ -27,7 +27,8 @@ from bespoke_operator.api import (
 from bespoke_operator.api._base import parse_decimal
 from bespoke_operator.api.customization import DriftReading, RetrainLedger, Rollout
 from bespoke_operator.api.serving import Serving
-from bespoke_operator.api.status import ServedShape
+from bespoke_operator.api.status import CustomizationPhase, ServedShape
+from bespoke_operator.api.version import Trigger
 from bespoke_operator.constants import (
     APPROVAL_ANNOTATION,
     CUSTOMIZATION_LABEL,
@@ -46,11 +47,11 @@ from bespoke_operator.reconcile.actions import (
     StopTrainer,
     Undeploy,
 )
-from bespoke_operator.reconcile.conditions import set_condition, stalled_conditions
+from bespoke_operator.reconcile.conditions import ConditionType, set_condition, stalled_conditions
 from bespoke_operator.reconcile.gates import evaluate_gates, format_number
 from bespoke_operator.reconcile.hashing import serving_hash, training_hash
 from bespoke_operator.reconcile.observed import Observed, TrainerRun, TrainerSummary
-from bespoke_operator.reconcile.serving import serving_shape
+from bespoke_operator.reconcile.serving import serving_shape, unservable
 from bespoke_operator.reconcile.trainer_config import trainer_config
 
 __all__ = [
@@ -65,7 +66,7 @@ __all__ = [
 #: Trainer exit codes a retry cannot fix: invalid config, invalid data, out of memory, model not
 #: found (see bespoke_trainer.errors; the Job fails fast on them too).
 PERMANENT_EXIT_CODES: Final = frozenset({2, 3, 5, 7})
-_IN_FLIGHT: Final = frozenset({None, "Pending", "Training", "Evaluating"})
+_IN_FLIGHT: Final = frozenset({None, "Pending", "Training"})
 #: Failures that retrying the same version cannot fix, but a change of where or how it runs can
 #: (training.image, resources, gradientCheckpointing, storage.secretRef...): a version that
 #: failed with one of them is trained again, as a new version, once those fields change.
@@ -155,7 +156,7 @@ class _Plan:
     def in_flight(self) -> list[int]:
         return sorted(n for n, s in self.statuses.items() if s.phase in _IN_FLIGHT)
 
-    def create_version(self, trigger: str) -> int:
+    def create_version(self, trigger: Trigger) -> int:
         # A trainer of an unrecorded or deleted version holds its number too: a new version
         # never reuses a number whose trainer objects may still exist.
         number = max([self.latest, *(run.version for run in self.observed.trainer_runs)]) + 1
@@ -177,7 +178,7 @@ class _Plan:
                 customization=name,
                 version=number,
                 training_hash=training_hash(self.spec),
-                trigger=trigger,  # type: ignore[arg-type]
+                trigger=trigger,
                 parent_version=self.production if warm else None,
                 artifact_uri=artifact_uri(self.spec.storage.uri, number),
                 snapshot=self.spec,
@@ -462,12 +463,10 @@ def _desired_version(plan: _Plan) -> int | None:
     pinned = plan.spec.serving.pinned_version
     if pinned is not None:
         status = plan.statuses.get(pinned)
-        if status is None or status.artifact_uri is None:
-            plan.pin_problem = f"pinned version {pinned} does not exist or has no artifacts"
-        elif status.reason == "RolloutFailed":
-            plan.pin_problem = f"pinned version {pinned} failed its rollout"
-        else:
+        problem = "does not exist" if status is None else unservable(status)
+        if problem is None:
             return pinned
+        plan.pin_problem = f"pinned version {pinned} {problem}"
         return plan.production
     promoted = [n for n, s in plan.statuses.items() if s.phase == "Promoted"]
     return max(promoted, default=None)
@@ -492,6 +491,9 @@ def _drive_serving(plan: _Plan) -> int | None:
         if serving is not None:
             plan.actions.append(Undeploy())
         plan.rollout = None
+        # Nothing to roll out: the version that would serve is production once it is promoted.
+        if (unserved := _desired_version(plan)) is not None:
+            _complete_rollout(plan, unserved)
         return None
     desired = _desired_version(plan)
     if desired is None:
@@ -605,7 +607,7 @@ def _describe_shape(serving: Serving) -> str:
 
 
 def _complete_rollout(plan: _Plan, number: int) -> None:
-    if plan.production != number or plan.rollout is not None:
+    if plan.spec.serving.enabled and (plan.production != number or plan.rollout is not None):
         plan.event("Normal", "RolledOut", f"v{number} is serving")
     status = plan.statuses[number]
     plan.update(
@@ -679,6 +681,7 @@ def _status(plan: _Plan) -> ModelCustomizationStatus:
     reconciling = stalled_reason is None and (
         bool(generation_work) or (rolling and not own_rollout)
     )
+    phase: CustomizationPhase
     if stalled_reason:
         phase = "Failed"
     elif in_flight:
@@ -705,7 +708,7 @@ def _status(plan: _Plan) -> ModelCustomizationStatus:
     return ModelCustomizationStatus(
         observed_generation=plan.mc.metadata.generation,
         conditions=conditions,
-        phase=phase,  # type: ignore[arg-type]
+        phase=phase,
         production_version=production,
         candidate_version=max([*in_flight, *awaiting], default=None),
         latest_version=plan.latest,
@@ -776,7 +779,7 @@ def _conditions(
     production = plan.production
     stalled_reason, stalled_message = stalled
 
-    def put(type_: str, status: bool | None, reason: str, message: str) -> None:
+    def put(type_: ConditionType, status: bool | None, reason: str, message: str) -> None:
         nonlocal conditions
         conditions = set_condition(
             conditions, type_, status, reason, message, now=plan.now, generation=generation

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bespoke_operator.api import ModelCustomization, ModelCustomizationSpec
+from bespoke_operator.api import ModelCustomization, ModelCustomizationSpec, ModelVersionStatus
 from bespoke_operator.api.serving import Serving
 from bespoke_operator.reconcile.hashing import serving_hash
 
-__all__ = ["PodResources", "Probes", "ServingShape", "serving_env", "serving_shape"]
+__all__ = [
+    "PodResources",
+    "Probes",
+    "ServingShape",
+    "serving_env",
+    "serving_shape",
+    "unservable",
+]
 
 
 @dataclass(frozen=True)
@@ -138,3 +145,15 @@ def serving_env(
         "BESPOKE_DRIFT_METHOD": monitoring.method,
         "BESPOKE_DRIFT_THRESHOLD": monitoring.threshold,
     }
+
+
+def unservable(status: ModelVersionStatus) -> str | None:
+    """Why a recorded version cannot be served even when pinned (gates aside), or None.
+
+    The one rule for `serving.pinnedVersion` in the core and for `bespoke rollback`.
+    """
+    if status.artifact_uri is None:
+        return "has no artifacts"
+    if status.reason == "RolloutFailed":
+        return "did not become available when it was rolled out"
+    return None

@@ -352,6 +352,28 @@ def test_disabling_serving_undeploys() -> None:
     assert actions_of(decision, Undeploy) == [Undeploy()]
 
 
+def test_with_serving_disabled_a_promoted_version_is_production_and_ready() -> None:
+    world = InMemoryWorld(customization(serving__enabled=False))
+    world.reconcile()
+    world.finish(1, **GOOD)
+    decision = world.reconcile()
+    assert world.phase(1) == "Promoted"
+    assert actions_of(decision, Deploy) == []
+    assert decision.status.production_version == 1
+    assert decision.status.phase == "Ready"
+    assert decision.status.rollout is None
+    assert decision.status.endpoint is None
+    assert world.condition("Ready") == "True"
+    assert "RolledOut" not in world.reasons()  # nothing was rolled out
+    # A better version later takes over production and retires the first.
+    _retrain_with_new_spec(world)
+    world.finish(2, accuracy=0.95, macroF1=0.93, evalLoss=0.1)
+    decision = world.reconcile()
+    assert (world.phase(1), world.phase(2)) == ("Retired", "Promoted")
+    assert decision.status.production_version == 2
+    assert decision.status.phase == "Ready"
+
+
 def _drift(world: InMemoryWorld, share: float) -> None:
     world.drift = DriftReport(
         version=world.mc.status.production_version or 0,  # type: ignore[union-attr]

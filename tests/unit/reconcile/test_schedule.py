@@ -38,7 +38,7 @@ def test_a_rollout_is_checked_every_interval_for_its_deadline() -> None:
     assert _next(status) == NOW + INTERVAL
 
 
-@pytest.mark.parametrize("phase", ["Pending", "Training", "Evaluating"])
+@pytest.mark.parametrize("phase", ["Pending", "Training"])
 def test_training_waits_for_its_job_event_and_is_only_healed_at_the_resync(phase: str) -> None:
     condition = {
         "type": "Reconciling",

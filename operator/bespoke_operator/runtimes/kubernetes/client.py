@@ -20,34 +20,14 @@ import aiohttp
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import Configuration
 
-__all__ = ["ApiError", "KubeApi", "resource_path", "retry_after"]
+from bespoke_operator.errors import ApiError
+
+__all__ = ["KubeApi", "resource_path", "retry_after"]
 
 FIELD_MANAGER: Final = "bespoke-operator"
 # No single call should hang a reconcile forever; lists of a few thousand objects fit well inside.
 _REQUEST_TIMEOUT: Final = aiohttp.ClientTimeout(total=60)
 _PROXY_VARIABLES: Final = ("https_proxy", "http_proxy", "all_proxy")
-
-
-class ApiError(Exception):
-    """An API call failed; `status` is the HTTP status (409 conflict, 403 forbidden, ...).
-
-    `retry_after`: the seconds the server asked the client to wait (`Retry-After` of a 429 or a
-    503), when it said.
-    """
-
-    def __init__(
-        self, status: int, reason: str, path: str, retry_after: float | None = None
-    ) -> None:
-        super().__init__(f"{status} {reason} on {path}")
-        self.status = status
-        self.reason = reason
-        self.path = path
-        self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        """Conflicts, throttling and server errors heal on their own; the rest need a person."""
-        return self.status in (409, 429) or self.status >= 500
 
 
 def resource_path(

@@ -21,12 +21,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bespoke_operator.constants import CUSTOMIZATION_LABEL
+from bespoke_operator.errors import ApiError
 from bespoke_operator.metrics import OperatorMetrics
 from bespoke_operator.reconcile.schedule import next_check
 from bespoke_operator.runtimes.kubernetes.backoff import Backoff
-from bespoke_operator.runtimes.kubernetes.client import ApiError
 from bespoke_operator.runtimes.kubernetes.resync import Key, ResyncQueue
-from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime, Outcome
+from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime, Outcome, unreconciled
 from bespoke_operator.settings import OperatorSettings
 
 __all__ = ["Controller"]
@@ -81,7 +81,7 @@ class Controller:
             return  # being deleted (children go by owner references), or this spec was handled
         self._handled[key] = seen
         # Just created, with no status yet: the event's body is as fresh as a re-read would be.
-        new = event_type == "ADDED" and not body.get("status")
+        new = event_type == "ADDED" and unreconciled(body)
         outcome = await self._on_event(key, known=body if new else None)
         if outcome is not None and outcome.decision is None:
             stalled = next((c for c in outcome.status.conditions if c.type == "Stalled"), None)
@@ -145,13 +145,14 @@ class Controller:
                 at_least = self.settings.reconcile_interval_seconds
                 self.queue.schedule(key, self.backoff.failed(key, at_least=at_least))
                 raise
-        self.metrics.observe_reconcile("success", time.perf_counter() - started)
         self.backoff.succeeded(key)
-        if outcome is not None:
-            if outcome.decision is not None:
-                self.metrics.observe_decision(*key, outcome.decision)
-            self.metrics.observe_status(*key, outcome.status, outcome.customization)
-            self._schedule(key, outcome)
+        if outcome is None:  # gone: nothing was reconciled
+            return None
+        self.metrics.observe_reconcile("success", time.perf_counter() - started)
+        if outcome.decision is not None:
+            self.metrics.observe_decision(*key, outcome.decision)
+        self.metrics.observe_status(*key, outcome.status, outcome.customization)
+        self._schedule(key, outcome)
         return outcome
 
     async def _on_event(self, key: Key, known: Mapping[str, Any] | None = None) -> Outcome | None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bespoke_operator.api import ModelCustomizationSpec, ModelVersionSpec
+from bespoke_operator.api import ModelVersionSpec
 from bespoke_operator.constants import (
     ATTEMPT_LABEL,
     COMPONENT_LABEL,
@@ -204,19 +204,6 @@ def _pvc_claims(uris: Iterable[str | None]) -> list[str]:
     return sorted(claims)
 
 
-def _spec_uris(spec: ModelCustomizationSpec) -> list[str | None]:
-    data = spec.dataset
-    drift = spec.monitoring.on_drift.dataset
-    return [
-        spec.base_model.uri,
-        spec.storage.uri,
-        data.train.uri,
-        data.validation.uri if data.validation else None,
-        data.test.uri if data.test else None,
-        drift.uri if drift else None,
-    ]
-
-
 def _volumes(
     claims: list[str], extra: list[dict[str, Any]], scratch: str
 ) -> tuple[list[Any], list[Any]]:
@@ -291,7 +278,8 @@ def trainer_job(
         labels[QUEUE_LABEL] = training.queue_name
     config_volume = {"name": "config", "configMap": {"name": configmap}}
     scratch = training.resources.ephemeral_storage
-    volumes, mounts = _volumes(_pvc_claims(_spec_uris(spec)), [config_volume], scratch)
+    claims = _pvc_claims(uri for _, uri in spec.locations())
+    volumes, mounts = _volumes(claims, [config_volume], scratch)
     mounts.append({"name": "config", "mountPath": "/etc/bespoke", "readOnly": True})
     env, env_from = _common_env(spec.storage.secret_ref.name if spec.storage.secret_ref else None)
     gpus = training.resources.gpus

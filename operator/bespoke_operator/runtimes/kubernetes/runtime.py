@@ -26,6 +26,7 @@ from bespoke_operator.constants import (
     VERSION_LABEL,
     VERSIONS,
 )
+from bespoke_operator.errors import ApiError
 from bespoke_operator.reconcile import (
     Action,
     CreateVersion,
@@ -47,9 +48,9 @@ from bespoke_operator.reconcile import (
 )
 from bespoke_operator.reconcile.schedule import drift_reading_due
 from bespoke_operator.runtimes.kubernetes import objects, observe
-from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
+from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
 
-__all__ = ["KubernetesRuntime", "Outcome", "status_patch"]
+__all__ = ["KubernetesRuntime", "Outcome", "status_patch", "unreconciled"]
 
 _log = logging.getLogger(__name__)
 
@@ -66,6 +67,15 @@ class Outcome:
 def status_patch(status: ModelCustomizationStatus) -> dict[str, Any]:
     """The status as a merge patch: fields that became empty are nulled, lists written whole."""
     return status.model_dump(mode="json", by_alias=True)
+
+
+def unreconciled(body: Mapping[str, Any]) -> bool:
+    """Whether no pass has written this customization's status yet.
+
+    The server reads a status it never got as the schema's defaults (`conditions: []`, ...), so
+    an empty status is not the sign: a written one always has `observedGeneration`.
+    """
+    return not (body.get("status") or {}).get("observedGeneration")
 
 
 def _utcnow() -> datetime:
@@ -121,16 +131,8 @@ class KubernetesRuntime:
         return outcome
 
     async def _record_failure(self, path: str, body: Mapping[str, Any], exc: ApiError) -> None:
-        generation = body.get("metadata", {}).get("generation")
-        message = f"the operator cannot continue: {exc}"
         _log.error("Reconcile of %s failed: %s", path, exc)
-        status = stalled_status(
-            _previous_status(body),
-            reason="ApiRequestFailed",
-            message=message,
-            generation=generation,
-            now=self.clock(),
-        )
+        status = self._stalled(body, "ApiRequestFailed", f"the operator cannot continue: {exc}")
         try:
             await self.api.merge_patch(f"{path}/status", {"status": status_patch(status)})
         except ApiError as second:
@@ -165,7 +167,7 @@ class KubernetesRuntime:
         owner = objects.OwnerRef(
             API_VERSION, "ModelCustomization", mc.metadata.name, metadata["uid"]
         )
-        if new and not body.get("status"):
+        if new and unreconciled(body):
             # Nothing has reconciled this customization yet, so it has no children to list: the
             # only way it could is a pass that failed before writing status, and then every
             # create below answers 409 (success) and the next pass (the resync loop's) observes
@@ -180,15 +182,18 @@ class KubernetesRuntime:
 
     def _invalid(self, body: Mapping[str, Any], message: str) -> Outcome:
         """Stalled on a spec that cannot run here; nothing is created."""
-        generation = body.get("metadata", {}).get("generation")
-        status = stalled_status(
+        return Outcome(self._stalled(body, "InvalidSpec", message), None)
+
+    def _stalled(
+        self, body: Mapping[str, Any], reason: str, message: str
+    ) -> ModelCustomizationStatus:
+        return stalled_status(
             _previous_status(body),
-            reason="InvalidSpec",
+            reason=reason,
             message=message,
-            generation=generation,
+            generation=body.get("metadata", {}).get("generation"),
             now=self.clock(),
         )
-        return Outcome(status, None)
 
     async def read_drift(self, mc: ModelCustomization) -> DriftReport | None:
         """The serving service's latest drift reading, or None when it cannot be had now."""
