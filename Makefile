@@ -10,12 +10,14 @@ STAMP := $(VENV)/.installed-stamp
 
 # No model hub is reachable here: the packaged all-MiniLM-L6-v2 is linked into the HF cache.
 OFFLINE := HF_HUB_OFFLINE=1
+# Flux's CEL status evaluator needs this Go; the module proxy serves it (GOTOOLCHAIN).
+GITOPS_GO ?= go1.27.3
 
 VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/bespoke/Chart.yaml)
 REGISTRY ?= ghcr.io/bespoke-dev
 CONTAINER ?= docker
 
-.PHONY: help install model-cache envtest tools images images-check lint format typecheck imports manifests manifests-check test test-cluster demo check
+.PHONY: gitops-health help install model-cache envtest tools images images-check lint format typecheck imports manifests manifests-check test test-cluster demo check
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -70,6 +72,9 @@ test: model-cache ## Run the test suite (no GPU, no cluster needed)
 
 test-cluster: install envtest ## Run the tests against a real kube-apiserver + etcd (+ controller-manager)
 	BESPOKE_ENVTEST_REQUIRED=1 $(BIN)/python -m pytest -m cluster
+
+gitops-health: ## Argo CD, Flux and kstatus health of the fixtures with the engines the tools run (Go)
+	cd hack/gitops-health && GOTOOLCHAIN=$(GITOPS_GO) nice -n 10 go test -count=1 -v ./...
 
 demo: model-cache ## The main job: the support-tickets loop on this machine (train, serve, drift, retrain)
 	$(OFFLINE) $(BIN)/bespoke run examples/support-tickets/customization.yaml --traffic drifted
