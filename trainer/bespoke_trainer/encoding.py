@@ -110,11 +110,13 @@ def collate(enc: Encoded, idx: list[int] | np.ndarray, pad_id: int) -> dict[str,
 
 
 def batch_loss(
-    logits: torch.Tensor, batch: dict[str, torch.Tensor]
+    logits: torch.Tensor, batch: dict[str, torch.Tensor], count: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Return (mean weighted loss for the step, summed unweighted loss, count) for a batch.
 
-    The summed loss and count let evaluation average over tokens or examples exactly.
+    The summed loss and count let evaluation average over tokens or examples exactly. A
+    causal-LM `count` of labelled tokens known on the host saves counting them on the device
+    (which waits for it).
     """
     labels = batch["labels"]
     if labels.dim() == 1:
@@ -130,5 +132,6 @@ def batch_loss(
         ignore_index=IGNORE_INDEX,
         reduction="sum",
     )
-    count = int((shift_labels != IGNORE_INDEX).sum())
+    if count is None:
+        count = int((shift_labels != IGNORE_INDEX).sum())
     return per_tok / max(count, 1), per_tok.detach(), count

@@ -18,6 +18,8 @@ __all__ = [
     "liger_available",
     "make_optimizer",
     "maybe_compile",
+    "packed_causal_mask",
+    "set_adapter_input_casting",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,22 @@ def adapters_to_fp32(model: torch.nn.Module) -> int:
     return moved
 
 
+def set_adapter_input_casting(model: torch.nn.Module, enabled: bool) -> int:
+    """Turn PEFT's cast of each adapter's input to the adapter's dtype on or off.
+
+    PEFT copies every LoRA layer's input to fp32 (the adapters' dtype) before the adapter's
+    matmul, which bf16 autocast then copies back to bf16: two passes over the activations per
+    adapted layer, and a separate saved copy per adapter where q, k and v could share one. Under
+    autocast the result is the same without them (bf16 → fp32 → bf16 is exact), so training on
+    CUDA turns the cast off; evaluation, which may run without autocast, gets it back. Returns
+    how many layers were set.
+    """
+    layers = [m for m in model.modules() if hasattr(m, "_cast_input_dtype")]
+    for layer in layers:
+        setattr(layer, "cast_input_dtype_enabled", enabled)  # noqa: B010 (a plain attribute)
+    return len(layers)
+
+
 def make_optimizer(
     params: Iterable[torch.nn.Parameter], training: TrainingConfig, device: torch.device
 ) -> torch.optim.AdamW:
@@ -72,12 +90,47 @@ def make_optimizer(
 
 
 def maybe_compile(model: torch.nn.Module, training: TrainingConfig) -> torch.nn.Module:
-    """Compile in place (parameter names, hence checkpoints and adapters, stay unchanged)."""
-    if training.compile:
-        # Sequence lengths vary from batch to batch: dynamic shapes avoid a recompile per length.
-        model.compile(dynamic=True)
-        log.info("Compiled the model with torch.compile (dynamic shapes)")
+    """Compile in place (parameter names, hence checkpoints and adapters, stay unchanged).
+
+    Where the model is a stack of identical blocks, each block is compiled (regional
+    compilation): one compiled graph serves every layer, so compiling takes seconds rather than
+    minutes, and the loss, which may run outside the model's forward, needs no graph of its own.
+    """
+    if not training.compile:
+        return model
+    blocks = _repeated_blocks(model)
+    # Sequence lengths vary from batch to batch: dynamic shapes avoid a recompile per length.
+    for block in blocks or [model]:
+        block.compile(dynamic=True)
+    log.info(
+        "Compiled %s with torch.compile (dynamic shapes)",
+        f"{len(blocks)} repeated blocks" if blocks else "the model",
+    )
     return model
+
+
+def _repeated_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The largest ModuleList whose members are all of one class (a model's layers)."""
+    best: list[torch.nn.Module] = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > len(best):
+            members = list(module)
+            if len({type(m) for m in members}) == 1:
+                best = members
+    return best if len(best) > 1 else []
+
+
+def packed_causal_mask(position_ids: torch.Tensor) -> torch.Tensor:
+    """Block-diagonal causal mask (rows, 1, width, width; True attends) for packed rows.
+
+    Each run of position ids that restarts at 0 is one example; a token sees the earlier tokens
+    of its own example only. Built on the device with no host sync.
+    """
+    segment = (position_ids == 0).cumsum(-1)
+    same = segment[:, :, None] == segment[:, None, :]
+    width = position_ids.shape[-1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=position_ids.device).tril()
+    return (same & causal)[:, None]
 
 
 def liger_available() -> bool:

@@ -27,8 +27,13 @@ from bespoke_trainer.checkpoint import (
 )
 from bespoke_trainer.config import TrainingConfig, metric_higher_is_better
 from bespoke_trainer.distributed import Dist
-from bespoke_trainer.encoding import Encoded, batch_loss, collate
-from bespoke_trainer.fastpaths import make_optimizer
+from bespoke_trainer.encoding import IGNORE_INDEX, Encoded, batch_loss, collate
+from bespoke_trainer.fastpaths import (
+    make_optimizer,
+    packed_causal_mask,
+    set_adapter_input_casting,
+)
+from bespoke_trainer.lm_loss import chunked_causal_lm_loss, hidden_state_path
 from bespoke_trainer.modeling import trainable_state
 
 __all__ = ["LoopResult", "TrainStats", "train"]
@@ -36,6 +41,7 @@ __all__ = ["LoopResult", "TrainStats", "train"]
 log = logging.getLogger(__name__)
 
 EvalFn = Callable[[], dict[str, Any]]
+StepFn = Callable[[int, "TrainStats"], None]
 
 
 @dataclass
@@ -87,20 +93,49 @@ def _forward(
     model_computes_loss: bool,
 ) -> torch.Tensor:
     """The logits, or the loss itself when the model computes it (fused kernels)."""
-    kwargs: dict[str, Any] = {"input_ids": batch["input_ids"]}
-    if "position_ids" in batch:
-        kwargs["position_ids"] = batch["position_ids"]  # packed: no mask, see pack_batch
-    else:
-        kwargs["attention_mask"] = batch["attention_mask"]
-    if causal:
-        # A KV cache is of no use in training and would hide the packing from the mask builder.
-        kwargs["use_cache"] = False
+    kwargs = _model_inputs(batch, causal=causal)
     if model_computes_loss:
         # Liger's fused linear + cross-entropy never materialises the logits.
         out: torch.Tensor = model(**kwargs, labels=batch["labels"])["loss"]
         return out
     logits: torch.Tensor = model(**kwargs)["logits"]
     return logits
+
+
+def _model_inputs(batch: dict[str, torch.Tensor], *, causal: bool) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"input_ids": batch["input_ids"]}
+    if "position_ids" in batch:
+        # Packed: the model reads the packing from the position ids, or from the block-diagonal
+        # mask when one was built (see _to_device).
+        kwargs["position_ids"] = batch["position_ids"]
+        if "attention_mask" in batch:
+            kwargs["attention_mask"] = batch["attention_mask"]
+    else:
+        kwargs["attention_mask"] = batch["attention_mask"]
+    if causal:
+        # A KV cache is of no use in training and would hide the packing from the mask builder.
+        kwargs["use_cache"] = False
+    return kwargs
+
+
+def _to_device(
+    host: dict[str, torch.Tensor], device: torch.device, *, packed_mask: bool
+) -> dict[str, torch.Tensor]:
+    """Copy a batch to the device without making the host wait for it (pinned on CUDA)."""
+    cuda = device.type == "cuda"
+    batch = {
+        k: (v.pin_memory() if cuda else v).to(device, non_blocking=True) for k, v in host.items()
+    }
+    if packed_mask and "position_ids" in batch:
+        # transformers finds packed rows by checking on the host whether any position id
+        # restarts: one device sync per step. The same mask built here needs none.
+        batch["attention_mask"] = packed_causal_mask(batch["position_ids"])
+    return batch
+
+
+def _labelled(host: dict[str, torch.Tensor]) -> int:
+    """Causal-LM tokens with a next-token target, counted on the host."""
+    return int((host["labels"][:, 1:] != IGNORE_INDEX).sum())
 
 
 def train(
@@ -113,12 +148,17 @@ def train(
     checkpoint_dir: Path,
     dist: Dist,
     model_computes_loss: bool = False,
+    on_step: StepFn | None = None,
 ) -> LoopResult:
     """Train `model` in place; on return it holds the best weights by the selection metric.
 
     Causal-LM batches are packed without padding when `cfg.packing` is on; classification
     batches (and unpacked causal ones) are padded to their longest example, which
     `cfg.groupByLength` keeps close to every other example's length.
+
+    On one process, a causal LM whose output layer is a frozen plain linear layer computes its
+    loss from the hidden states in chunks (`lm_loss`), never holding the logits. `on_step` is
+    called after every optimizer step with the step number and the running statistics.
     """
     device = dist.device
     inner = _unwrap(model)
@@ -128,6 +168,11 @@ def train(
     causal = bool(len(data)) and isinstance(data.targets[0], list)
     packed = causal and cfg.packing
     model_computes_loss = model_computes_loss and causal
+    # DDP's reducer needs the wrapper's own forward: the hidden-state path is one process only.
+    single = model is inner
+    head = hidden_state_path(model) if causal and single and not model_computes_loss else None
+    attention = getattr(getattr(inner, "config", None), "_attn_implementation", None)
+    packed_mask = packed and attention == "sdpa"
     batches_per_epoch = len(_batches(lengths, cfg, 0, dist, packed=packed))
     steps_per_epoch = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps)
     total_steps = steps_per_epoch * cfg.epochs
@@ -159,9 +204,16 @@ def train(
     window_loss: torch.Tensor | float = 0.0
     window_n = 0
 
+    # Training runs under bf16 autocast on CUDA: adapters need no fp32 copy of their inputs.
+    uncast = device.type == "cuda"
+
     def run_eval() -> bool:
         """Evaluate, track the best weights, and say whether to stop."""
+        if uncast:
+            set_adapter_input_casting(inner, True)
         result = evaluate() if dist.is_main else {}
+        if uncast:
+            set_adapter_input_casting(inner, False)
         result = dist.broadcast(result)
         value = float(result[metric])
         improved = state.best_metric is None or (
@@ -195,6 +247,8 @@ def train(
         return False
 
     model.train()
+    if uncast:
+        set_adapter_input_casting(inner, False)
     stop = False
     while state.epoch < cfg.epochs and not stop:
         batches = _batches(lengths, cfg, state.epoch, dist, packed=packed)
@@ -205,10 +259,19 @@ def train(
                 if packed
                 else collate(data, idx, pad_id)
             )
-            batch = {k: v.to(device, non_blocking=True) for k, v in host.items()}
+            batch = _to_device(host, device, packed_mask=packed_mask)
+            count = _labelled(host) if causal else None
             with dist.autocast():
-                out = _forward(model, batch, causal=causal, model_computes_loss=model_computes_loss)
-            loss = out if model_computes_loss else batch_loss(out, batch)[0]
+                if head is not None:
+                    decoder, weight = head
+                    hidden = decoder(**_model_inputs(batch, causal=True))[0]
+                    loss = chunked_causal_lm_loss(hidden, weight, batch["labels"], count or 0)
+                else:
+                    out = _forward(
+                        model, batch, causal=causal, model_computes_loss=model_computes_loss
+                    )
+            if head is None:
+                loss = out if model_computes_loss else batch_loss(out, batch, count)[0]
             (loss / cfg.gradient_accumulation_steps).backward()  # type: ignore[no-untyped-call]
             step_losses.append(loss.detach())
             window_loss = window_loss + step_losses[-1]
@@ -225,6 +288,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
             state.batch_in_epoch = bi + 1
+            if on_step is not None:
+                on_step(state.step, stats)
             if state.step % 10 == 0 or state.step == total_steps or last_in_epoch:
                 elapsed = time.monotonic() - started
                 rate = seen / elapsed if elapsed > 0 else 0.0
@@ -260,6 +325,8 @@ def train(
                 break
     if not state.history:
         run_eval()
+    if uncast:
+        set_adapter_input_casting(inner, True)
     last = latest_checkpoint(checkpoint_dir)
     if dist.is_main and (last is None or not last.name.endswith(f"{state.step:08d}")):
         # The final state is kept too: a restart after this point skips straight to evaluation.

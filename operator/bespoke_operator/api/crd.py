@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
+from bespoke_operator import constants
 from bespoke_operator.api.customization import (
     NAME_LENGTH,
     ModelCustomization,
@@ -20,8 +21,8 @@ from bespoke_operator.api.version import ModelVersion, ModelVersionSpec, ModelVe
 
 __all__ = ["GROUP", "KINDS", "VERSION", "CrdKind", "crd", "openapi_schema", "structural_schema"]
 
-GROUP: Final = "bespoke.dev"
-VERSION: Final = "v1alpha1"
+GROUP: Final = constants.GROUP
+VERSION: Final = constants.VERSION
 
 # Keys pydantic writes that a structural schema does not allow or does not need.
 _DROPPED_KEYS: Final = frozenset({"title", "$defs", "discriminator"})
@@ -63,7 +64,7 @@ _AGE: Final = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTim
 KINDS: Final[tuple[CrdKind, ...]] = (
     CrdKind(
         kind="ModelCustomization",
-        plural="modelcustomizations",
+        plural=constants.CUSTOMIZATIONS,
         short_names=["mc"],
         resource=ModelCustomization,
         spec=ModelCustomizationSpec,
@@ -97,7 +98,7 @@ KINDS: Final[tuple[CrdKind, ...]] = (
     ),
     CrdKind(
         kind="ModelVersion",
-        plural="modelversions",
+        plural=constants.VERSIONS,
         short_names=["mv"],
         resource=ModelVersion,
         spec=ModelVersionSpec,
@@ -245,7 +246,7 @@ def crd(kind: CrdKind) -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": kind.name,
-            "labels": {"app.kubernetes.io/part-of": "bespoke"},
+            "labels": {constants.PART_OF_LABEL: constants.PART_OF},
         },
         "spec": {
             "group": GROUP,

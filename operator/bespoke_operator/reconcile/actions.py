@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bespoke_operator.api import ModelVersion, ModelVersionSpec, ModelVersionStatus
+from bespoke_operator.reconcile.serving import ServingShape
 
 __all__ = [
     "Action",
@@ -55,10 +56,17 @@ class SetVersionStatus:
 
 @dataclass(frozen=True)
 class Deploy:
-    """Make the serving Deployment serve `version` from `artifact_uri` (create or update)."""
+    """Make serving take exactly this shape (create or update): a version, its pods' settings."""
 
-    version: int
-    artifact_uri: str
+    serving: ServingShape
+
+    @property
+    def version(self) -> int:
+        return self.serving.version
+
+    @property
+    def artifact_uri(self) -> str:
+        return self.serving.artifact_uri
 
 
 @dataclass(frozen=True)

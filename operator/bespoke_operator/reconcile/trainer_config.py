@@ -7,24 +7,11 @@ from typing import Any, Final
 from pydantic import BaseModel
 
 from bespoke_operator.api import ModelVersionSpec
+from bespoke_operator.reconcile.hashing import OPERATOR_ONLY_TRAINING_FIELDS
 
 __all__ = ["TERMINATION_LOG", "trainer_config"]
 
 TERMINATION_LOG: Final = "/dev/termination-log"
-
-# Fields of spec.training that only the operator uses (pod placement and lifecycle).
-_OPERATOR_ONLY: Final = frozenset(
-    {
-        "resources",
-        "nodeSelector",
-        "tolerations",
-        "priorityClassName",
-        "queueName",
-        "image",
-        "deadlineSeconds",
-        "retryLimit",
-    }
-)
 
 
 def trainer_config(
@@ -45,7 +32,7 @@ def trainer_config(
     drift_data = spec.monitoring.on_drift.dataset
     if version.trigger == "Drift" and drift_data is not None:
         dataset["extraTrain"] = [_json(drift_data)]
-    training = {k: v for k, v in _json(spec.training).items() if k not in _OPERATOR_ONLY}
+    training = _json(spec.training, exclude=OPERATOR_ONLY_TRAINING_FIELDS)
     # warmStart asks for the production adapter; without a production version it starts fresh.
     training["warmStart"] = warm_start_uri is not None
     config: dict[str, Any] = {
@@ -66,5 +53,5 @@ def trainer_config(
     return config
 
 
-def _json(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+def _json(model: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=set(exclude))

@@ -179,3 +179,22 @@ def test_conditions_are_exported_as_one_and_zero_and_dropped_when_gone() -> None
     metrics.observe_status("ml", "sentiment", ready)
     assert _value(metrics, "bespoke_customization_condition", **labels, type="Stalled") is None
     assert _value(metrics, "bespoke_customization_condition", **labels, type="Ready") == 1
+
+
+def test_degraded_production_is_a_condition_series_that_returns_to_zero() -> None:
+    from tests.unit.reconcile.world import InMemoryWorld, customization
+
+    world = InMemoryWorld(customization())
+    world.reconcile()
+    world.finish(1, accuracy=0.93, macroF1=0.92)
+    world.reconcile()
+    world.become_available()
+    world.reconcile()
+    metrics = OperatorMetrics()
+    labels = {"namespace": "ml", "customization": "sentiment", "type": "Degraded"}
+    world.outage()
+    metrics.observe_status("ml", "sentiment", world.reconcile().status)
+    assert _value(metrics, "bespoke_customization_condition", **labels) == 1
+    world.become_available()
+    metrics.observe_status("ml", "sentiment", world.reconcile().status)
+    assert _value(metrics, "bespoke_customization_condition", **labels) == 0
