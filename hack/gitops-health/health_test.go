@@ -56,7 +56,17 @@ func fixtures(t *testing.T) []fixture {
 	var file struct {
 		Cases []fixture `json:"cases"`
 	}
-	if err := yaml.Unmarshal(read(t, "tests/chart/fixtures/modelcustomization-health.yaml"), &file); err != nil {
+	// GITOPS_HEALTH_FIXTURES: another fixture file, e.g. the statuses the operator's core wrote
+	// (tests/chart/test_gitops.py drives it through every stage and passes them here).
+	path := filepath.Join(root, "tests/chart/fixtures/modelcustomization-health.yaml")
+	if other := os.Getenv("GITOPS_HEALTH_FIXTURES"); other != "" {
+		path = other
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("fixtures: %v", err)
+	}
+	if err := yaml.Unmarshal(data, &file); err != nil {
 		t.Fatalf("fixtures: %v", err)
 	}
 	if len(file.Cases) == 0 {
@@ -227,6 +237,9 @@ func TestTheUnseenFixtureHasTheCRDsDefaultStatus(t *testing.T) {
 	statusSchema := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["status"]
 	if statusSchema.Default == nil {
 		t.Fatal("the CRD gives status no default: an unseen object would have none")
+	}
+	if os.Getenv("GITOPS_HEALTH_FIXTURES") != "" {
+		t.Skip("checks the committed fixtures")
 	}
 	unseen := object(t, fixtures(t)[0].Object)
 	observed, found, _ := unstructured.NestedInt64(unseen.Object, "status", "observedGeneration")
