@@ -712,9 +712,8 @@ def _profile_report(prof: Any, wall: float, steps: int, path: Path) -> None:
     """Kernel time vs wall time, syncs, attention kernels, top ops: where a step's time goes."""
     events = prof.key_averages()
     cuda = torch.cuda.is_available()
-    # Each kernel's time is the self device time of the op that launched it: summed once.
-    busy = sum(e.self_device_time_total for e in events) / 1e6  # µs -> s
     kernels = [e for e in events if getattr(e, "device_type", None) == DeviceType.CUDA]
+    busy = sum(e.self_device_time_total for e in kernels) / 1e6  # µs -> s
     launched = sum(e.count for e in kernels)
     syncs = {
         k: sum(e.count for e in events if e.key == k)
@@ -902,7 +901,8 @@ def run_causal(args: argparse.Namespace, shape: str) -> dict[str, Any]:
         sides[TRL_SIDE] = lambda: _causal_trl(data, shape, args)
     else:
         emit({"task": task, "side": TRL_SIDE, "skipped": missing})
-    sides[HF_PAD] = lambda: _causal_hf(data, shape, args, HF_PAD)
+    if args.padded_repeats:
+        sides[HF_PAD] = lambda: _causal_hf(data, shape, args, HF_PAD)
     wanted = dict.fromkeys(sides, args.repeats) | {HF_PAD: args.padded_repeats}
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
 
@@ -1027,7 +1027,8 @@ def main() -> None:
         c.max_length = args.max_length or (256 if not cuda else 1024)
         c.lr = args.lr or 2e-4
         c.repeats = 1 if args.quick else args.repeats
-        c.padded_repeats = min(c.repeats, args.padded_repeats or c.repeats)
+        padded = c.repeats if args.padded_repeats is None else args.padded_repeats
+        c.padded_repeats = min(c.repeats, padded)
         c.variant_repeats = args.variant_repeats or c.repeats
         c.steps = args.steps or (12 if args.quick else 100)
         c.warmup_steps = args.warmup_steps or (2 if args.quick else 10)
