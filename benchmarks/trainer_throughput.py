@@ -511,7 +511,7 @@ def _causal_ours(
             compile=variant == "compile",
         )
         maybe_compile(model, cfg)
-        profiler = _Profiler(profile, args.warmup_steps) if profile else None
+        profiler = _Profiler(profile, args.warmup_steps, args.steps) if profile else None
 
         def on_step(step: int, stats: TrainStats) -> None:
             tokens[0] = stats.real_tokens
@@ -686,13 +686,13 @@ class _Profiler:
 
     STEPS = 5
 
-    def __init__(self, path: Path, warmup: int) -> None:
+    def __init__(self, path: Path, warmup: int, steps: int) -> None:
         from torch.profiler import ProfilerActivity, profile
 
         activities = [ProfilerActivity.CPU]
         if torch.cuda.is_available():
             activities.append(ProfilerActivity.CUDA)
-        self.path, self.first = path, warmup
+        self.path, self.first, self.steps = path, warmup, steps
         self.prof = profile(activities=activities, record_shapes=False)
         self.began = 0.0
 
@@ -701,11 +701,11 @@ class _Profiler:
             _sync()
             self.prof.start()
             self.began = time.perf_counter()
-        elif step == self.first + self.STEPS:
+        elif step == self.first + self.steps:
             _sync()
             wall = time.perf_counter() - self.began
             self.prof.stop()
-            _profile_report(self.prof, wall, self.STEPS, self.path)
+            _profile_report(self.prof, wall, self.steps, self.path)
 
 
 def _profile_report(prof: Any, wall: float, steps: int, path: Path) -> None:
@@ -921,9 +921,10 @@ def run_causal(args: argparse.Namespace, shape: str) -> dict[str, Any]:
                 run(name, sides[name], repeat)
     if args.profile:
         # After the timed runs, so that a short time limit still leaves them complete.
-        n = (args.warmup_steps + _Profiler.STEPS) * args.batch_size
+        steps = min(_Profiler.STEPS, args.steps)
+        n = (args.warmup_steps + steps) * args.batch_size
         short = Encoded(data.input_ids[:n], data.targets[:n], data.weights[:n])
-        brief = argparse.Namespace(**{**vars(args), "steps": _Profiler.STEPS})
+        brief = argparse.Namespace(**{**vars(args), "steps": steps})
         Path(args.profile).mkdir(parents=True, exist_ok=True)
         path = Path(args.profile) / f"profile-{shape}.txt"
         _safely("bespoke-profile", lambda: _causal_ours(short, shape, brief, "default", path))
