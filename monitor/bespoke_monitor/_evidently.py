@@ -46,10 +46,12 @@ _METHOD_IN_NAME = re.compile(r"method=([A-Za-z_]+)")
 
 @dataclass(frozen=True)
 class ColumnDrift:
-    """Evidently's score for one column and the statistical method it chose or was told."""
+    """Evidently's score for one column, the statistical method it chose or was told, and its
+    verdict (`drifted`; only `column_drift` reports it, the preset's summary does not)."""
 
     score: float
     method: str
+    drifted: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,9 @@ def column_drift(
             result = test(ref, cur, kind, None)
         drifted += bool(result.drifted)
         # The preset names a chosen method by its display name, a configured one by its key.
-        columns[column] = ColumnDrift(float(result.drift_score), chosen or test.display_name)
+        columns[column] = ColumnDrift(
+            float(result.drift_score), chosen or test.display_name, bool(result.drifted)
+        )
     share = drifted / len(kinds) if kinds else 0.0
     return EvidentlyDrift(drifted, share, columns)
 

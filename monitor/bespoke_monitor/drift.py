@@ -37,6 +37,8 @@ class DriftResult(BaseModel):
     features: dict[str, float]
     feature_methods: dict[str, str] = Field(alias="featureMethods")
     prediction_mix: dict[str, float] = Field(alias="predictionMix")
+    #: The features whose own test found drift (the operator records them in status).
+    drifted_features: list[str] = Field(default_factory=list, alias="driftedFeatures")
 
     def payload(self) -> dict[str, object]:
         """The JSON-ready document served at `/drift`."""
@@ -89,12 +91,15 @@ def drift_between(
     scores = {k: v.score for k, v in report.columns.items() if math.isfinite(v.score)}
     methods = {k: v.method for k, v in report.columns.items()}
     drifted, tested = report.drifted_columns, len(report.columns)
+    drifted_features = [k for k, v in report.columns.items() if v.drifted]
     if reference_embeddings is not None and current_embeddings is not None:
         embedded = _evidently.embedding_drift(reference_embeddings, current_embeddings)
         scores[EMBEDDINGS_FEATURE] = embedded.score
         methods[EMBEDDINGS_FEATURE] = embedded.method
         drifted += embedded.drifted
         tested += 1
+        if embedded.drifted:
+            drifted_features.append(EMBEDDINGS_FEATURE)
     share = min(max(drifted / tested if tested else 0.0, 0.0), 1.0)
     return DriftResult(
         version=version,
@@ -107,6 +112,7 @@ def drift_between(
         features=scores,
         feature_methods=methods,
         prediction_mix=prediction_mix(current, labels),
+        drifted_features=drifted_features,
     )
 
 

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from bespoke_monitor.drift import DriftResult
 from bespoke_monitor.features import FEATURES
+from bespoke_monitor.methods import drift_strength, is_p_value
 
 __all__ = ["DriftCollector"]
 
@@ -70,15 +71,27 @@ class DriftCollector(Collector):
             "When drift was last computed",
             result.checked_at.timestamp(),
         )
+        # One direction for every method (higher = more drift), so the features can be ranked;
+        # the p-values themselves, for those tested with one, in a family of their own.
         scores = GaugeMetricFamily(
             "bespoke_drift_feature_score",
-            "Drift score per feature (p-value or distance, see /drift featureMethods)",
+            "Drift strength per feature, higher = more drift: the distance, or 1 - p-value",
+            labels=[*_BASE_LABELS, "feature"],
+        )
+        p_values = GaugeMetricFamily(
+            "bespoke_drift_feature_p_value",
+            "p-value of the features tested with a p-value test (lower = more drift)",
             labels=[*_BASE_LABELS, "feature"],
         )
         for feature in FEATURES:
-            if feature in result.features:
-                scores.add_metric([*self._base, feature], result.features[feature])
+            if feature not in result.features:
+                continue
+            score, method = result.features[feature], result.feature_methods.get(feature, "")
+            scores.add_metric([*self._base, feature], drift_strength(score, method))
+            if is_p_value(method):
+                p_values.add_metric([*self._base, feature], score)
         yield scores
+        yield p_values
         mix = GaugeMetricFamily(
             "bespoke_prediction_mix_ratio",
             "Share of each predicted label in the current window",

@@ -12,9 +12,10 @@ import typer
 from rich.console import Console
 
 from bespoke_operator import local_run, manifests
-from bespoke_operator.runtimes.local.state import CustomizationState, StateUnreadable
+from bespoke_operator.errors import ResourceValidationError, StateUnreadableError
+from bespoke_operator.runtimes.local.state import CustomizationState
 from bespoke_operator.traffic import load_texts, replay
-from bespoke_operator.validate import ResourceValidationError, load_file
+from bespoke_operator.validate import load_file
 
 __all__ = ["app", "main"]
 
@@ -86,7 +87,7 @@ def _readable_state() -> Iterator[None]:
     """A state file that cannot be read back is one line on stderr, not a traceback."""
     try:
         yield
-    except StateUnreadable as exc:
+    except StateUnreadableError as exc:
         _err.print(str(exc), markup=False)
         raise typer.Exit(code=1) from exc
 

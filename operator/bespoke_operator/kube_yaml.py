@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import yaml
 
-__all__ = ["dump", "load_all"]
+__all__ = ["MAX_ALIAS_EXPANSION", "dump", "load_all"]
+
+#: Most nodes that aliases (`*name`, `<<: *name`) may add to one document when expanded. A
+#: resource file needs a handful; a few hundred bytes of nested aliases ("billion laughs") would
+#: otherwise expand to billions of values for the validators to walk.
+MAX_ALIAS_EXPANSION: Final = 10_000
 
 
 class _KubectlLoader(yaml.SafeLoader):
@@ -26,6 +31,12 @@ class _KubectlLoader(yaml.SafeLoader):
         "y": True,
         "n": False,
     }
+
+    def compose_document(self) -> yaml.Node | None:
+        node: yaml.Node | None = super().compose_document()
+        if node is not None:
+            _check_alias_expansion(node)
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Hashable] = set()
@@ -43,6 +54,45 @@ class _KubectlLoader(yaml.SafeLoader):
             if isinstance(key, Hashable):
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _check_alias_expansion(root: yaml.Node) -> None:
+    """Refuses a document whose aliases expand beyond `MAX_ALIAS_EXPANSION` nodes, or into
+    themselves; the composed graph shares aliased nodes, so this walk visits each node once."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def expanded(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "an alias refers to a node that contains it — remove the cycle",
+                node.start_mark,
+            )
+        open_nodes.add(key)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        size = 1 + sum(expanded(child) for child in children)
+        open_nodes.discard(key)
+        sizes[key] = size
+        return size
+
+    added = expanded(root) - len(sizes)
+    if added > MAX_ALIAS_EXPANSION:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"aliases (*name) expand this document by {added} values, more than the "
+            f"{MAX_ALIAS_EXPANSION} allowed — write the values out instead of repeating anchors",
+            root.start_mark,
+        )
 
 
 _KubectlLoader.add_implicit_resolver(

@@ -14,19 +14,25 @@ from rich.markup import escape
 from rich.table import Table
 
 from bespoke_operator import kube_yaml
-from bespoke_operator.api import ModelCustomization, ModelVersion
+from bespoke_operator.api import ModelCustomization, ModelVersion, ModelVersionStatus
+from bespoke_operator.errors import (
+    MissingLocationError,
+    ResourceValidationError,
+    RunFailedError,
+    StateUnreadableError,
+    UpdateRefusedError,
+)
 from bespoke_operator.reconcile import Event
+from bespoke_operator.reconcile.serving import unservable
 from bespoke_operator.runtimes.local.runtime import (
     Admission,
     LocalRuntime,
-    MissingLocation,
     Step,
-    UpdateRefused,
     prepare,
 )
-from bespoke_operator.runtimes.local.state import CustomizationState, StateUnreadable
+from bespoke_operator.runtimes.local.state import CustomizationState
 from bespoke_operator.traffic import load_texts, replay
-from bespoke_operator.validate import ResourceValidationError, load_file
+from bespoke_operator.validate import load_file
 
 __all__ = ["RunOptions", "print_status", "print_versions", "rollback", "run", "stop"]
 
@@ -58,18 +64,14 @@ class _Progress:
     stop_traffic: threading.Event = field(default_factory=threading.Event)
 
 
-class RunFailed(Exception):  # noqa: N818 - reads as what happened
-    """The file cannot be run; the message says why (already formatted for the terminal)."""
-
-
 def _load(options: RunOptions) -> tuple[dict[str, Any], CustomizationState]:
     try:
         resources = load_file(options.file)
     except ResourceValidationError as exc:
-        raise RunFailed("\n".join(str(p) for p in exc.problems)) from exc
+        raise RunFailedError("\n".join(str(p) for p in exc.problems)) from exc
     customizations = [r for r in resources if isinstance(r, ModelCustomization)]
     if len(customizations) != 1:
-        raise RunFailed(f"{options.file}: expected exactly one ModelCustomization")
+        raise RunFailedError(f"{options.file}: expected exactly one ModelCustomization")
     name = customizations[0].metadata.name
     raw = next(
         d
@@ -79,14 +81,14 @@ def _load(options: RunOptions) -> tuple[dict[str, Any], CustomizationState]:
     state = CustomizationState(options.state_dir.resolve(), name)
     try:
         document = prepare(raw, options.file.parent.resolve(), state)
-    except MissingLocation as exc:
+    except MissingLocationError as exc:
         lines = (f"{options.file}: {line}" for line in str(exc).splitlines())
-        raise RunFailed("\n".join(lines)) from exc
+        raise RunFailedError("\n".join(lines)) from exc
     try:
         state.dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         # A file where a folder should be, or no permission: say so before anything starts.
-        raise RunFailed(
+        raise RunFailedError(
             f"--state-dir {options.state_dir}: cannot keep state in {state.dir} "
             f"({exc.strerror or exc}) — pass a folder you can write to (it is created if missing)"
         ) from exc
@@ -96,14 +98,14 @@ def _load(options: RunOptions) -> tuple[dict[str, Any], CustomizationState]:
 def _admit(options: RunOptions, runtime: LocalRuntime, document: dict[str, Any]) -> Admission:
     try:
         return runtime.admit(document)
-    except UpdateRefused as exc:
+    except UpdateRefusedError as exc:
         # The API server's words for the same update, then what to do about it locally.
         lines = [f"{options.file}: spec{v.field_path}: {v.message}" for v in exc.violations]
         lines.append(
             f"{runtime.state.dir} keeps the versions of the customization as it was; to start "
             "over with this file, give it another metadata.name or use another --state-dir"
         )
-        raise RunFailed("\n".join(lines)) from exc
+        raise RunFailedError("\n".join(lines)) from exc
 
 
 def _child_env() -> dict[str, str]:
@@ -129,7 +131,7 @@ def run(options: RunOptions, console: Console, errors: Console) -> int:
         document, state = _load(options)
         runtime = LocalRuntime(state, on_event=lambda e: _print_event(console, e), env=_child_env())
         admission = _admit(options, runtime, document)
-    except (RunFailed, StateUnreadable) as exc:
+    except (RunFailedError, StateUnreadableError) as exc:
         errors.print(str(exc), markup=False)
         return 1
     mc = admission.customization
@@ -216,8 +218,8 @@ def _finished(
         return True
     if status.phase != "Ready":
         return False
-    if options.traffic == "none":
-        return True
+    if options.traffic == "none" or not runtime.customization().spec.serving.enabled:
+        return True  # with serving disabled there is no server for traffic to reach
     if progress.traffic_thread is None and status.endpoint:
         _start_traffic(options, status.endpoint, progress, console)
     if options.traffic == "reference":
@@ -295,6 +297,12 @@ def _summary(console: Console, errors: Console, runtime: LocalRuntime, options: 
     console.print(
         f"Phase: [bold]{status.phase}[/]  production version: {status.production_version}"
     )
+    if status.production_version and not mc.spec.serving.enabled:
+        console.print(
+            f"v{status.production_version} is the production version; serving is disabled in "
+            f"{escape(str(options.file))}, so nothing is served (set spec.serving.enabled: true "
+            "to serve it)"
+        )
     if status.rollout is not None and not options.keep_serving:
         console.print(
             f"v{status.rollout.version} is promoted; the next `bespoke run` rolls it out "
@@ -403,13 +411,9 @@ _PIN_RULE: Final = (
 
 
 def _servable(version: ModelVersion) -> bool:
+    """Passed its gates, and can be served (the core's rule for a pin)."""
     status = version.status
-    return (
-        status is not None
-        and status.artifact_uri is not None
-        and status.phase in _SERVABLE_PHASES
-        and status.reason != "RolloutFailed"  # the decision core refuses to pin those again
-    )
+    return status is not None and status.phase in _SERVABLE_PHASES and unservable(status) is None
 
 
 def rollback(console: Console, errors: Console, state_dir: Path, name: str, version: int) -> int:
@@ -431,10 +435,8 @@ def rollback(console: Console, errors: Console, state_dir: Path, name: str, vers
             phase = (record.phase if record else None) or "Pending"
             reason = f" ({record.reason})" if record and record.reason else ""
             why = f"v{version} cannot be served: it is {phase}{reason}"
-            if record is None or record.artifact_uri is None:
-                why += " and has no artifacts"
-            elif record.reason == "RolloutFailed":
-                why += ": it did not become available when it was rolled out"
+            if problem := unservable(record or ModelVersionStatus()):
+                why += f" and {problem}"
             else:
                 why += (
                     ": it did not pass its gates (to serve it anyway, set "

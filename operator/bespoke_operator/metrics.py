@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
-from bespoke_operator.api import ModelCustomizationStatus
+from bespoke_operator.api import ModelCustomization, ModelCustomizationStatus
 from bespoke_operator.reconcile import Decision, Event, SetVersionStatus
 
 __all__ = ["OperatorMetrics"]
@@ -22,8 +23,20 @@ _OUTCOMES: Final = {
 }
 
 
+# The conditions exported as `bespoke_customization_condition` (the ones alerts and GitOps read).
+_CONDITIONS: Final = ("Ready", "Reconciling", "Stalled", "Degraded", "Training")
+
+_Key = tuple[str, str]
+
+
 class OperatorMetrics:
-    """Reconcile counters and durations, version outcomes, promotions, rollbacks, retrains."""
+    """Reconcile counters and durations, version outcomes, promotions, rollbacks, retrains.
+
+    Every series labelled with a customization lives as long as the customization: `forget`
+    removes them all when it is deleted, and a version's `bespoke_version_metric` series goes
+    when another version takes production. A series left behind would keep alerts and
+    dashboards reporting on things that no longer exist.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -74,6 +87,21 @@ class OperatorMetrics:
             [*labels, "version", "metric"],
             registry=self.registry,
         )
+        self.serving_replicas = Gauge(
+            "bespoke_serving_expected_replicas",
+            "Serving pods the spec asks for the production version (0: serving off, none "
+            "promoted, or 0 replicas); what serving alerts compare `up` against",
+            labels,
+            registry=self.registry,
+        )
+        self.condition = Gauge(
+            "bespoke_customization_condition",
+            "1 when the customization's condition of this type is True, else 0",
+            [*labels, "type"],
+            registry=self.registry,
+        )
+        # (namespace, customization) -> every labelled series exported for it, to remove them.
+        self._series: dict[_Key, set[tuple[MetricWrapperBase, tuple[str, ...]]]] = {}
 
     def observe_reconcile(self, result: str, seconds: float) -> None:
         """Counts one pass (`success`, `error` or `temporary`) and its duration."""
@@ -96,42 +124,77 @@ class OperatorMetrics:
             status = action.status
             if status.started_at is not None and status.completed_at is not None:
                 seconds = (status.completed_at - status.started_at).total_seconds()
-                self.training_seconds.labels(namespace, customization).observe(seconds)
+                self._child(self.training_seconds, namespace, customization).observe(seconds)
 
     def observe_events(self, namespace: str, customization: str, events: Iterable[Event]) -> None:
         """Counts the lifecycle transitions a pass emitted."""
         for event in events:
             outcome = _OUTCOMES.get(event.reason)
             if outcome is not None:
-                self.versions.labels(namespace, customization, outcome).inc()
+                self._child(self.versions, namespace, customization, outcome).inc()
             if event.reason in ("Promoted", "Approved"):
-                self.promotions.labels(namespace, customization).inc()
+                self._child(self.promotions, namespace, customization).inc()
             elif event.reason == "RolledBack":
-                self.rollbacks.labels(namespace, customization).inc()
+                self._child(self.rollbacks, namespace, customization).inc()
             elif event.reason == "RetrainingStarted":
-                self.drift_retrains.labels(namespace, customization).inc()
+                self._child(self.drift_retrains, namespace, customization).inc()
 
     def observe_status(
-        self, namespace: str, customization: str, status: ModelCustomizationStatus
+        self,
+        namespace: str,
+        customization: str,
+        status: ModelCustomizationStatus,
+        resource: ModelCustomization | None = None,
     ) -> None:
-        """Sets the production-version gauges from a new status.
+        """Sets the gauges from a new status (and the spec it was reconciled from, if valid).
 
         Also starts the customization's counters at 0 (idempotent): a series born at 1 shows no
         `increase()`, so alerts on the first failure, rejection or rollback would miss it.
         """
         self._start_counters(namespace, customization)
+        truths = {c.type: c.status == "True" for c in status.conditions}
+        for kind in _CONDITIONS:
+            if kind in truths:
+                self._child(self.condition, namespace, customization, kind).set(truths[kind])
+            else:
+                self._remove(self.condition, namespace, customization, kind)
         version = status.production_version
+        if resource is not None:
+            serving = resource.spec.serving
+            expected = serving.replicas if serving.enabled and version is not None else 0
+            self._child(self.serving_replicas, namespace, customization).set(expected)
+        headline: tuple[str, ...] | None = None
+        if version is not None and status.headline_metric and "=" in status.headline_metric:
+            name, _, value = status.headline_metric.partition("=")
+            headline = (namespace, customization, str(version), name)
+            self._child(self.version_metric, *headline).set(float(value))
+        # Retired versions (and a renamed headline metric) leave the gauge with their series.
+        for family, values in list(self._series.get((namespace, customization), ())):
+            if family is self.version_metric and values != headline:
+                self._remove(family, *values)
         if version is None:
-            return
-        self.production_version.labels(namespace, customization).set(version)
-        if status.headline_metric and "=" in status.headline_metric:
-            metric, _, value = status.headline_metric.partition("=")
-            self.version_metric.labels(namespace, customization, str(version), metric).set(
-                float(value)
-            )
+            self._remove(self.production_version, namespace, customization)
+        else:
+            self._child(self.production_version, namespace, customization).set(version)
+
+    def forget(self, namespace: str, customization: str) -> None:
+        """Removes every series of a deleted customization."""
+        for metric, values in self._series.pop((namespace, customization), set()):
+            metric.remove(*values)
+
+    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        """`metric.labels(*values)`, remembered under its customization for `forget`."""
+        self._series.setdefault((values[0], values[1]), set()).add((metric, values))
+        return metric.labels(*values)
+
+    def _remove(self, metric: MetricWrapperBase, *values: str) -> None:
+        series = self._series.get((values[0], values[1]), set())
+        if (metric, values) in series:
+            series.discard((metric, values))
+            metric.remove(*values)
 
     def _start_counters(self, namespace: str, customization: str) -> None:
         for outcome in sorted(set(_OUTCOMES.values())):
-            self.versions.labels(namespace, customization, outcome)
+            self._child(self.versions, namespace, customization, outcome)
         for counter in (self.promotions, self.rollbacks, self.drift_retrains):
-            counter.labels(namespace, customization)
+            self._child(counter, namespace, customization)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,12 +18,12 @@ from bespoke_operator import kube_yaml
 from bespoke_operator.api import API_VERSION, ModelCustomization, ModelVersion
 from bespoke_operator.api._base import FORMAT_HINTS
 from bespoke_operator.api.rules import RULE_ERROR_TYPE
+from bespoke_operator.errors import ResourceValidationError
 
 __all__ = [
     "KINDS",
     "Problem",
     "Resource",
-    "ResourceValidationError",
     "load_file",
     "validate_text",
 ]
@@ -46,14 +47,6 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
         return f"{self.source}: {where}{self.message}"
-
-
-class ResourceValidationError(Exception):
-    """A file holds invalid resources; `problems` lists every one of them."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = list(problems)
 
 
 def load_file(path: Path) -> list[Resource]:
@@ -127,11 +120,82 @@ def _validate_document(document: Any, source: str) -> tuple[Resource | None, lis
     try:
         return model.model_validate(document), []
     except ValidationError as exc:
-        return None, [
-            Problem(source, path, message)
-            for error in exc.errors()
-            for path, message in _explain(error, model)
-        ]
+        errors = exc.errors()
+    found = [(path, message) for error in errors for path, message in _explain(error, model)]
+    found += _hidden_problems(document, model, errors)
+    return None, [Problem(source, path, message) for path, message in found]
+
+
+#: Rounds of "remove what is wrong, validate the rest" (each round can uncover another layer).
+_PRUNE_ROUNDS: Final = 4
+
+
+def _hidden_problems(
+    document: dict[str, Any], model: type[BaseModel], errors: list[ErrorDetails]
+) -> list[tuple[str, str]]:
+    """Problems that the first errors hid.
+
+    A model's cross-field rules run only once all its fields parse, so a typo would hide a rule
+    broken elsewhere. Each round removes what was found wrong (the default, if any, takes its
+    place) and validates the rest again; what it reports at or under a removed field is left out,
+    since a default there says nothing about what the user wrote.
+    """
+    reported: set[tuple[str, str]] = set()
+    removed: list[str] = []
+    hidden: list[tuple[str, str]] = []
+    document = copy.deepcopy(document)
+    for _ in range(_PRUNE_ROUNDS):
+        wrong = [loc for error in errors for loc in _wrong_locations(error)]
+        removed += [where for loc in wrong if (where := _remove(document, loc)) is not None]
+        if not removed:
+            return hidden
+        try:
+            model.model_validate(document)
+            return hidden
+        except ValidationError as exc:
+            errors = exc.errors()
+        for found in (pair for error in errors for pair in _explain(error, model)):
+            if found not in reported and not any(_overlaps(found[0], r) for r in removed):
+                reported.add(found)
+                hidden.append(found)
+    return hidden
+
+
+def _wrong_locations(error: ErrorDetails) -> Iterator[tuple[str | int, ...]]:
+    """The fields an error is about: its location, or each broken rule's field."""
+    loc = tuple(error["loc"])
+    if error["type"] != RULE_ERROR_TYPE:
+        yield loc
+        return
+    for field_path, _ in (error.get("ctx") or {})["violations"]:
+        yield loc + tuple(p for p in field_path.split(".") if p)
+
+
+def _remove(document: Any, loc: Sequence[str | int]) -> str | None:
+    """Deletes the value at `loc`; returns the path now left out (a whole list for an item)."""
+    parent = document
+    for part in loc[:-1]:
+        if not _holds(parent, part):
+            return None
+        parent = parent[part]
+    if not loc or not _holds(parent, loc[-1]):
+        return None
+    del parent[loc[-1]]
+    if isinstance(parent, list):  # the items after it moved: the whole list counts as left out
+        return _join([str(p) for p in loc[:-1]])
+    return _join([str(p) for p in loc])
+
+
+def _holds(parent: Any, part: str | int) -> bool:
+    if isinstance(parent, dict):
+        return part in parent
+    return isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent)
+
+
+def _overlaps(path: str, removed: str) -> bool:
+    """Whether `path` is `removed`, inside it, or holds it."""
+    inner, outer = sorted((path, removed), key=len)
+    return outer == inner or outer.startswith((inner + ".", inner + "["))
 
 
 def _explain(error: ErrorDetails, model: type[BaseModel]) -> Iterator[tuple[str, str]]:

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from bespoke_serving.errors import OverloadedError
+
 __all__ = ["MicroBatcher"]
 
 In = TypeVar("In")
@@ -33,15 +35,25 @@ class MicroBatcher(Generic[In, Out]):
     """Calls `fn` on concatenated request items, one call at a time, in a dedicated thread.
 
     One call at a time also keeps fast tokenizers safe: they refuse concurrent use. A request
-    larger than `max_batch_size` forms a batch alone rather than being split. Use one batcher
-    per event loop (a BentoML worker has one).
+    larger than `max_batch_size` forms a batch alone rather than being split. At most
+    `max_queued_items` items wait (a request that would go beyond raises `OverloadedError`, so a
+    flood ends in quick refusals rather than in memory growing until the pod is killed); a
+    request always gets in when nothing waits. Use one batcher per event loop (a BentoML worker
+    has one).
     """
 
-    def __init__(self, fn: Callable[[list[In]], Sequence[Out]], max_batch_size: int) -> None:
+    def __init__(
+        self,
+        fn: Callable[[list[In]], Sequence[Out]],
+        max_batch_size: int,
+        max_queued_items: int | None = None,
+    ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"`max_batch_size` must be at least 1, got {max_batch_size}")
         self._fn = fn
         self.max_batch_size = max_batch_size
+        self.max_queued_items = max_queued_items
+        self.queued_items = 0
         self._queue: deque[_Job[In, Out]] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bespoke-model")
@@ -51,9 +63,16 @@ class MicroBatcher(Generic[In, Out]):
         """The outputs for `items`, in order, computed in some batch."""
         if not items:
             return []
+        bound = self.max_queued_items
+        if bound is not None and self._queue and self.queued_items + len(items) > bound:
+            raise OverloadedError(
+                f"the model has {self.queued_items} texts queued and takes at most {bound}: "
+                "retry after a moment"
+            )
         loop = asyncio.get_running_loop()
         job: _Job[In, Out] = _Job(items, loop.create_future())
         self._queue.append(job)
+        self.queued_items += len(items)
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._drain())
         return await job.future
@@ -69,10 +88,12 @@ class MicroBatcher(Generic[In, Out]):
             job = self._queue[0]
             if job.future.done():  # the client went away: compute nothing for it
                 self._queue.popleft()
+                self.queued_items -= len(job.items)
                 continue
             if jobs and size + len(job.items) > self.max_batch_size:
                 break
             jobs.append(self._queue.popleft())
+            self.queued_items -= len(job.items)
             size += len(job.items)
         return jobs
 

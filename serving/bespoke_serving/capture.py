@@ -1,7 +1,9 @@
 """Capture of served traffic: a bounded in-memory window for drift, and optional rotated JSONL.
 
 Requests only put records on a queue; one background thread moves them into the window and the
-file, so neither the lock-free request path nor the drift loop waits on disk.
+file, so neither the lock-free request path nor the drift loop waits on disk. The queue is
+bounded: when the thread falls behind (a slow disk under a flood), new records are dropped and
+counted rather than held, since capture samples traffic and must not cost the pod its memory.
 """
 
 from __future__ import annotations
@@ -88,8 +90,14 @@ class JsonlSink:
 class TrafficCapture:
     """The window drift is computed on, fed off the request path by a background thread."""
 
-    def __init__(self, window_size: int, sink: JsonlSink | None = None) -> None:
+    def __init__(
+        self, window_size: int, sink: JsonlSink | None = None, max_queued_records: int = 10_000
+    ) -> None:
         self._window: deque[CaptureRecord] = deque(maxlen=window_size)
+        self.max_queued_records = max_queued_records
+        #: Records dropped because the queue was full.
+        self.dropped = 0
+        self._queued_records = 0
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[list[CaptureRecord] | None] = queue.SimpleQueue()
         self._sink = sink
@@ -116,7 +124,17 @@ class TrafficCapture:
             for t, p, c, e in zip(texts, predictions, confidences, vectors, strict=True)
         ]
         with self._drained:
+            if self._queued_records + len(records) > self.max_queued_records:
+                self.dropped += len(records)
+                if self.dropped == len(records) or self.dropped % 10_000 < len(records):
+                    log.warning(
+                        "Capture queue full (%d records): %d records dropped so far",
+                        self.max_queued_records,
+                        self.dropped,
+                    )
+                return
             self._pending += 1
+            self._queued_records += len(records)
         self._queue.put(records)
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -177,4 +195,5 @@ class TrafficCapture:
                     log.exception("Cannot write captured traffic")
             with self._drained:
                 self._pending -= 1
+                self._queued_records -= len(records)
                 self._drained.notify_all()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["NotReadyError", "WrongTaskError"]
+__all__ = ["NotReadyError", "OverloadedError", "WrongTaskError"]
 
 
 class NotReadyError(RuntimeError):
@@ -11,3 +11,7 @@ class NotReadyError(RuntimeError):
 
 class WrongTaskError(RuntimeError):
     """The request is for the other task than the version serves."""
+
+
+class OverloadedError(RuntimeError):
+    """More work is queued than the service takes on: the client should retry later (503)."""

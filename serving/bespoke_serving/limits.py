@@ -1,8 +1,10 @@
 """Request limits and input validation, enforced in an ASGI middleware before BentoML sees a body.
 
-Every rejection is a 4xx JSON body `{"error": ..., "field": ..., "limit": ...}` naming the field
+Every rejection is a JSON body `{"error": ..., "field": ..., "limit": ...}` naming the field
 and, where one applies, the limit (by its API name, e.g. `maxTextsPerRequest`):
-400 malformed JSON, 413 body or batch too large, 415 not JSON, 422 wrong shape or value.
+400 malformed JSON, 413 body or batch too large, 415 not JSON, 422 wrong shape or value, and 503
+with `Retry-After` when more requests are in the service than `max_concurrent` (load shed before
+the body is read).
 """
 
 from __future__ import annotations
@@ -40,10 +42,30 @@ class Problem:
     error: str
     field: str | None = None
     limit: str | None = None
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
     def body(self) -> bytes:
         """The JSON response body."""
         return json.dumps({"error": self.error, "field": self.field, "limit": self.limit}).encode()
+
+
+def _unicode(text: str) -> bool:
+    """False for a string holding an unpaired UTF-16 surrogate (`"\\ud800"` in JSON): Python's
+    JSON reader lets it through, but it is no text a tokenizer (or BentoML) can take."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_unicode(name: str) -> Problem:
+    return Problem(
+        422,
+        f"`{name}` holds an unpaired surrogate escape (\\ud800-\\udfff), which is not text — "
+        "send valid Unicode",
+        name,
+    )
 
 
 def _object(payload: Any, allowed: set[str]) -> Problem | None:
@@ -74,6 +96,8 @@ def check_classify(payload: Any, limits: RequestLimits) -> Problem | None:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             return Problem(422, f"`texts[{i}]` must be a string", f"texts[{i}]")
+        if not _unicode(text):
+            return _not_unicode(f"texts[{i}]")
         if len(text) > limits.max_characters_per_text:
             return Problem(
                 413,
@@ -104,6 +128,8 @@ def check_generate(payload: Any, limits: RequestLimits) -> Problem | None:
     prompt = payload.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         return Problem(422, "`prompt` is required and must be a non-empty string", "prompt")
+    if not _unicode(prompt):
+        return _not_unicode("prompt")
     if len(prompt) > limits.max_characters_per_text:
         return Problem(
             413,
@@ -133,24 +159,54 @@ _CHECKS: dict[str, Callable[[Any, RequestLimits], Problem | None]] = {
 
 
 class RequestGuard:
-    """ASGI middleware: bounds body size and validates API bodies, replaying accepted ones."""
+    """ASGI middleware: sheds load, bounds body size and validates API bodies, replaying
+    accepted ones.
 
-    def __init__(self, app: ASGIApp, limits: RequestLimits) -> None:
+    At most `max_concurrent` API requests are in the service at once (one event loop per
+    worker, so a plain counter is exact); the next is answered 503 with `Retry-After` before
+    its body is read, so a flood costs a few bytes per refused request.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: RequestLimits,
+        max_concurrent: int | None = None,
+        retry_after_seconds: int = 1,
+    ) -> None:
         self.app = app
         self.limits = limits
+        self.max_concurrent = max_concurrent
+        self.retry_after_seconds = retry_after_seconds
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         check = _CHECKS.get(scope.get("path", "")) if scope["type"] == "http" else None
         if check is None or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
-        body, problem = await self._read(scope, receive)
-        if problem is None:
-            problem = _parse_and_check(body, check, self.limits)
-        if problem is not None:
-            await _reject(send, problem)
+        if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
+            await _reject(send, self._overloaded())
             return
-        await self.app(scope, _replay(body, receive), send)
+        self.in_flight += 1
+        try:
+            body, problem = await self._read(scope, receive)
+            if problem is None:
+                problem = _parse_and_check(body, check, self.limits)
+            if problem is not None:
+                await _reject(send, problem)
+                return
+            await self.app(scope, _replay(body, receive), send)
+        finally:
+            self.in_flight -= 1
+
+    def _overloaded(self) -> Problem:
+        return Problem(
+            503,
+            f"the service is answering {self.in_flight} requests, the most it takes at once "
+            f"(BESPOKE_MAX_CONCURRENT_REQUESTS): retry after {self.retry_after_seconds} s",
+            headers=((b"retry-after", str(self.retry_after_seconds).encode()),),
+        )
 
     async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, Problem | None]:
         limit = self.limits.max_request_bytes
@@ -213,6 +269,7 @@ async def _reject(send: Send, problem: Problem) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *problem.headers,
             ],
         }
     )

@@ -112,6 +112,7 @@ class Runtime:
             "features": {},
             "featureMethods": {},
             "predictionMix": {},
+            "driftedFeatures": [],
         }
 
     def close(self) -> None:
@@ -169,7 +170,9 @@ class Runtime:
                 prefix=f"v{self.info.version}",
             )
         if settings.drift_enabled or sink is not None:
-            self.capture = TrafficCapture(settings.capture_window_size, sink)
+            self.capture = TrafficCapture(
+                settings.capture_window_size, sink, settings.capture_queue_size
+            )
         reference = read_reference(self.version_dir)
         if not settings.drift_enabled or self.capture is None:
             return

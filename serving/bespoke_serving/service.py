@@ -2,8 +2,9 @@
 
 Routes: `POST /classify` (batched, see `BESPOKE_BATCHING`), `POST /generate`, `GET /drift`, and
 BentoML's `/healthz`, `/readyz` (ready only after load and warm-up) and `/metrics` (with
-Bespoke's drift gauges appended). Request limits are enforced by
-`bespoke_serving.limits.RequestGuard`.
+Bespoke's drift gauges appended). Request limits and load shedding (503 + `Retry-After`) are
+enforced by `bespoke_serving.limits.RequestGuard`; every error response has one JSON shape
+(`bespoke_serving.error_shape.ErrorShape`).
 
 Run: `bentoml serve bespoke_serving.service:Bespoke` with `BESPOKE_MODEL_URI` set.
 """
@@ -21,7 +22,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bespoke_serving.batching import MicroBatcher
-from bespoke_serving.errors import NotReadyError, WrongTaskError
+from bespoke_serving.error_shape import ErrorShape
+from bespoke_serving.errors import NotReadyError, OverloadedError, WrongTaskError
 from bespoke_serving.limits import RequestGuard
 from bespoke_serving.settings import ServingSettings
 
@@ -42,7 +44,7 @@ _drift_app = Starlette(routes=[Route("/drift", _drift, methods=["GET"])])
 
 
 def _http_error(exc: Exception) -> BentoMLException:
-    if isinstance(exc, NotReadyError):
+    if isinstance(exc, NotReadyError | OverloadedError):
         return BentoMLException(str(exc), error_code=HTTPStatus.SERVICE_UNAVAILABLE)
     return BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT)
 
@@ -63,7 +65,9 @@ class Bespoke:
         from bespoke_serving.runtime import Runtime
 
         self.runtime = Runtime(SETTINGS)
-        self.batcher = MicroBatcher(self.runtime.classify, SETTINGS.max_batch_size)
+        self.batcher = MicroBatcher(
+            self.runtime.classify, SETTINGS.max_batch_size, SETTINGS.max_queued_texts
+        )
         self.runtime.start()
 
     def __is_ready__(self) -> bool:
@@ -95,7 +99,7 @@ class Bespoke:
             """Label, score and serving version for each text."""
             try:
                 return await self.batcher(texts)
-            except (NotReadyError, WrongTaskError) as exc:
+            except (NotReadyError, OverloadedError, WrongTaskError) as exc:
                 raise _http_error(exc) from exc
 
     @bentoml.api  # type: ignore[untyped-decorator]
@@ -119,7 +123,13 @@ class Bespoke:
 
 
 # `bentoml.service` returns a Service wrapper; mypy still sees the decorated class.
-Bespoke.add_asgi_middleware(RequestGuard, limits=SETTINGS.request_limits())  # type: ignore[attr-defined]
+Bespoke.add_asgi_middleware(  # type: ignore[attr-defined]
+    RequestGuard,
+    limits=SETTINGS.request_limits(),
+    max_concurrent=SETTINGS.max_concurrent_requests,
+    retry_after_seconds=SETTINGS.retry_after_seconds,
+)
+Bespoke.add_asgi_middleware(ErrorShape, retry_after_seconds=SETTINGS.retry_after_seconds)  # type: ignore[attr-defined]
 # BentoML works out each response's media type from the output's JSON schema, which it
 # generates anew for every response (a tenth of the request path's CPU, measured); both
 # routes answer JSON, so it is said once here.

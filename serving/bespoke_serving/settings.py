@@ -13,6 +13,12 @@
   longest BentoML's adaptive batching lets a request wait (`adaptive` only).
 - `BESPOKE_MAX_TEXTS_PER_REQUEST` (64), `BESPOKE_MAX_CHARACTERS_PER_TEXT` (4000),
   `BESPOKE_MAX_NEW_TOKENS` (256), `BESPOKE_MAX_REQUEST_BYTES` (1048576): request limits.
+- Overload: `BESPOKE_MAX_CONCURRENT_REQUESTS` (64) `/classify` and `/generate` requests in the
+  service at once; `BESPOKE_MAX_QUEUED_TEXTS` (1024) texts waiting for the model (greedy
+  batching); beyond either, a request is answered 503 at once with `Retry-After:
+  BESPOKE_RETRY_AFTER_SECONDS` (1) instead of queueing until the pod runs out of memory.
+  `BESPOKE_CAPTURE_QUEUE_SIZE` (10000): captured records waiting to be written; beyond it new
+  records are dropped (and counted), never the request.
 - `BESPOKE_CAPTURE_WINDOW_SIZE`: rows kept in memory for drift, monitoring.windowSize (1000).
 - `BESPOKE_CAPTURE_URI`: directory (path, `file://`, `pvc://`) for captured JSONL; unset = off.
 - `BESPOKE_CAPTURE_MAX_BYTES` (64 MiB), `BESPOKE_CAPTURE_MAX_FILES` (10): JSONL rotation.
@@ -70,6 +76,10 @@ class ServingSettings(BaseModel):
     max_characters_per_text: int = Field(default=4000, ge=1)
     max_new_tokens: int = Field(default=256, ge=1)
     max_request_bytes: int = Field(default=1_048_576, ge=64)
+    max_concurrent_requests: int = Field(default=64, ge=1)
+    max_queued_texts: int = Field(default=1024, ge=1)
+    retry_after_seconds: int = Field(default=1, ge=1, le=3600)
+    capture_queue_size: int = Field(default=10_000, ge=1)
     capture_window_size: int = Field(default=1000, ge=2)
     capture_uri: str | None = None
     capture_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)

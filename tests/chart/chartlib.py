@@ -63,6 +63,8 @@ OPERATOR_METRICS: frozenset[str] = frozenset(
         "bespoke_drift_retrains_total",
         "bespoke_production_version",
         "bespoke_version_metric",
+        "bespoke_serving_expected_replicas",
+        "bespoke_customization_condition",
     }
     | {
         f"{name}_{suffix}"
@@ -80,9 +82,12 @@ KNOWN_METRICS: frozenset[str] = frozenset(
         "bespoke_drift_retrains_total",
         "bespoke_production_version",
         "bespoke_version_metric",
+        "bespoke_serving_expected_replicas",
+        "bespoke_customization_condition",
         "bespoke_drift_share_ratio",
         "bespoke_drift_detected",
         "bespoke_drift_feature_score",
+        "bespoke_drift_feature_p_value",
         "bespoke_drift_window_rows",
         "bespoke_drift_last_run_timestamp_seconds",
         "bespoke_prediction_mix_ratio",

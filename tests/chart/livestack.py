@@ -3,11 +3,11 @@
 The operator's reconcile core drives the local runtime (`LocalRuntime`, the same `decide` the
 Kubernetes runtime uses): it starts the real trainer (`python -m bespoke_trainer`) on the packaged
 MiniLM with a trimmed copy of `examples/support-tickets`, gates the version, and deploys it with a
-real `bentoml serve` of `bespoke_serving`, configured from the spec by the operator's own
-`serving_env`. Every pass is counted by the operator's own `OperatorMetrics`, exactly as its kopf
-handlers count a pass, and served on a port by prometheus_client as the operator's `/metrics`.
-What differs from a cluster is only the transport (files and subprocesses instead of Jobs and
-Deployments), which no metric or PromQL expression can see.
+real `bentoml serve` of `bespoke_serving`, configured by the serving shape the operator's core
+decides (`reconcile.serving`). Every pass is counted by the operator's own `OperatorMetrics`,
+exactly as its kopf handlers count a pass, and served on a port by prometheus_client as the
+operator's `/metrics`. What differs from a cluster is only the transport (files and subprocesses
+instead of Jobs and Deployments), which no metric or PromQL expression can see.
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ def example_document(root: Path, state: CustomizationState, *, train_rows: int) 
 class OperatorLoop:
     """Reconcile passes in a thread, counted by `OperatorMetrics` served on `metrics_port`.
 
-    The counting mirrors `bespoke_operator.handlers._reconcile`: one `observe_reconcile` per
-    pass, then the decision's events and the new status.
+    The counting mirrors `runtimes.kubernetes.controller.Controller.reconcile`: one
+    `observe_reconcile` per pass, then the decision's events and the new status.
     """
 
     def __init__(self, runtime: LocalRuntime, metrics_port: int, interval: float = 0.5) -> None:
@@ -134,7 +134,7 @@ class OperatorLoop:
                 return
             self.metrics.observe_reconcile("success", time.perf_counter() - started)
             self.metrics.observe_decision(*key, step.decision)
-            self.metrics.observe_status(*key, step.decision.status)
+            self.metrics.observe_status(*key, step.decision.status, mc)
             self.status = step.decision.status
             self._stop.wait(self._interval)
 

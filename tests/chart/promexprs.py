@@ -10,7 +10,7 @@ import yaml
 
 from tests.chart.chartlib import CHART_DIR, Render, one
 
-__all__ = ["alert_expr", "dashboard_queries", "rule_file", "rule_groups"]
+__all__ = ["ALERTS", "SCRAPED", "alert_expr", "dashboard_queries", "rule_file", "rule_groups"]
 
 # What Grafana would put in for its variables: every namespace and customization.
 GRAFANA_VARIABLES = {
@@ -39,9 +39,28 @@ def dashboard_queries() -> list[str]:
     ]
 
 
+# Every alert of the chart's PrometheusRule (with the scrape toggles below on).
+ALERTS = {
+    "BespokeDriftDetected",
+    "BespokeTrainingFailed",
+    "BespokeVersionRejected",
+    "BespokeServingUnavailable",
+    "BespokeReconcileErrors",
+    "BespokeOperatorAbsent",
+    "BespokeDriftReadingStale",
+    "BespokeStalled",
+    "BespokeDriftRetrainFailing",
+}
+
+# The scrape toggles some alerts depend on, switched on so that every alert is rendered.
+SCRAPED: dict[str, Any] = {
+    "metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}
+}
+
+
 def rule_groups(render: Render, **values: Any) -> list[dict[str, Any]]:
-    """The PrometheusRule's groups as the chart renders them with `values` set."""
-    rendered = render({"prometheusRule": {"enabled": True, **values}})
+    """The PrometheusRule's groups as the chart renders them with `values` set (and scraping on)."""
+    rendered = render(SCRAPED, {"prometheusRule": {"enabled": True, **values}})
     groups: list[dict[str, Any]] = one(rendered, "PrometheusRule")["spec"]["groups"]
     return groups
 

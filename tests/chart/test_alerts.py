@@ -12,23 +12,21 @@ import pytest
 import yaml
 
 from tests.chart.chartlib import KNOWN_METRICS, REPO_ROOT, Render, metric_names, one
+from tests.chart.promexprs import ALERTS as EXPECTED_ALERTS
+from tests.chart.promexprs import SCRAPED
 
 RULES_ON = {"prometheusRule": {"enabled": True}}
 UNIT_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yaml"
 RUNBOOKS = REPO_ROOT / "docs" / "runbooks.md"
-EXPECTED_ALERTS = {
-    "BespokeDriftDetected",
-    "BespokeTrainingFailed",
-    "BespokeVersionRejected",
-    "BespokeServingUnavailable",
-    "BespokeReconcileErrors",
-}
+# Alerts on series that exist only when the chart's monitors scrape them.
+NEEDS_POD_MONITOR = {"BespokeServingUnavailable", "BespokeDriftReadingStale"}
+NEEDS_SERVICE_MONITOR = {"BespokeOperatorAbsent"}
 
 
 def _groups(render: Render, *values: dict[str, Any]) -> list[dict[str, Any]]:
-    groups: list[dict[str, Any]] = one(render(RULES_ON, *values), "PrometheusRule")["spec"][
-        "groups"
-    ]
+    """The rule groups with the scrape toggles on, unless `values` switch them off."""
+    rendered = render(SCRAPED, RULES_ON, *values)
+    groups: list[dict[str, Any]] = one(rendered, "PrometheusRule")["spec"]["groups"]
     return groups
 
 
@@ -84,13 +82,38 @@ def test_unit_tests_cover_every_alert() -> None:
         if not case["exp_alerts"]
     }
     assert fired >= EXPECTED_ALERTS
-    assert silent >= EXPECTED_ALERTS - {"BespokeVersionRejected"}
+    assert silent >= EXPECTED_ALERTS
 
 
-def test_the_issue_alerts_exist_with_severity(render: Render) -> None:
+def test_the_issue_alerts_exist_with_severity_summary_and_description(render: Render) -> None:
     alerts = _alerts(render)
     assert {a["alert"] for a in alerts} == EXPECTED_ALERTS
-    assert all(a["labels"]["severity"] in {"info", "warning", "critical"} for a in alerts)
+    for alert in alerts:
+        assert alert["labels"]["severity"] in {"info", "warning", "critical"}, alert["alert"]
+        assert set(alert["annotations"]) == {"summary", "description", "runbook_url"}
+        assert all(alert["annotations"].values()), alert["alert"]
+
+
+@pytest.mark.parametrize(
+    ("toggle", "gone"),
+    [("podMonitor", NEEDS_POD_MONITOR), ("serviceMonitor", NEEDS_SERVICE_MONITOR)],
+)
+def test_alerts_on_unscraped_series_are_left_out_when_their_monitor_is_off(
+    render: Render, toggle: str, gone: set[str]
+) -> None:
+    """Without the chart's monitor the series are missing: `unless`/`absent` would always fire."""
+    off = {"metrics": {toggle: {"enabled": False}}}
+    assert {a["alert"] for a in _alerts(render, off)} == EXPECTED_ALERTS - gone
+
+
+def test_serving_alert_reads_what_the_spec_expects_not_the_production_version(
+    render: Render,
+) -> None:
+    """A production version alone fired it with serving off, at 0 replicas and when deleted."""
+    alerts = {a["alert"]: a for a in _alerts(render)}
+    expr = alerts["BespokeServingUnavailable"]["expr"]
+    assert "bespoke_serving_expected_replicas" in expr
+    assert "bespoke_production_version" not in expr
 
 
 def test_alerts_use_only_metrics_that_exist(render: Render) -> None:

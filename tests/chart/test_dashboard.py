@@ -134,3 +134,19 @@ def test_every_query_parses_with_promtool(promtool: str, tmp_path: Path) -> None
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
+def test_the_most_drifted_features_panel_ranks_by_a_score_where_high_means_drift() -> None:
+    """It used to rank the top p-values, the least drifted features, as the most drifted."""
+    panel = next(p for p in _panels() if p["title"] == "Most drifted features")
+    (target,) = panel["targets"]
+    assert target["expr"].startswith("topk(10, ")
+    assert "bespoke_drift_feature_score" in target["expr"]
+    assert "bespoke_drift_feature_p_value" not in target["expr"]
+    from bespoke_monitor.methods import drift_strength
+
+    # A feature tested with K-S at p=0.001 drifted more than one at p=0.6, and so on for a
+    # distance: the exported score orders them that way for both kinds of test.
+    assert drift_strength(0.001, "K-S p_value") > drift_strength(0.6, "K-S p_value")
+    assert drift_strength(0.001, "ks") > drift_strength(0.6, "chisquare")
+    assert drift_strength(0.4, "Wasserstein distance (normed)") > drift_strength(0.02, "psi")

@@ -61,12 +61,24 @@ def _stages(dockerfile: Path) -> list[list[str]]:
     return stages
 
 
+def _base_image_defaults(dockerfile: Path) -> dict[str, str]:
+    """The ARG defaults declared before the first FROM (what `FROM ${BASE_IMAGE}` builds on)."""
+    defaults: dict[str, str] = {}
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("FROM "):
+            break
+        if match := re.fullmatch(r"ARG (\w+)=(\S+)", line):
+            defaults[match[1]] = match[2]
+    return defaults
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
 def test_images_are_multi_stage_pinned_and_non_root(dockerfile: Path) -> None:
     stages = _stages(dockerfile)
     assert len(stages) >= 2, "build and final stage"
+    defaults = _base_image_defaults(dockerfile)
     for stage in stages:
-        image = stage[0].split()[1]
+        image = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m[1]], stage[0].split()[1])
         _, _, tag = image.partition(":")
         assert tag != "latest", image
         assert re.search(r"\d+\.\d+", tag), image
@@ -78,6 +90,8 @@ def test_images_are_multi_stage_pinned_and_non_root(dockerfile: Path) -> None:
     assert "COPY --from=build /opt/bespoke /opt/bespoke" in final
     assert not re.search(r"python3\.\d+-venv|build-essential|gcc|pip install", final)
     assert "/src" not in final
+    # The build installs exactly the pinned versions.
+    assert "PIP_CONSTRAINT=/src/constraints.txt" in "\n".join(stages[0])
 
 
 def test_install_script_refuses_an_unknown_component(tmp_path: Path) -> None:

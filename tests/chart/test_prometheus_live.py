@@ -12,16 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.chart.chartlib import Render
-from tests.chart.promexprs import dashboard_queries, rule_file, rule_groups
+from tests.chart.promexprs import ALERTS, dashboard_queries, rule_file, rule_groups
 from tests.chart.promserver import PrometheusServer
-
-ALERTS = {
-    "BespokeDriftDetected",
-    "BespokeTrainingFailed",
-    "BespokeVersionRejected",
-    "BespokeServingUnavailable",
-    "BespokeReconcileErrors",
-}
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,8 @@ OTHER_ALERTS = (
     "BespokeVersionRejected",
     "BespokeServingUnavailable",
     "BespokeReconcileErrors",
+    "BespokeStalled",
+    "BespokeDriftReadingStale",
 )
 
 

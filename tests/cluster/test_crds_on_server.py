@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from bespoke_operator.api import ModelCustomization
+from bespoke_operator.api import ModelCustomization, ModelVersion
+from bespoke_operator.api.version import SPEC_IMMUTABLE
 from bespoke_operator.validate import validate_text
 from tests.cluster.envtest_cluster import REPO_ROOT, EnvtestCluster
 from tests.unit.api.fixtures import FIXTURES, InvalidFixture, invalid_fixtures
@@ -122,3 +124,81 @@ def test_task_change_is_rejected_as_a_transition(envtest: EnvtestCluster, namesp
     assert after.returncode != 0
     assert expected.expect in after.stderr
     assert expected.field in after.stderr
+
+
+def _version_document(namespace: str) -> dict[str, Any]:
+    """A ModelVersion as the operator writes it (`CreateVersion`), from the LoRA example."""
+    example = yaml.safe_load((REPO_ROOT / "examples" / "text-classification-lora.yaml").read_text())
+    spec = ModelCustomization.model_validate(example).spec
+    version = ModelVersion.model_validate(
+        {
+            "apiVersion": "bespoke.dev/v1alpha1",
+            "kind": "ModelVersion",
+            "metadata": {"name": "sentiment-v1", "namespace": namespace},
+            "spec": {
+                "customization": "sentiment",
+                "version": 1,
+                "trainingHash": "abc123",
+                "trigger": "Initial",
+                "artifactUri": "pvc://bespoke-artifacts/sentiment/versions/v1",
+                "snapshot": spec,
+            },
+        }
+    )
+    document: dict[str, Any] = version.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return document
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("trainingHash", "tampered"), ("artifactUri", "s3://elsewhere/v1")],
+)
+def test_a_versions_spec_is_immutable_on_the_server(
+    envtest: EnvtestCluster, namespace: str, field: str, value: str
+) -> None:
+    path = f"{GROUP_PATH}/namespaces/{namespace}/modelversions"
+    created = envtest.request("POST", path, _version_document(namespace))
+    assert created.status == 201, created.message
+    changed = envtest.request(
+        "PATCH",
+        f"{path}/sentiment-v1",
+        {"spec": {field: value}},
+        content_type="application/merge-patch+json",
+    )
+    assert changed.status == 422, changed.message
+    assert SPEC_IMMUTABLE["message"] in changed.message
+    # The same spec written again is no change, and the status stays the operator's to write.
+    same = envtest.request("PUT", f"{path}/sentiment-v1", created.body)
+    assert same.status == 200, same.message
+    status = envtest.request(
+        "PATCH",
+        f"{path}/sentiment-v1/status",
+        {"status": {"phase": "Training"}},
+        content_type="application/merge-patch+json",
+    )
+    assert status.status == 200, status.message
+
+
+@pytest.mark.parametrize("plural", ["modelcustomizations", "modelversions"])
+def test_the_server_reads_an_unreconciled_object_with_an_empty_status(
+    envtest: EnvtestCluster, namespace: str, plural: str
+) -> None:
+    """A status, never none: Flux's CEL health expressions cannot test a name that is missing.
+
+    The server fills in the status schema's defaults, `observedGeneration: 0` among them: kstatus
+    and Flux read generation 1 observed 0 as InProgress until the operator writes its status.
+    """
+    if plural == "modelversions":
+        document = _version_document(namespace)
+    else:
+        document = yaml.safe_load(
+            (REPO_ROOT / "examples" / "text-classification-lora.yaml").read_text()
+        )
+    name = document["metadata"]["name"]
+    created = envtest.request("POST", f"{GROUP_PATH}/namespaces/{namespace}/{plural}", document)
+    assert created.status == 201, created.message
+    read = envtest.request("GET", f"{GROUP_PATH}/namespaces/{namespace}/{plural}/{name}")
+    listed = envtest.request("GET", f"{GROUP_PATH}/namespaces/{namespace}/{plural}")
+    for status in (read.body["status"], *(item["status"] for item in listed.body["items"])):
+        assert isinstance(status, dict)
+        assert status["observedGeneration"] == 0

@@ -23,8 +23,8 @@ from tests.cluster.envtest_cluster import EnvtestCluster, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-# The handlers module reads its timer interval at import, which KopfRunner does later: a short
-# interval lets rollout deadlines expire within the test.
+# The operator reads its settings when it starts (KopfRunner, below): a short interval lets
+# rollout deadlines expire within the test.
 os.environ.setdefault("BESPOKE_RECONCILE_INTERVAL_SECONDS", "3")
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "text-classification-lora.yaml"
@@ -301,4 +301,155 @@ def test_a_superseded_version_takes_its_trainer_and_config_with_it(cluster: Clus
             "Failed",
             "Superseded",
         )
+    assert runner.exception is None
+
+
+def _reason(body: dict[str, Any] | None, type_: str) -> str | None:
+    conditions = ((body or {}).get("status") or {}).get("conditions") or []
+    return next((c["reason"] for c in conditions if c["type"] == type_), None)
+
+
+def _message(body: dict[str, Any] | None, type_: str) -> str:
+    conditions = ((body or {}).get("status") or {}).get("conditions") or []
+    return next((c.get("message", "") for c in conditions if c["type"] == type_), "")
+
+
+def test_production_survives_outage_deletion_and_a_bad_image(cluster: Cluster) -> None:
+    """The four outage cases on the real API server: production is never stranded."""
+    cluster.create_example(rolloutDeadlineSeconds=30)
+    serving_pods = "app.kubernetes.io/component=serving"
+
+    with _runner(cluster.ns) as runner:
+        wait_for(cluster.jobs, bool)
+        cluster.finish_trainer("sentiment-v1-train-1", _summary(1, 0.93))
+        wait_for(cluster.deployment, lambda d: d is not None)
+        cluster.serving_pods_ready(1)
+        ready = wait_for(cluster.mc, lambda b: _condition(b, "Ready") == "True", timeout_s=90)
+        assert _condition(ready, "Ready") == "True", ready
+
+        # Outage: the serving pod stops being ready (a node drain). Degraded, never Failed, and
+        # past the rollout deadline the version is still Promoted.
+        pod = cluster.pods(serving_pods)[0]
+        cluster.patch_status(
+            f"/api/v1/namespaces/{cluster.ns}/pods/{pod['metadata']['name']}",
+            {"conditions": [{"type": "Ready", "status": "False"}]},
+        )
+        degraded = wait_for(cluster.mc, lambda b: _condition(b, "Degraded") == "True")
+        assert _reason(degraded, "Degraded") == "ServingUnavailable", degraded
+        assert _condition(degraded, "Stalled") == "False"
+        # The Deployment is deleted during the outage: recreated.
+        uid = (cluster.deployment() or {})["metadata"]["uid"]
+        answer = cluster.envtest.request(
+            "DELETE", f"/apis/apps/v1/namespaces/{cluster.ns}/deployments/sentiment-serving"
+        )
+        assert answer.status == 200, answer.message
+        recreated = wait_for(
+            cluster.deployment, lambda d: d is not None and d["metadata"]["uid"] != uid
+        )
+        assert recreated is not None
+        assert recreated["spec"]["template"]["metadata"]["labels"]["bespoke.dev/version"] == "1"
+        # A replicas change during the outage is applied, not rolled back.
+        cluster.patch_spec({"serving": {"replicas": 2}})
+        scaled = wait_for(cluster.deployment, lambda d: (d or {})["spec"]["replicas"] == 2)
+        assert scaled is not None
+        wait_for(
+            lambda: cluster.pods(f"{serving_pods},bespoke.dev/version=1"), lambda p: len(p) >= 2
+        )
+        overdue = wait_for(
+            cluster.mc,
+            lambda b: "not available within 30s" in _message(b, "Degraded"),
+            timeout_s=90,
+        )
+        assert "not available within 30s" in _message(overdue, "Degraded"), overdue
+        assert _condition(overdue, "Stalled") == "False"
+        assert (cluster.deployment() or {})["spec"]["replicas"] == 2
+        still = cluster.mv(1)
+        assert still is not None
+        assert still["status"]["phase"] == "Promoted"
+        # Recovery: pods ready again.
+        cluster.serving_pods_ready(1)
+        ready = wait_for(
+            cluster.mc,
+            lambda b: _condition(b, "Ready") == "True" and _condition(b, "Degraded") == "False",
+            timeout_s=90,
+        )
+        assert _condition(ready, "Ready") == "True", ready
+        assert (ready or {})["status"]["lastAvailable"]["serving"]["replicas"] == 2
+
+        # A bad image while healthy: rolled back to the last available shape, Stalled until the
+        # spec changes; reverting the image makes it Ready again.
+        cluster.patch_spec({"serving": {"image": "registry.example/serving:typo"}})
+        stalled = wait_for(cluster.mc, lambda b: _condition(b, "Stalled") == "True", timeout_s=120)
+        assert _reason(stalled, "Stalled") == "RolloutFailed", stalled
+        assert _condition(stalled, "Reconciling") == "False"
+        assert (stalled or {})["status"]["failedServingHash"]
+        image = wait_for(
+            cluster.deployment,
+            lambda d: "typo" not in (d or {})["spec"]["template"]["spec"]["containers"][0]["image"],
+        )
+        assert "typo" not in (image or {})["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert (cluster.mv(1) or {})["status"]["phase"] == "Promoted"
+        cluster.patch_spec({"serving": {"image": None}})
+        cluster.serving_pods_ready(1)
+        ready = wait_for(cluster.mc, lambda b: _condition(b, "Ready") == "True", timeout_s=90)
+        assert _condition(ready, "Ready") == "True", ready
+        assert not (ready or {})["status"].get("failedServingHash")
+        events = {e["reason"] for e in cluster.items(f"/api/v1/namespaces/{cluster.ns}/events", "")}
+        assert {"Degraded", "Recovered", "RolledBack"} <= events
+        assert "TrainingFailed" not in events
+    assert runner.exception is None
+
+
+def test_a_trainer_that_cannot_pull_its_image_fails_with_that_reason(cluster: Cluster) -> None:
+    """Set by the test as the kubelet would: the trainer pod waits in ImagePullBackOff."""
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["metadata"]["namespace"] = cluster.ns
+    document["spec"]["training"]["image"] = "registry.example/trainer:typo"
+    document["spec"]["training"]["startupDeadlineSeconds"] = 30
+    answer = cluster.envtest.request(
+        "POST", f"{GROUP_PATH}/namespaces/{cluster.ns}/modelcustomizations", document
+    )
+    assert answer.status == 201, answer.message
+
+    with _runner(cluster.ns) as runner:
+        job = "sentiment-v1-train-1"
+        pods = wait_for(lambda: cluster.pods(f"batch.kubernetes.io/job-name={job}"), bool)
+        assert pods, "the Job controller made no pod"
+        cluster.patch_status(
+            f"/api/v1/namespaces/{cluster.ns}/pods/{pods[0]['metadata']['name']}",
+            {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "trainer",
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": "registry.example/trainer:typo",
+                        "imageID": "",
+                        "state": {
+                            "waiting": {
+                                "reason": "ImagePullBackOff",
+                                "message": 'Back-off pulling image "registry.example/trainer:typo"',
+                            }
+                        },
+                    }
+                ],
+            },
+        )
+        failed = wait_for(
+            lambda: cluster.mv(1),
+            lambda v: (v or {}).get("status", {}).get("phase") == "Failed",
+            timeout_s=120,
+        )
+        assert failed is not None
+        assert failed["status"]["reason"] == "ImagePullBackOff", failed["status"]
+        assert "registry.example/trainer:typo" in failed["status"]["message"]
+        mc = wait_for(cluster.mc, lambda b: _condition(b, "Stalled") == "True")
+        assert _reason(mc, "Stalled") == "ImagePullBackOff"
+        assert _condition(mc, "Reconciling") == "False"
+        events = cluster.items(f"/api/v1/namespaces/{cluster.ns}/events", "")
+        assert any(
+            e["reason"] == "TrainingFailed" and "ImagePullBackOff" in e["message"] for e in events
+        )
+        assert wait_for(cluster.jobs, lambda jobs: jobs == []) == []  # the stuck Job is removed
     assert runner.exception is None

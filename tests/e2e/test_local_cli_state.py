@@ -135,6 +135,25 @@ def _pinned(file: Path) -> int | None:
     return pinned
 
 
+# --- serving disabled ------------------------------------------------------------------------
+
+
+def test_a_run_with_serving_disabled_ends_once_a_version_is_promoted(tmp_path: Path) -> None:
+    # v1 passed its gates (Promoted) and nothing is in production yet: what a run that trained
+    # it leaves. With serving disabled there is nothing to roll out, so the run ends here.
+    file = _registry(tmp_path, [("Promoted", "GatesPassed", True)], production=None)
+    result = _bespoke("run", file, "--state-dir", _state(file), "--timeout", "120")
+    _no_traceback(result)
+    assert result.exit_code == 0, result.output
+    assert "Stopped after" not in result.output
+    assert "production version: 1" in result.stdout
+    assert "v1 is the production version; serving is disabled" in result.stdout
+    status = _stored(file)["status"]
+    assert (status["phase"], status["productionVersion"]) == ("Ready", 1)
+    assert status.get("endpoint") is None
+    assert not (_state(file) / NAME / "serving.json").exists()  # no server was started
+
+
 # --- rollback --------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from bespoke_monitor import (
     featurize,
     text_features,
 )
+from bespoke_monitor.methods import is_p_value
 
 LABELS = ["negative", "positive"]
 
@@ -162,8 +163,15 @@ def test_gauges_agree_with_the_result() -> None:
         result.checked_at.timestamp(),
     )
     for feature, score in result.features.items():
-        key = ("bespoke_drift_feature_score", tuple(sorted((*base, ("feature", feature)))))
-        assert samples[key] == pytest.approx(score)
+        labels = tuple(sorted((*base, ("feature", feature))))
+        method = result.feature_methods[feature]
+        # One direction for every method: higher = more drift; p-values also exported as such.
+        assert samples[("bespoke_drift_feature_score", labels)] == pytest.approx(
+            1.0 - score if is_p_value(method) else score
+        )
+        assert samples.get(("bespoke_drift_feature_p_value", labels)) == (
+            pytest.approx(score) if is_p_value(method) else None
+        )
     for label in LABELS:
         key = ("bespoke_prediction_mix_ratio", tuple(sorted((*base, ("label", label)))))
         assert samples[key] == pytest.approx(result.prediction_mix[label])

@@ -56,6 +56,8 @@ class Fault:
     status: int
     times: int = 1
     hits: list[str] = field(default_factory=list)
+    #: The `Retry-After` header of the answer, if any.
+    retry_after: str | None = None
 
 
 @attrs.define(kw_only=True)
@@ -79,7 +81,7 @@ class FaultyKubernetes(kmock.KubernetesEmulator):
                         "message": f"injected {fault.status}",
                     },
                     status=fault.status,
-                    headers={"Retry-After": "1"} if fault.status == 429 else None,
+                    headers={"Retry-After": fault.retry_after} if fault.retry_after else None,
                 )
         if method == "POST" and isinstance(request.data, dict):
             metadata = request.data.setdefault("metadata", {})

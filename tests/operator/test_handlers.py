@@ -1,15 +1,15 @@
-"""The kopf handlers' triggers and error mapping, called directly against kmock's emulator.
+"""The kopf handlers' triggers and the controller's error mapping, against kmock's emulator.
 
 A customization is reconciled on its first event and on each new generation, not on the echo of
-the operator's own status write. A failed pass is retried by the resync loop: retryable API
-answers (409, 429, 5xx) after a short delay (429 backs off longer), a permanent one (403) after a
+the operator's own status write. A failed pass is retried by the resync queue: retryable API
+answers (409, 429, 5xx) after a backoff that honours `Retry-After`, a permanent one (403) after a
 minute and written into status as Stalled; an invalid spec is Stalled/InvalidSpec with no Job.
+The controller's random source is fixed at 1.0 (the top of each jitter range), so delays are
+exact.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -20,14 +20,17 @@ from bespoke_operator import handlers
 from bespoke_operator.api import API_VERSION
 from bespoke_operator.metrics import OperatorMetrics
 from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
+from bespoke_operator.runtimes.kubernetes.controller import Controller
 from bespoke_operator.runtimes.kubernetes.objects import Images
 from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime
+from bespoke_operator.settings import OperatorSettings
 from tests.operator.conftest import NAME, NAMESPACE, Fault, FaultyKubernetes, customization
 
 pytestmark = pytest.mark.asyncio
 
 MC_PATH = resource_path(API_VERSION, "modelcustomizations", NAMESPACE, NAME)
 KEY = (NAMESPACE, NAME)
+SETTINGS = OperatorSettings()
 # kopf's decorators type the handler as its callback protocol (every kwarg kopf passes); the
 # handler itself takes only `body`, `event` and `memo`, which is how these tests call it.
 _customization_changed = cast("Callable[..., Awaitable[None]]", handlers.customization_changed)
@@ -39,27 +42,25 @@ async def on_event(memo: kopf.Memo, body: kopf.Body, kind: str | None = "ADDED")
 
 
 async def _retry_now(memo: kopf.Memo) -> None:
-    """The resync loop's next pass over the customization, without waiting for its delay."""
-    memo.due[KEY] = 0.0
-    await handlers._resync_one(memo, KEY, asyncio.Semaphore(1))
+    """The resync queue's next pass over the customization, without waiting for its delay."""
+    await memo.controller.periodic(KEY)
 
 
 def _forgotten(memo: kopf.Memo) -> bool:
     """Whether the operator remembers nothing of the customization any more."""
-    return all(KEY not in remembered for remembered in (memo.due, memo.handled, memo.locks))
+    return not memo.controller.remembers(KEY)
 
 
 def _retry_in(memo: kopf.Memo) -> float:
-    return memo.due[KEY] - time.monotonic()
+    due = memo.controller.queue.due_in(KEY)
+    assert due is not None, "no pass is scheduled"
+    return float(due)
 
 
 def _memo(api: KubeApi) -> kopf.Memo:
     memo = kopf.Memo()
-    memo.runtime = KubernetesRuntime(api, Images(trainer="trainer:test", serving="serving:test"))
-    memo.metrics = OperatorMetrics()
-    memo.locks = {}
-    memo.due = {}
-    memo.handled = {}
+    runtime = KubernetesRuntime(api, Images(trainer="trainer:test", serving="serving:test"))
+    memo.controller = Controller(runtime, OperatorMetrics(), SETTINGS, random=lambda: 1.0)
     return memo
 
 
@@ -81,25 +82,33 @@ def _conditions(kube: FaultyKubernetes) -> dict[str, tuple[str, str]]:
 
 
 def _reconciles(memo: kopf.Memo, result: str) -> float:
-    value = memo.metrics.registry.get_sample_value("bespoke_reconcile_total", {"result": result})
+    value = memo.controller.metrics.registry.get_sample_value(
+        "bespoke_reconcile_total", {"result": result}
+    )
     return value or 0.0
 
 
 @pytest.mark.parametrize(
-    ("call", "status", "delay"),
+    ("call", "status", "retry_after", "delay"),
     [
-        (("POST", "/jobs"), 500, 2),
-        (("POST", "/jobs"), 429, 10),
-        (("POST", "/configmaps"), 503, 2),
-        (("PATCH", f"/modelcustomizations/{NAME}/status"), 500, 2),
+        (("POST", "/jobs"), 500, None, 2),
+        (("POST", "/jobs"), 429, "10", 10),  # the server's Retry-After, honoured
+        (("POST", "/jobs"), 429, None, 2),
+        (("POST", "/configmaps"), 503, "7", 7),
+        (("PATCH", f"/modelcustomizations/{NAME}/status"), 500, None, 2),
     ],
 )
 async def test_retryable_answers_are_retried_after_their_delay_and_the_retry_heals(
-    kube: FaultyKubernetes, api: KubeApi, call: tuple[str, str], status: int, delay: int
+    kube: FaultyKubernetes,
+    api: KubeApi,
+    call: tuple[str, str],
+    status: int,
+    retry_after: str | None,
+    delay: int,
 ) -> None:
     memo = _memo(api)
     body = await _create(api)
-    fault = Fault(*call, status)
+    fault = Fault(*call, status, retry_after=retry_after)
     kube.faults.append(fault)
 
     await on_event(memo, body)
@@ -204,11 +213,11 @@ async def test_the_resync_loop_reconciles_what_is_due_and_forgets_what_is_gone(
     body = await _create(api)
     await on_event(memo, body)
     # Training waits for its Job's event; the periodic pass only heals, at the resync interval.
-    assert _retry_in(memo) > handlers._INTERVAL
+    assert _retry_in(memo) > SETTINGS.reconcile_interval_seconds
 
     await _retry_now(memo)
     assert _reconciles(memo, "success") == 2
-    assert _retry_in(memo) > handlers._INTERVAL
+    assert _retry_in(memo) > SETTINGS.reconcile_interval_seconds
     assert [j["metadata"]["name"] for j in kube.stored("jobs")] == ["sentiment-v1-train-1"]
 
     await api.delete(MC_PATH)
@@ -251,5 +260,7 @@ async def test_a_late_deleted_event_of_an_older_namesake_keeps_the_new_one_remem
 
     await on_event(memo, kopf.Body(older), "DELETED")
 
-    assert memo.handled[KEY][0] == body["metadata"]["uid"]
-    assert KEY in memo.due
+    assert memo.controller.remembers(KEY)
+    # The new one is still the one handled: its echo is not reconciled again.
+    await on_event(memo, body, "MODIFIED")
+    assert _reconciles(memo, "success") == 1

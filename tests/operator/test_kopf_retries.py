@@ -1,8 +1,8 @@
 """The whole operator (kopf's machinery and Bespoke's handlers) against kmock's emulator.
 
 Proves the retry end to end: after a 500 and then a 429 on the Job create, the operator's resync
-loop runs the pass again (2 s, then 10 s later), and the customization ends with exactly one Job
-and a healthy status.
+queue runs the pass again (after a backoff of up to 2 s, then up to 4 s), and the customization
+ends with exactly one Job and a healthy status.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bespoke_operator.api import API_VERSION
 from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
 from tests.operator.conftest import NAMESPACE, Fault, FaultyKubernetes, customization
 
-# The 429 back-off (10 s) comes before the retry that succeeds.
+# Two back-offs come before the retry that succeeds.
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from bespoke_operator.api import API_VERSION
-from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
+from bespoke_operator.errors import ApiError
+from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
 from bespoke_operator.runtimes.kubernetes.objects import Images
 from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime, status_patch
 from tests.operator.conftest import NAME, NAMESPACE, Fault, FaultyKubernetes, customization
@@ -86,6 +87,19 @@ async def test_a_new_customization_is_created_for_without_reading_children(
     assert len(kube["get", JOBS]) == len(kube["get", versions]) == 0
     assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
     assert _condition(outcome.status, "Reconciling") == ("True", "Training")
+
+
+async def test_a_status_of_server_defaults_only_still_counts_as_new(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    """The server reads an unwritten status as its schema's defaults, never as no status."""
+    body = await _stored_customization(api)
+    body = {**body, "status": {"conditions": [], "latestVersion": 0}}
+
+    await _runtime(api).reconcile(body, new=True)
+
+    assert len(kube["get", JOBS]) == 0
+    assert _names(kube, "jobs") == ["sentiment-v1-train-1"]
 
 
 async def test_a_status_less_pass_after_a_crash_still_ends_with_one_job(
@@ -275,3 +289,59 @@ async def test_an_earlier_namesakes_trainer_is_neither_observed_nor_adopted(
     _trains_v1(kube, await runtime.reconcile(body))
     owner = kube.stored("jobs")[0]["metadata"]["ownerReferences"][0]
     assert owner["uid"] == body["metadata"]["uid"]
+
+
+async def test_an_earlier_namesakes_version_is_neither_observed_nor_adopted(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    runtime = _runtime(api)
+    body = await _stored_customization(api)
+    earlier = copy.deepcopy(body)
+    earlier["metadata"]["uid"] = "uid-of-an-earlier-sentiment"
+    for new in (True, False):  # the first pass creates blind; a resync pass observes first
+        # The earlier customization of this name trained v1 from the same spec (so the training
+        # hash matches) and was deleted; its version awaits the garbage collector.
+        await runtime.reconcile(earlier, new=True)
+        stale = kube.stored("modelversions")[0]
+        assert stale["metadata"]["ownerReferences"][0]["uid"] == "uid-of-an-earlier-sentiment"
+        with pytest.raises(ApiError) as raised:
+            await runtime.reconcile(body, new=new)
+        assert raised.value.status == 409
+        assert raised.value.retryable
+        assert "earlier customization" in str(raised.value)
+        assert _names(kube, "modelversions") == []  # the leftover is gone, not adopted
+
+    _trains_v1(kube, await runtime.reconcile(body))  # the retry
+    owner = kube.stored("modelversions")[0]["metadata"]["ownerReferences"][0]
+    assert owner["uid"] == body["metadata"]["uid"]
+
+
+async def test_an_earlier_namesakes_deployment_is_removed_not_served(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    runtime = _runtime(api)
+    body = await _stored_customization(api)
+    stale = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "sentiment-serving",
+            "namespace": NAMESPACE,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "ModelCustomization",
+                    "name": NAME,
+                    "uid": "uid-of-an-earlier-sentiment",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"template": {"metadata": {"labels": {"bespoke.dev/version": "1"}}}},
+        "status": {"replicas": 1, "updatedReplicas": 1, "availableReplicas": 1},
+    }
+    deployments = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
+    await api.create(deployments, stale)
+    outcome = await runtime.reconcile(body)
+    assert kube.stored("deployments") == []
+    assert outcome.status.production_version is None

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bespoke_monitor.methods import drift_strength
+
 # BentoML 1.4 reads `model_fields` from instances on every request, which pydantic 2.11+
 # deprecates; the warning is BentoML's and would otherwise turn each request into a 500 here.
 pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211")
@@ -183,7 +185,9 @@ def test_drift_stays_quiet_on_reference_traffic_and_flags_planted_shift(
     assert gauges[("bespoke_drift_window_rows", frozenset(base))] == payload["windowRows"]
     for feature, score in payload["features"].items():
         key = ("bespoke_drift_feature_score", frozenset(base | {("feature", feature)}))
-        assert gauges[key] == pytest.approx(score)
+        assert gauges[key] == pytest.approx(
+            drift_strength(score, payload["featureMethods"][feature])
+        )
     for label, ratio in payload["predictionMix"].items():
         key = ("bespoke_prediction_mix_ratio", frozenset(base | {("label", label)}))
         assert gauges[key] == pytest.approx(ratio)

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from bespoke_serving.batching import MicroBatcher
+from bespoke_serving.errors import OverloadedError
 
 
 class GatedModel:
@@ -122,3 +123,32 @@ def test_empty_requests_and_bad_sizes() -> None:
     assert asyncio.run(batcher([])) == []
     with pytest.raises(ValueError, match="`max_batch_size`"):
         MicroBatcher(GatedModel(), max_batch_size=0)
+
+
+def test_a_full_queue_refuses_new_requests_and_takes_them_again_once_it_drains() -> None:
+    model = GatedModel()
+    batcher = MicroBatcher(model, max_batch_size=4, max_queued_items=5)
+
+    async def scenario() -> tuple[list[int], str, list[list[int]], list[int]]:
+        first = asyncio.create_task(batcher([1]))  # taken by the model at once
+        await _wait_entered(model)
+        queued = [asyncio.create_task(batcher([i, i])) for i in (2, 3)]  # 4 texts wait
+        await asyncio.sleep(0)
+        assert batcher.queued_items == 4
+        with pytest.raises(OverloadedError) as refused:
+            await batcher([9, 9])  # 6 > 5
+        model.release.set()
+        done = [await first, *[await q for q in queued]]
+        return done[0], str(refused.value), done[1:], await batcher([7])
+
+    first, message, queued, after = asyncio.run(scenario())
+    assert (first, queued, after) == ([2], [[4, 4], [6, 6]], [14])
+    assert "4 texts queued and takes at most 5" in message
+    assert batcher.queued_items == 0
+
+
+def test_a_request_larger_than_the_queue_bound_gets_in_when_nothing_waits() -> None:
+    model = GatedModel()
+    model.release.set()
+    batcher = MicroBatcher(model, max_batch_size=4, max_queued_items=2)
+    assert asyncio.run(batcher([1, 2, 3])) == [2, 4, 6]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from version_factory import build_causal_lm_version
 
-from bespoke_serving.capture import JsonlSink, TrafficCapture
+from bespoke_serving.capture import CaptureRecord, JsonlSink, TrafficCapture
 from bespoke_serving.runtime import NotReadyError, Runtime, WrongTaskError
 from bespoke_serving.settings import ServingSettings, SettingsError
 from bespoke_serving.uris import local_dir
@@ -81,6 +83,31 @@ def test_capture_window_is_bounded_and_jsonl_rotates(tmp_path: Path) -> None:
     assert kept[-1] == "text number 039"
     assert kept == sorted(kept)
     assert len(kept) < 40
+
+
+class _StuckSink(JsonlSink):
+    """A disk that stops answering until `release` is set."""
+
+    release = threading.Event()
+
+    def write(self, records: Sequence[CaptureRecord]) -> None:
+        self.release.wait(10)
+        super().write(records)
+
+
+def test_a_full_capture_queue_drops_new_records_and_counts_them(tmp_path: Path) -> None:
+    sink = _StuckSink(tmp_path, max_bytes=1 << 20, max_files=2, prefix="v1")
+    capture = TrafficCapture(window_size=10, sink=sink, max_queued_records=3)
+    for i in range(5):
+        capture.submit([f"t{i}"], ["positive"], [0.9])
+    assert capture.dropped == 2  # t3 and t4: three were waiting on the stuck disk
+    sink.release.set()
+    assert capture.flush()
+    assert capture.snapshot()["text"].tolist() == ["t0", "t1", "t2"]
+    capture.submit(["t5"], ["negative"], [0.8])  # room again once the disk caught up
+    assert capture.flush()
+    assert len(capture) == 4
+    capture.close()
 
 
 def test_causal_lm_version_generates_within_the_token_bound(tmp_path: Path) -> None:

@@ -102,6 +102,17 @@ def test_empty_file_is_invalid(tmp_path: Path) -> None:
         prepare_data(_config(train), tmp_path)
 
 
+def test_csv_named_jsonl_says_so_and_how_to_fix_it(tmp_path: Path) -> None:
+    train = tmp_path / "t.jsonl"
+    train.write_text("text,label\ngreat film,positive\n", encoding="utf-8")
+    with pytest.raises(InvalidDataError) as info:
+        prepare_data(_config(train), tmp_path)
+    message = str(info.value)
+    assert "first line is not a JSON object: 'text,label' (it looks like CSV)" in message
+    assert "set `format` on the source" in message
+    assert "\n" not in message
+
+
 def test_unknown_label_in_validation_data(tmp_path: Path) -> None:
     train = write_jsonl(tmp_path / "t.jsonl", sentiment_rows())
     val = write_jsonl(tmp_path / "v.jsonl", [{"text": "brand new text", "label": "sarcastic"}])

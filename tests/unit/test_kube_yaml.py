@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import yaml
 
@@ -47,3 +49,29 @@ def test_strings_that_look_like_other_scalars_are_written_quoted(value: str) -> 
     written = kube_yaml.dump({"a": value})
     assert _read(written) == {"a": value}
     assert yaml.safe_load(written) == {"a": value}
+
+
+def _alias_bomb(levels: int) -> str:
+    """Nine copies of the level below on each level: 9**levels values from a few hundred bytes."""
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    names = "abcdefghij"[:levels]
+    for below, name in itertools.pairwise(names):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{below}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("levels", [5, 9])
+def test_an_alias_bomb_is_refused_before_it_is_expanded(levels: int) -> None:
+    with pytest.raises(yaml.constructor.ConstructorError, match="more than the 10000 allowed"):
+        _read(_alias_bomb(levels))
+
+
+def test_aliases_within_the_bound_and_merge_keys_are_read() -> None:
+    assert _read(_alias_bomb(3))["c"][8][8] == ["lol"] * 9  # type: ignore[index]
+    merged = _read("base: &b {p: 1, q: 2}\nmine:\n  <<: *b\n  q: 3\n")
+    assert merged == {"base": {"p": 1, "q": 2}, "mine": {"p": 1, "q": 3}}
+
+
+def test_an_alias_inside_its_own_anchor_is_refused() -> None:
+    with pytest.raises(yaml.constructor.ConstructorError, match="contains it"):
+        _read("a: &a [1, *a]\n")

@@ -68,6 +68,16 @@ def read_source(source: DataSource, role: str, cache_dir: Path) -> tuple[pd.Data
         else:
             frame = pd.read_parquet(path)
     except (ValueError, UnicodeDecodeError, OSError) as exc:
+        first = raw.lstrip()[:1]
+        if fmt == "jsonl" and first not in (b"{", b"["):
+            line = raw.lstrip().split(b"\n", 1)[0][:80].decode("utf-8", "replace")
+            raise InvalidDataError(
+                f"{role} data {source.uri} is read as JSON Lines but its first line is not a "
+                f"JSON object: {line!r}"
+                + (" (it looks like CSV)" if "," in line else "")
+                + " — set `format` on the source (csv or parquet), or give the file the "
+                "extension of its format"
+            ) from exc
         raise InvalidDataError(f"{role} data {source.uri} is not valid {fmt}: {exc}") from exc
     if frame.empty:
         raise InvalidDataError(f"{role} data {source.uri} has no rows")
@@ -188,7 +198,8 @@ def prepare_data(config: TrainerConfig, cache_dir: Path) -> PreparedData:
             name, n = str(few.index[0]), int(few.iloc[0])
             raise InvalidDataError(
                 f"class {name!r} has {n} training examples; at least "
-                f"{ds.min_examples_per_class} are needed (`dataset.minExamplesPerClass`)"
+                f"{ds.min_examples_per_class} are needed — add examples of that class to the "
+                "training data, or remove its rows"
             )
         for role, frame in (("validation", validation), ("test", test)):
             unknown = sorted(set(frame["label"]) - set(labels))
@@ -202,7 +213,8 @@ def prepare_data(config: TrainerConfig, cache_dir: Path) -> PreparedData:
         if overlap > ds.max_overlap_fraction:
             raise InvalidDataError(
                 f"{overlap:.0%} of {role} texts also appear in train (leakage); the limit is "
-                f"{ds.max_overlap_fraction:.0%} (`dataset.maxOverlapFraction`)"
+                f"{ds.max_overlap_fraction:.0%} — remove the shared texts from one of the files, "
+                f"or omit `dataset.{role}` to split it from train"
             )
     if classification and ds.augmentation.enabled:
         train = augment(train, ds.augmentation, seed)

@@ -1,17 +1,19 @@
 """Failure classes of the trainer, each with its exit code and reason string.
 
-Hierarchy::
+Hierarchy (retryable: the operator may run the attempt again unchanged)::
 
-    TrainerError (exit 1, InternalError)
+    TrainerError (exit 1, InternalError, retryable)
     ├── InvalidConfigError (exit 2, InvalidConfig)
     ├── InvalidDataError (exit 3, InvalidData)
-    ├── ModelLoadError (exit 4, ModelLoadFailed)
+    ├── ModelLoadError (exit 4, ModelLoadFailed, retryable)
     │   └── ModelNotFoundError (exit 7, ModelNotFound)
     ├── OutOfMemoryError (exit 5, OutOfMemory)
-    └── StorageError (exit 6, StorageFailed)
+    └── StorageError (exit 6, StorageFailed, retryable)
 
 The operator reads the reason and exit code from the termination message, so both are part of
-the contract and never change meaning.
+the contract and never change meaning. The exit codes of the classes that are not `retryable`
+are the operator's `PERMANENT_EXIT_CODES` (a contract test holds the two together; the operator
+cannot import the trainer).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class TrainerError(Exception):
 
     exit_code: ClassVar[int] = 1
     reason: ClassVar[str] = "InternalError"
+    #: Whether running the same attempt again can succeed (a retry cannot fix a bad config).
+    retryable: ClassVar[bool] = True
 
 
 class InvalidConfigError(TrainerError):
@@ -48,6 +52,7 @@ class InvalidConfigError(TrainerError):
 
     exit_code = 2
     reason = "InvalidConfig"
+    retryable = False
 
 
 class InvalidDataError(TrainerError):
@@ -55,6 +60,7 @@ class InvalidDataError(TrainerError):
 
     exit_code = 3
     reason = "InvalidData"
+    retryable = False
 
 
 class ModelLoadError(TrainerError):
@@ -71,6 +77,7 @@ class ModelNotFoundError(ModelLoadError):
 
     exit_code = 7
     reason = "ModelNotFound"
+    retryable = False
 
 
 class OutOfMemoryError(TrainerError):
@@ -78,6 +85,7 @@ class OutOfMemoryError(TrainerError):
 
     exit_code = 5
     reason = "OutOfMemory"
+    retryable = False
 
 
 class StorageError(TrainerError):

@@ -16,9 +16,7 @@ from bespoke_operator.api.version import (
     ModelVersionSpec,
     ModelVersionStatus,
 )
-
-GROUP = "bespoke.dev"
-VERSION = "v1alpha1"
+from bespoke_operator.constants import GROUP, VERSION
 
 __all__ = [
     "API_VERSION",

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from bespoke_operator.api.rules import FieldRule
+from bespoke_operator.api.rules import FieldRule, schema_rules
 
 __all__ = [
+    "AT_MOST_ONE",
+    "BELOW_ONE",
     "DECIMAL_PATTERN",
     "FORMAT_HINTS",
+    "OPEN_FRACTION",
+    "POSITIVE",
     "QUANTITY_PATTERN",
+    "SHARE_ABOVE_ZERO",
     "SIGNED_DECIMAL_PATTERN",
     "URI_PATTERN",
     "URI_SCHEMES",
@@ -60,6 +67,18 @@ _FILE_URI_RULE: Final[FieldRule[str]] = FieldRule(
     lambda uri: not uri.startswith("file://") or uri.startswith("file:///"),
 )
 
+# `..` would climb out of the claim, bucket or directory the location names. Relative paths
+# (local runs) are resolved against the customization file's folder, where `../data` is usual.
+_PARENT_SEGMENT: Final = "(^|/)[.][.](/|$)"
+_NO_PARENT_SEGMENT_RULE: Final[FieldRule[str]] = FieldRule(
+    f"!self.matches('^([a-z0-9]+://|/)') || !self.matches('{_PARENT_SEGMENT}')",
+    "a pvc://, s3://, hf://, file:// or absolute location must not contain `..` segments, "
+    "which would reach outside the claim, bucket or folder it names — write the path without them",
+    lambda uri: (
+        re.search("^([a-z0-9]+://|/)", uri) is None or re.search(_PARENT_SEGMENT, uri) is None
+    ),
+)
+
 
 Uri = Annotated[
     str,
@@ -67,9 +86,12 @@ Uri = Annotated[
         pattern=URI_PATTERN,
         min_length=1,
         max_length=1024,
-        json_schema_extra=_FILE_URI_RULE.schema,
+        json_schema_extra=schema_rules(
+            _FILE_URI_RULE.validation, _NO_PARENT_SEGMENT_RULE.validation
+        ),
     ),
     AfterValidator(_FILE_URI_RULE.check),
+    AfterValidator(_NO_PARENT_SEGMENT_RULE.check),
 ]
 Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=63)]
 # Timestamps come from the API server as RFC 3339 strings, so they are parsed leniently.
@@ -114,3 +136,35 @@ def section(model: type[ApiModel], description: str) -> Any:
         description=description,
         json_schema_extra={"default": {}},
     )
+
+
+def _decimal_range(cel: str, message: str, holds: Callable[[float], bool]) -> FieldRule[str]:
+    """A range for a decimal-string field (the decimal pattern already rules out negatives)."""
+    return FieldRule(cel, message, lambda value: holds(parse_decimal(value)))
+
+
+OPEN_FRACTION: Final = _decimal_range(
+    "double(self) > 0.0 && double(self) < 1.0",
+    'must be a fraction strictly between 0 and 1, written as a string, e.g. "0.1"',
+    lambda x: 0.0 < x < 1.0,
+)
+BELOW_ONE: Final = _decimal_range(
+    "double(self) < 1.0",
+    'must be from 0 up to (not including) 1, written as a string, e.g. "0.1"',
+    lambda x: x < 1.0,
+)
+AT_MOST_ONE: Final = _decimal_range(
+    "double(self) <= 1.0",
+    'must be a share from 0 to 1, written as a string, e.g. "0.1" (not a percentage)',
+    lambda x: x <= 1.0,
+)
+SHARE_ABOVE_ZERO: Final = _decimal_range(
+    "double(self) > 0.0 && double(self) <= 1.0",
+    'must be a share above 0 and at most 1, written as a string, e.g. "0.5"',
+    lambda x: 0.0 < x <= 1.0,
+)
+POSITIVE: Final = _decimal_range(
+    "double(self) > 0.0",
+    'must be above 0, written as a string, e.g. "2e-4"',
+    lambda x: x > 0.0,
+)

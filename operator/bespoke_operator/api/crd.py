@@ -10,17 +10,19 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
+from bespoke_operator import constants
 from bespoke_operator.api.customization import (
     NAME_LENGTH,
+    ModelCustomization,
     ModelCustomizationSpec,
     ModelCustomizationStatus,
 )
-from bespoke_operator.api.version import ModelVersionSpec, ModelVersionStatus
+from bespoke_operator.api.version import ModelVersion, ModelVersionSpec, ModelVersionStatus
 
 __all__ = ["GROUP", "KINDS", "VERSION", "CrdKind", "crd", "openapi_schema", "structural_schema"]
 
-GROUP: Final = "bespoke.dev"
-VERSION: Final = "v1alpha1"
+GROUP: Final = constants.GROUP
+VERSION: Final = constants.VERSION
 
 # Keys pydantic writes that a structural schema does not allow or does not need.
 _DROPPED_KEYS: Final = frozenset({"title", "$defs", "discriminator"})
@@ -33,6 +35,9 @@ class CrdKind:
     kind: str
     plural: str
     short_names: list[str]
+    #: The whole resource: its `spec` field's own schema keys (the rules declared on the field,
+    #: such as a version's immutability) go into the CRD with the spec model's schema.
+    resource: type[BaseModel]
     spec: type[BaseModel]
     status: type[BaseModel]
     description: str
@@ -59,8 +64,9 @@ _AGE: Final = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTim
 KINDS: Final[tuple[CrdKind, ...]] = (
     CrdKind(
         kind="ModelCustomization",
-        plural="modelcustomizations",
+        plural=constants.CUSTOMIZATIONS,
         short_names=["mc"],
+        resource=ModelCustomization,
         spec=ModelCustomizationSpec,
         status=ModelCustomizationStatus,
         description="A pre-trained model adapted to your data, gated, served and monitored. "
@@ -92,8 +98,9 @@ KINDS: Final[tuple[CrdKind, ...]] = (
     ),
     CrdKind(
         kind="ModelVersion",
-        plural="modelversions",
+        plural=constants.VERSIONS,
         short_names=["mv"],
+        resource=ModelVersion,
         spec=ModelVersionSpec,
         status=ModelVersionStatus,
         recorded=("snapshot",),
@@ -197,8 +204,24 @@ def _without_rules(node: Any) -> Any:
     }
 
 
+def _field_rules(resource: type[BaseModel], name: str) -> list[Any]:
+    """The CEL rules declared on the resource's field `name` itself (not in its model)."""
+    extra = resource.model_fields[name].json_schema_extra
+    rules = extra.get("x-kubernetes-validations", []) if isinstance(extra, dict) else []
+    return list(rules) if isinstance(rules, list) else []
+
+
 def openapi_schema(kind: CrdKind) -> dict[str, Any]:
     """The CRD's openAPIV3Schema for one kind."""
+    spec = _with_recorded(structural_schema(kind.spec), kind.recorded)
+    if rules := _field_rules(kind.resource, "spec"):
+        spec["x-kubernetes-validations"] = [*spec.get("x-kubernetes-validations", []), *rules]
+    # Until the operator writes a status, the server reads the object with this default one,
+    # `observedGeneration: 0` (no generation observed yet) and the other fields' defaults:
+    # kstatus and Flux then see InProgress (generation 1, observed 0), where an absent status
+    # read as Current to kstatus and as an evaluation error to Flux's CEL health expressions.
+    status = {**structural_schema(kind.status), "default": {}}
+    status["properties"]["observedGeneration"]["default"] = 0
     schema: dict[str, Any] = {
         "type": "object",
         "description": kind.description,
@@ -207,8 +230,8 @@ def openapi_schema(kind: CrdKind) -> dict[str, Any]:
             "apiVersion": {"type": "string", "description": "bespoke.dev/v1alpha1"},
             "kind": {"type": "string", "description": kind.kind},
             "metadata": {"type": "object"},
-            "spec": _with_recorded(structural_schema(kind.spec), kind.recorded),
-            "status": structural_schema(kind.status),
+            "spec": spec,
+            "status": status,
         },
     }
     if kind.root_rules:
@@ -223,7 +246,7 @@ def crd(kind: CrdKind) -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": kind.name,
-            "labels": {"app.kubernetes.io/part-of": "bespoke"},
+            "labels": {constants.PART_OF_LABEL: constants.PART_OF},
         },
         "spec": {
             "group": GROUP,

@@ -90,7 +90,8 @@ class FieldRule(Generic[Value]):
     """
 
     def __init__(self, cel: str, message: str, holds: Callable[[Value], bool]) -> None:
-        self.schema: JsonDict = schema_rules({"rule": cel, "message": message})
+        self.validation: dict[str, str] = {"rule": cel, "message": message}
+        self.schema: JsonDict = schema_rules(self.validation)
 
         # A plain function, not a method: pydantic unwraps bound methods it is given.
         def check(value: Value, info: ValidationInfo) -> Value:

@@ -17,19 +17,23 @@ __all__ = [
     "ModelVersion",
     "ModelVersionSpec",
     "ModelVersionStatus",
+    "Trigger",
     "VersionPhase",
 ]
 
+#: A version's lifecycle phase, then the decision about it.
 VersionPhase = Literal[
     "Pending",
     "Training",
-    "Evaluating",
     "AwaitingApproval",
     "Promoted",
     "Rejected",
     "Retired",
     "Failed",
 ]
+
+#: Why a version was created: the first one, a training-relevant spec change, drift (policy).
+Trigger = Literal["Initial", "SpecChange", "Drift"]
 
 SPEC_IMMUTABLE: Final[dict[str, str]] = {
     "rule": "self == oldSelf",
@@ -56,9 +60,7 @@ class ModelVersionSpec(ApiModel):
     training_hash: str = Field(
         max_length=64, description="Hash of the training-relevant part of the spec snapshot."
     )
-    trigger: Literal["Initial", "SpecChange", "Drift", "Retry", "Manual"] = Field(
-        description="Why this version was created."
-    )
+    trigger: Trigger = Field(description="Why this version was created.")
     parent_version: int | None = Field(
         default=None, ge=1, description="Version whose adapter warm-started this one."
     )

@@ -11,13 +11,13 @@ from bespoke_operator.reconcile.actions import (
     StopTrainer,
     Undeploy,
 )
+from bespoke_operator.reconcile.conditions import stalled_status
 from bespoke_operator.reconcile.decide import (
     APPROVAL_ANNOTATION,
     PERMANENT_EXIT_CODES,
     Decision,
     artifact_uri,
     decide,
-    invalid_spec_status,
     version_name,
 )
 from bespoke_operator.reconcile.hashing import training_hash
@@ -25,8 +25,10 @@ from bespoke_operator.reconcile.observed import (
     DriftReport,
     Observed,
     ServingState,
+    StartupProblem,
     TrainerRun,
     TrainerSummary,
+    approved_versions,
     drift_report,
 )
 
@@ -44,14 +46,16 @@ __all__ = [
     "ServingState",
     "SetVersionStatus",
     "StartTrainer",
+    "StartupProblem",
     "StopTrainer",
     "TrainerRun",
     "TrainerSummary",
     "Undeploy",
+    "approved_versions",
     "artifact_uri",
     "decide",
     "drift_report",
-    "invalid_spec_status",
+    "stalled_status",
     "training_hash",
     "version_name",
 ]

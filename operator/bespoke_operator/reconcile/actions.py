@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bespoke_operator.api import ModelVersion, ModelVersionSpec, ModelVersionStatus
+from bespoke_operator.reconcile.serving import ServingShape
+from bespoke_operator.reconcile.trainer_config import TrainerShape, trainer_shape
 
 __all__ = [
     "Action",
@@ -37,6 +39,11 @@ class StartTrainer:
     #: What the version was created from, so a runtime need not read it back.
     spec: ModelVersionSpec | None = field(compare=False, hash=False, default=None)
 
+    @property
+    def shape(self) -> TrainerShape | None:
+        """The trainer pod's shape, decided by the core from `spec` (None without it)."""
+        return trainer_shape(self.spec) if self.spec is not None else None
+
 
 @dataclass(frozen=True)
 class StopTrainer:
@@ -55,10 +62,17 @@ class SetVersionStatus:
 
 @dataclass(frozen=True)
 class Deploy:
-    """Make the serving Deployment serve `version` from `artifact_uri` (create or update)."""
+    """Make serving take exactly this shape (create or update): a version, its pods' settings."""
 
-    version: int
-    artifact_uri: str
+    serving: ServingShape
+
+    @property
+    def version(self) -> int:
+        return self.serving.version
+
+    @property
+    def artifact_uri(self) -> str:
+        return self.serving.artifact_uri
 
 
 @dataclass(frozen=True)

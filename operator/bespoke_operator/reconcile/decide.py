@@ -26,6 +26,16 @@ from bespoke_operator.api import (
 )
 from bespoke_operator.api._base import parse_decimal
 from bespoke_operator.api.customization import DriftReading, RetrainLedger, Rollout
+from bespoke_operator.api.serving import Serving
+from bespoke_operator.api.status import CustomizationPhase, ServedShape
+from bespoke_operator.api.version import Trigger
+from bespoke_operator.constants import (
+    APPROVAL_ANNOTATION,
+    CUSTOMIZATION_LABEL,
+    PART_OF,
+    PART_OF_LABEL,
+    VERSION_LABEL,
+)
 from bespoke_operator.reconcile.actions import (
     Action,
     CreateVersion,
@@ -37,10 +47,11 @@ from bespoke_operator.reconcile.actions import (
     StopTrainer,
     Undeploy,
 )
-from bespoke_operator.reconcile.conditions import set_condition
+from bespoke_operator.reconcile.conditions import ConditionType, set_condition, stalled_conditions
 from bespoke_operator.reconcile.gates import evaluate_gates, format_number
-from bespoke_operator.reconcile.hashing import training_hash
-from bespoke_operator.reconcile.observed import Observed, TrainerSummary
+from bespoke_operator.reconcile.hashing import serving_hash, training_hash
+from bespoke_operator.reconcile.observed import Observed, TrainerRun, TrainerSummary
+from bespoke_operator.reconcile.serving import serving_shape, unservable
 from bespoke_operator.reconcile.trainer_config import trainer_config
 
 __all__ = [
@@ -49,15 +60,33 @@ __all__ = [
     "Decision",
     "artifact_uri",
     "decide",
-    "invalid_spec_status",
     "version_name",
 ]
 
-APPROVAL_ANNOTATION: Final = "bespoke.dev/approved"
 #: Trainer exit codes a retry cannot fix: invalid config, invalid data, out of memory, model not
 #: found (see bespoke_trainer.errors; the Job fails fast on them too).
 PERMANENT_EXIT_CODES: Final = frozenset({2, 3, 5, 7})
-_IN_FLIGHT: Final = frozenset({None, "Pending", "Training", "Evaluating"})
+_IN_FLIGHT: Final = frozenset({None, "Pending", "Training"})
+#: Failures that retrying the same version cannot fix, but a change of where or how it runs can
+#: (training.image, resources, gradientCheckpointing, storage.secretRef...): a version that
+#: failed with one of them is trained again, as a new version, once those fields change.
+_RUN_FAILURES: Final = frozenset(
+    {
+        "OutOfMemory",
+        "Unschedulable",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+_OOM_HINT: Final = (
+    "; lower training.batchSize (raise training.gradientAccumulationSteps to keep the "
+    "effective batch), set training.gradientCheckpointing: true, or raise "
+    "training.resources.memory (or use a larger GPU)"
+)
 
 
 @dataclass(frozen=True)
@@ -103,6 +132,14 @@ class _Plan:
         self.drift = self.previous.drift
         self.ledger = self.previous.retraining
         self.pin_problem: str | None = None
+        #: Start-up deadlines of trainer attempts whose pods have not started yet.
+        self.start_deadlines: list[datetime] = []
+        self.last_available = self.previous.last_available
+        self.failed_serving_hash = self.previous.failed_serving_hash
+        #: Why production is unavailable, when it is (an outage, not a rollout of something new).
+        self.degraded: str | None = None
+        #: A rollout past its deadline with nothing to roll back to: still applied, and why.
+        self.overdue: str | None = None
 
     def event(self, type_: str, reason: str, message: str, version: int | None = None) -> None:
         kind: Literal["Normal", "Warning"] = "Warning" if type_ == "Warning" else "Normal"
@@ -119,7 +156,7 @@ class _Plan:
     def in_flight(self) -> list[int]:
         return sorted(n for n, s in self.statuses.items() if s.phase in _IN_FLIGHT)
 
-    def create_version(self, trigger: str) -> int:
+    def create_version(self, trigger: Trigger) -> int:
         # A trainer of an unrecorded or deleted version holds its number too: a new version
         # never reuses a number whose trainer objects may still exist.
         number = max([self.latest, *(run.version for run in self.observed.trainer_runs)]) + 1
@@ -132,16 +169,16 @@ class _Plan:
                 name=version_name(name, number),
                 namespace=self.mc.metadata.namespace,
                 labels={
-                    "app.kubernetes.io/part-of": "bespoke",
-                    "bespoke.dev/customization": name,
-                    "bespoke.dev/version": str(number),
+                    PART_OF_LABEL: PART_OF,
+                    CUSTOMIZATION_LABEL: name,
+                    VERSION_LABEL: str(number),
                 },
             ),
             spec=ModelVersionSpec(
                 customization=name,
                 version=number,
                 training_hash=training_hash(self.spec),
-                trigger=trigger,  # type: ignore[arg-type]
+                trigger=trigger,
                 parent_version=self.production if warm else None,
                 artifact_uri=artifact_uri(self.spec.storage.uri, number),
                 snapshot=self.spec,
@@ -164,10 +201,30 @@ def decide(mc: ModelCustomization, observed: Observed) -> Decision:
     _progress_training(plan)
     desired = _drive_serving(plan)
     _prune_history(plan, desired)
-    for number, status in sorted(plan.statuses.items()):
+    for number, decided in sorted(plan.statuses.items()):
+        status = _version_conditions(plan, decided)
         if status != plan.seen.get(number):
             plan.actions.append(SetVersionStatus(number, status))
-    return Decision(tuple(plan.actions), _status(plan))
+    # The status first: a condition that flips (Degraded) adds its event to the actions.
+    new_status = _status(plan)
+    return Decision(tuple(plan.actions), new_status)
+
+
+def _version_conditions(plan: _Plan, status: ModelVersionStatus) -> ModelVersionStatus:
+    """A version's Ready condition: True while it is the promoted one; reason is its phase."""
+    phase = status.phase or "Pending"
+    conditions = set_condition(
+        status.conditions,
+        "Ready",
+        phase == "Promoted",
+        phase,
+        status.message or status.reason or phase,
+        now=plan.now,
+        generation=None,
+    )
+    if conditions == status.conditions:
+        return status
+    return status.model_copy(update={"conditions": conditions})
 
 
 def _stop_orphaned_trainers(plan: _Plan) -> None:
@@ -183,7 +240,11 @@ def _stop_orphaned_trainers(plan: _Plan) -> None:
 def _ensure_current_version(plan: _Plan) -> None:
     """A new version when nothing was trained yet or training-relevant spec changed."""
     latest = plan.specs.get(plan.latest)
-    if latest is not None and latest.training_hash == training_hash(plan.spec):
+    if (
+        latest is not None
+        and latest.training_hash == training_hash(plan.spec)
+        and not _run_failure_addressed(plan, latest)
+    ):
         return
     for number in plan.in_flight():
         plan.actions.append(StopTrainer(number))
@@ -257,6 +318,8 @@ def _progress_version(plan: _Plan, number: int) -> None:
         _start(plan, number, 1)
         return
     if last.state == "Running":
+        if _cannot_start(plan, number, last):
+            return
         plan.update(number, phase="Training", attempts=last.attempt)
         return
     summary = last.summary
@@ -271,7 +334,11 @@ def _progress_version(plan: _Plan, number: int) -> None:
         return
     counted = sum(1 for r in runs if not r.disrupted)
     retry_limit = plan.specs[number].snapshot.training.retry_limit
-    permanent = summary is not None and summary.exit_code in PERMANENT_EXIT_CODES
+    permanent = summary is not None and (
+        summary.exit_code in PERMANENT_EXIT_CODES or reason in _RUN_FAILURES
+    )
+    if reason == "OutOfMemory" and "training.batchSize" not in message:
+        message += _OOM_HINT
     if permanent or counted > retry_limit:
         plan.update(number, phase="Failed", reason=reason, message=message, completed_at=plan.now)
         plan.event("Warning", "TrainingFailed", f"v{number} failed: {reason}: {message}", number)
@@ -282,6 +349,42 @@ def _progress_version(plan: _Plan, number: int) -> None:
         "TrainingRetried",
         f"v{number} attempt {last.attempt} failed ({reason}); retry {counted} of {retry_limit}",
     )
+
+
+def _cannot_start(plan: _Plan, number: int, run: TrainerRun) -> bool:
+    """Fails an attempt whose pod could not start by its start-up deadline; True if it did.
+
+    Only a reason that waiting will not fix counts (an image that cannot be pulled, a missing
+    Secret or ConfigMap key, no node that fits); a slow image pull or a Job queued by Kueue is
+    waited for. Retrying the same version would fail the same way, so the version fails, with
+    the kubelet's or scheduler's reason, until the spec changes where or how it runs.
+    """
+    if not run.pending or run.created_at is None:
+        return False
+    seconds = plan.spec.training.startup_deadline_seconds
+    deadline = run.created_at + timedelta(seconds=seconds)
+    problem = run.startup_problem
+    if problem is None or plan.now < deadline:
+        plan.start_deadlines.append(deadline)
+        return False
+    message = f"the trainer pod did not start within {seconds}s: {problem.message}"
+    plan.actions.append(StopTrainer(number))
+    plan.update(
+        number, phase="Failed", reason=problem.reason, message=message, completed_at=plan.now
+    )
+    plan.event(
+        "Warning", "TrainingFailed", f"v{number} failed: {problem.reason}: {message}", number
+    )
+    return True
+
+
+def _run_failure_addressed(plan: _Plan, latest: ModelVersionSpec) -> bool:
+    """Whether the latest version failed in a way a change of where it runs fixes, now changed."""
+    status = plan.statuses.get(latest.version)
+    if status is None or status.phase != "Failed" or status.reason not in _RUN_FAILURES:
+        return False
+    before = latest.snapshot
+    return (before.training, before.storage) != (plan.spec.training, plan.spec.storage)
 
 
 def _start(plan: _Plan, number: int, attempt: int) -> None:
@@ -360,68 +463,151 @@ def _desired_version(plan: _Plan) -> int | None:
     pinned = plan.spec.serving.pinned_version
     if pinned is not None:
         status = plan.statuses.get(pinned)
-        if status is None or status.artifact_uri is None:
-            plan.pin_problem = f"pinned version {pinned} does not exist or has no artifacts"
-        elif status.reason == "RolloutFailed":
-            plan.pin_problem = f"pinned version {pinned} failed its rollout"
-        else:
+        problem = "does not exist" if status is None else unservable(status)
+        if problem is None:
             return pinned
+        plan.pin_problem = f"pinned version {pinned} {problem}"
         return plan.production
     promoted = [n for n, s in plan.statuses.items() if s.phase == "Promoted"]
     return max(promoted, default=None)
 
 
 def _drive_serving(plan: _Plan) -> int | None:
-    """Rolls serving to the desired version, rolling back when it does not become available."""
+    """Keeps the desired version serving in the desired shape; rolls back what fails to start.
+
+    Three cases are told apart, because each needs a different answer:
+
+    - what was last seen available (same version, same serving shape) is unavailable now: an
+      outage (node drain, registry down, Deployment deleted). Production is `Degraded`; the
+      Deployment stays applied (recreated, replica changes applied) and no version is failed;
+    - a new version does not become available within the deadline: it fails (`RolloutFailed`)
+      and the previous version serves again;
+    - a serving-only change (image, replicas, resources) does not become available within the
+      deadline: the last available shape serves again and the change is recorded as failed
+      (`failedServingHash`) until spec.serving changes.
+    """
     serving = plan.observed.serving
     if not plan.spec.serving.enabled:
         if serving is not None:
             plan.actions.append(Undeploy())
         plan.rollout = None
+        # Nothing to roll out: the version that would serve is production once it is promoted.
+        if (unserved := _desired_version(plan)) is not None:
+            _complete_rollout(plan, unserved)
         return None
     desired = _desired_version(plan)
     if desired is None:
         return None
-    if serving is not None and serving.version == desired and serving.available:
+    wanted = serving_hash(plan.spec.serving)
+    if plan.failed_serving_hash not in (None, wanted):
+        plan.failed_serving_hash = None  # spec.serving changed since: the new shape is tried
+    last = plan.last_available
+    shape = plan.spec.serving
+    if plan.failed_serving_hash is not None and last is not None:
+        shape = last.serving
+    shape_hash = serving_hash(shape)
+    if (
+        serving is not None
+        and serving.version == desired
+        and serving.available
+        and serving.serving_hash in (None, shape_hash)
+    ):
         _complete_rollout(plan, desired)
-        # Re-asserted every time: serving-only spec changes (replicas, limits) redeploy in place.
-        plan.actions.append(Deploy(desired, _artifacts(plan, desired)))
+        if last is None or (last.version, last.serving_hash) != (desired, shape_hash):
+            last = ServedShape(
+                version=desired, serving_hash=shape_hash, serving=shape, available_at=plan.now
+            )
+            plan.last_available = last
+        _deploy(plan, desired, shape)
         return desired
-    if plan.rollout is None or plan.rollout.version != desired:
-        previous = serving.version if serving is not None and serving.available else plan.production
-        plan.rollout = Rollout(
-            version=desired,
-            previous_version=previous if previous != desired else None,
-            started_at=plan.now,
+    if last is not None and (last.version, last.serving_hash) == (desired, shape_hash):
+        # What served before is what is wanted and it is unavailable: an outage, not a rollout.
+        plan.rollout = None
+        plan.degraded = (
+            "the serving Deployment is missing: recreated"
+            if serving is None
+            else f"v{desired} is unavailable ({serving.ready_replicas} pods ready)"
         )
-    deadline = timedelta(seconds=plan.spec.serving.rollout_deadline_seconds)
-    if plan.now - plan.rollout.started_at <= deadline:
-        plan.actions.append(Deploy(desired, _artifacts(plan, desired)))
+        _deploy(plan, desired, shape)
         return desired
-    previous = plan.rollout.previous_version
+    rollout = plan.rollout
+    if rollout is None or (rollout.version, rollout.serving_hash) != (desired, shape_hash):
+        healthy = serving is not None and serving.available
+        if last is not None and last.version == desired:
+            # Only the shape changes: it can be blamed (and rolled back) only when what it
+            # replaces was available; during an outage it is applied and waited for.
+            previous = desired if healthy else None
+        else:
+            current = serving.version if serving is not None and healthy else plan.production
+            previous = current if current != desired else None
+        rollout = Rollout(
+            version=desired,
+            previous_version=previous,
+            started_at=plan.now,
+            serving_hash=shape_hash,
+        )
+        plan.rollout = rollout
+    deadline = timedelta(seconds=plan.spec.serving.rollout_deadline_seconds)
+    if plan.now - rollout.started_at <= deadline:
+        _deploy(plan, desired, shape)
+        return desired
+    previous = rollout.previous_version
+    if previous is None:
+        # Nothing that was available to go back to: keep applying, say why it does not serve.
+        plan.overdue = f"v{desired} not available within {deadline.seconds}s" + (
+            "; what served before was unavailable too" if plan.production is not None else ""
+        )
+        if plan.production is not None:
+            plan.degraded = plan.overdue
+        _deploy(plan, desired, shape)
+        return desired
+    plan.rollout = None
+    if previous == desired and last is not None:
+        plan.failed_serving_hash = shape_hash
+        message = (
+            f"the serving change ({_describe_shape(shape)}) was not available within "
+            f"{deadline.seconds}s; v{desired} serves again as it was at "
+            f"{last.available_at.isoformat()} ({_describe_shape(last.serving)})"
+        )
+        plan.event("Warning", "RolledBack", message, desired)
+        _deploy(plan, desired, last.serving)
+        return desired
     plan.update(
         desired,
         phase="Failed",
         reason="RolloutFailed",
-        message=f"not available within {deadline.seconds}s"
-        + (f"; rolled back to v{previous}" if previous else ""),
+        message=f"not available within {deadline.seconds}s; rolled back to v{previous}",
     )
     plan.event(
         "Warning",
         "RolledBack",
-        f"v{desired} did not become available within {deadline.seconds}s"
-        + (f"; serving v{previous} again" if previous else "; nothing to roll back to"),
+        f"v{desired} did not become available within {deadline.seconds}s; "
+        f"serving v{previous} again",
+        desired,
     )
-    if previous is None:
-        plan.rollout = None
-        return None
-    plan.rollout = Rollout(version=previous, previous_version=None, started_at=plan.now)
-    plan.actions.append(Deploy(previous, _artifacts(plan, previous)))
+    back = last.serving if last is not None and last.version == previous else plan.spec.serving
+    _deploy(plan, previous, back)
     return previous
 
 
+def _deploy(plan: _Plan, number: int, serving: Serving) -> None:
+    """Deploy `number` in the shape `serving` (spec.serving, or the last available one)."""
+    shape = serving_shape(
+        plan.mc, version=number, artifact_uri=_artifacts(plan, number), serving=serving
+    )
+    plan.actions.append(Deploy(shape))
+
+
+def _describe_shape(serving: Serving) -> str:
+    resources = serving.resources
+    return (
+        f"image {serving.image or 'default'}, {serving.replicas} replicas, "
+        f"cpu {resources.cpu}, memory {resources.memory}, gpus {resources.gpus}"
+    )
+
+
 def _complete_rollout(plan: _Plan, number: int) -> None:
-    if plan.production != number or plan.rollout is not None:
+    if plan.spec.serving.enabled and (plan.production != number or plan.rollout is not None):
         plan.event("Normal", "RolledOut", f"v{number} is serving")
     status = plan.statuses[number]
     plan.update(
@@ -467,26 +653,43 @@ def _prune_history(plan: _Plan, desired: int | None) -> None:
 
 def _status(plan: _Plan) -> ModelCustomizationStatus:
     serving = plan.observed.serving
-    serving_ok = serving is not None and serving.available and serving.version == plan.production
+    production = plan.production
     in_flight = plan.in_flight()
     awaiting = sorted(n for n, s in plan.statuses.items() if s.phase == "AwaitingApproval")
-    latest_phase = plan.phase(plan.latest)
-    served = serving_ok or (not plan.spec.serving.enabled and plan.production is not None)
-    stalled_reason = None
-    if not served and not in_flight and plan.rollout is None:
-        if plan.pin_problem:
-            stalled_reason = "PinnedVersionUnavailable"
-        elif latest_phase == "Failed":
-            stalled_reason = plan.statuses[plan.latest].reason or "TrainingFailed"
-        elif latest_phase == "Rejected" and not awaiting:
-            stalled_reason = "GatesFailed"
-    reconciling = bool(in_flight) or plan.rollout is not None
+    rolling = plan.rollout is not None and plan.overdue is None
+    if not plan.spec.serving.enabled:
+        served = production is not None
+    elif serving is None or production is None:
+        served = False
+    elif serving.available and serving.version == production:
+        served = True
+    else:
+        # A rolling update keeps the old pods until the new ones are available (maxUnavailable
+        # 0): production still serves while a rollout within its deadline has ready pods.
+        served = rolling and serving.ready_replicas > 0
+    stalled_reason, stalled_message = _stalled(plan, served=served, busy=bool(in_flight) or rolling)
+    # Reconciling is the work a spec change asked for (kstatus: InProgress). The operator's own
+    # drift retrain is shown by the Training condition and leaves Ready as it is.
+    generation_work = [n for n in in_flight if plan.specs[n].trigger != "Drift"]
+    own_rollout = (
+        rolling
+        and plan.rollout is not None
+        and plan.specs[plan.rollout.version].trigger == "Drift"
+        and plan.last_available is not None
+        and plan.rollout.serving_hash == plan.last_available.serving_hash
+    )
+    reconciling = stalled_reason is None and (
+        bool(generation_work) or (rolling and not own_rollout)
+    )
+    phase: CustomizationPhase
     if stalled_reason:
         phase = "Failed"
     elif in_flight:
         phase = "Training"
-    elif plan.rollout is not None:
+    elif rolling:
         phase = "RollingOut"
+    elif plan.degraded is not None:
+        phase = "Degraded"
     elif awaiting:
         phase = "AwaitingApproval"
     elif served:
@@ -496,16 +699,16 @@ def _status(plan: _Plan) -> ModelCustomizationStatus:
     conditions = _conditions(
         plan,
         phase=phase,
-        stalled_reason=stalled_reason,
+        stalled=(stalled_reason, stalled_message),
         reconciling=reconciling,
         served=served,
         in_flight=in_flight,
+        awaiting=awaiting,
     )
-    production = plan.production
     return ModelCustomizationStatus(
         observed_generation=plan.mc.metadata.generation,
         conditions=conditions,
-        phase=phase,  # type: ignore[arg-type]
+        phase=phase,
         production_version=production,
         candidate_version=max([*in_flight, *awaiting], default=None),
         latest_version=plan.latest,
@@ -515,47 +718,124 @@ def _status(plan: _Plan) -> ModelCustomizationStatus:
         drift=plan.drift if plan.drift and plan.drift.version == production else None,
         retraining=plan.ledger,
         rollout=plan.rollout,
+        trainer_start_deadline=min(plan.start_deadlines, default=None),
+        last_available=plan.last_available if plan.spec.serving.enabled else None,
+        failed_serving_hash=plan.failed_serving_hash if plan.spec.serving.enabled else None,
     )
+
+
+def _stalled(plan: _Plan, *, served: bool, busy: bool) -> tuple[str | None, str]:
+    """Why the customization cannot progress without a person, and what to do; (None, "") if not.
+
+    A failed serving change stalls even while the last available shape serves: the spec asks for
+    something the operator could not make available. An outage of what served is `Degraded`,
+    never Stalled: it heals without a spec change.
+    """
+    if plan.failed_serving_hash is not None:
+        last = plan.last_available
+        return "RolloutFailed", (
+            "spec.serving did not become available within "
+            f"{plan.spec.serving.rollout_deadline_seconds}s and was rolled back"
+            + (f"; v{last.version} serves as before" if last else "")
+            + "; fix or revert spec.serving"
+        )
+    if plan.overdue is not None and plan.production is None:
+        return "RolloutFailed", (
+            f"{plan.overdue}; the Deployment stays applied: fix spec.serving (image, resources) "
+            "or the cluster and it rolls out"
+        )
+    if served or busy:
+        return None, ""
+    latest = plan.phase(plan.latest)
+    awaiting = any(s.phase == "AwaitingApproval" for s in plan.statuses.values())
+    if plan.pin_problem:
+        return "PinnedVersionUnavailable", plan.pin_problem
+    if latest == "Failed":
+        status = plan.statuses[plan.latest]
+        return status.reason or "TrainingFailed", status.message or ""
+    if latest == "Rejected" and not awaiting:
+        return "GatesFailed", plan.statuses[plan.latest].message or ""
+    return None, ""
 
 
 def _conditions(
     plan: _Plan,
     *,
     phase: str,
-    stalled_reason: str | None,
+    stalled: tuple[str | None, str],
     reconciling: bool,
     served: bool,
     in_flight: list[int],
+    awaiting: list[int],
 ) -> list[Condition]:
-    conditions: list[Condition] = list(plan.previous.conditions)
+    """The kstatus conditions (Ready, Reconciling, Stalled) and the domain ones.
+
+    Documented in docs/architecture.md ("Conditions"); the Argo CD and Flux health checks match
+    these exact types and reasons.
+    """
+    previous = plan.previous.conditions
+    conditions: list[Condition] = list(previous)
     generation = plan.mc.metadata.generation
     production = plan.production
+    stalled_reason, stalled_message = stalled
 
-    def put(type_: str, status: bool | None, reason: str, message: str) -> None:
+    def put(type_: ConditionType, status: bool | None, reason: str, message: str) -> None:
         nonlocal conditions
         conditions = set_condition(
             conditions, type_, status, reason, message, now=plan.now, generation=generation
         )
 
-    ready = served and not reconciling and stalled_reason is None
+    if stalled_reason is not None:
+        conditions = stalled_conditions(
+            conditions, stalled_reason, stalled_message, now=plan.now, generation=generation
+        )
+    else:
+        ready = served and not reconciling
+        if ready:
+            reason, message = "Serving", f"v{production} is serving"
+            if plan.pin_problem:
+                message += f"; {plan.pin_problem}"
+        else:
+            reason, message = phase, _phase_message(plan, phase)
+        put("Ready", ready, reason, message)
+        put(
+            "Reconciling",
+            reconciling,
+            phase if reconciling else "Idle",
+            _phase_message(plan, phase) if reconciling else "nothing in progress",
+        )
+        put("Stalled", False, "AsExpected", "")
+    was_degraded = any(c.type == "Degraded" and c.status == "True" for c in previous)
+    if plan.degraded is not None:
+        put("Degraded", True, "ServingUnavailable", plan.degraded)
+        if not was_degraded:
+            plan.event(
+                "Warning",
+                "Degraded",
+                f"production is unavailable: {plan.degraded}; the operator keeps its Deployment "
+                "applied",
+                production,
+            )
+    else:
+        put("Degraded", False, "AsExpected", "")
+        if was_degraded and served:
+            plan.event("Normal", "Recovered", f"v{production} is available again", production)
+    candidates = ", ".join(f"v{n}" for n in in_flight)
     put(
-        "Ready",
-        ready,
-        "Serving" if ready else phase,
-        (f"v{production} is serving" + (f"; {plan.pin_problem}" if plan.pin_problem else ""))
-        if ready
-        else _phase_message(plan, phase),
+        "Training",
+        bool(in_flight),
+        "Training" if in_flight else "Idle",
+        f"training {candidates}" if in_flight else "no version in training",
     )
     put(
-        "Reconciling",
-        reconciling,
-        phase if reconciling else "Idle",
-        _phase_message(plan, phase) if reconciling else "nothing in progress",
+        "AwaitingApproval",
+        bool(awaiting),
+        "AwaitingApproval" if awaiting else "Idle",
+        f"{', '.join(f'v{n}' for n in awaiting)} passed the gates; approve with the annotation "
+        f"{APPROVAL_ANNOTATION}=true or spec.serving.pinnedVersion"
+        if awaiting
+        else "no version awaits approval",
     )
-    stalled_message = ""
-    if stalled_reason:
-        stalled_message = plan.pin_problem or plan.statuses[plan.latest].message or ""
-    put("Stalled", stalled_reason is not None, stalled_reason or "AsExpected", stalled_message)
     latest_phase = plan.phase(plan.latest)
     put(
         "Trained",
@@ -586,31 +866,7 @@ def _phase_message(plan: _Plan, phase: str) -> str:
         "Training": f"training v{plan.latest}",
         "RollingOut": f"rolling out v{plan.rollout.version}" if plan.rollout else "rolling out",
         "AwaitingApproval": "a candidate awaits approval",
-        "Failed": plan.pin_problem or (plan.statuses[plan.latest].message or "failed")
-        if plan.latest in plan.statuses
-        else "failed",
+        "Degraded": plan.degraded or "production is unavailable",
         "Pending": "waiting for a version to serve",
         "Ready": "serving",
     }.get(phase, phase)
-
-
-def invalid_spec_status(
-    previous: ModelCustomizationStatus | None,
-    generation: int | None,
-    message: str,
-    now: datetime,
-) -> ModelCustomizationStatus:
-    """The status of a customization whose spec does not validate: Stalled, nothing started."""
-    status = previous or ModelCustomizationStatus()
-    conditions = set_condition(
-        status.conditions, "Stalled", True, "InvalidSpec", message, now=now, generation=generation
-    )
-    conditions = set_condition(
-        conditions, "Ready", False, "InvalidSpec", message, now=now, generation=generation
-    )
-    conditions = set_condition(
-        conditions, "Reconciling", False, "InvalidSpec", message, now=now, generation=generation
-    )
-    return status.model_copy(
-        update={"observed_generation": generation, "conditions": conditions, "phase": "Failed"}
-    )

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bespoke_operator.api import ModelVersion
+from bespoke_operator.constants import APPROVAL_ANNOTATION
+from bespoke_operator.reconcile.drift_report import DriftReport, drift_report
 
 __all__ = [
     "DriftReport",
     "Observed",
     "ServingState",
+    "StartupProblem",
     "TrainerRun",
     "TrainerSummary",
+    "approved_versions",
     "drift_report",
 ]
 
@@ -42,6 +46,18 @@ TrainerState = Literal["Running", "Succeeded", "Failed"]
 
 
 @dataclass(frozen=True)
+class StartupProblem:
+    """Why a trainer pod cannot start: the kubelet's or the scheduler's reason and message.
+
+    `reason` is one of ImagePullBackOff, ErrImagePull, InvalidImageName,
+    CreateContainerConfigError, CreateContainerError (a container waiting) or Unschedulable.
+    """
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class TrainerRun:
     """One trainer Job (one attempt) of a version."""
 
@@ -52,6 +68,12 @@ class TrainerRun:
     # A pod removed by preemption, eviction or node loss: retried without counting an attempt.
     disrupted: bool = False
     finished_at: datetime | None = None
+    #: When the attempt was created (its Job); with `pending`, for its start-up deadline.
+    created_at: datetime | None = None
+    #: A running attempt none of whose containers has started yet.
+    pending: bool = False
+    #: Why its pod cannot start, when it cannot (a pending run only).
+    startup_problem: StartupProblem | None = None
 
 
 @dataclass(frozen=True)
@@ -62,35 +84,9 @@ class ServingState:
     available: bool
     ready_replicas: int = 0
     endpoint: str | None = None
-
-
-@dataclass(frozen=True)
-class DriftReport:
-    """The `/drift` reading of the serving service."""
-
-    version: int
-    checked_at: datetime
-    drift_share: float
-    dataset_drift: bool
-    window_rows: int = 0
-    drifted_features: tuple[str, ...] = ()
-
-
-def drift_report(payload: Mapping[str, Any]) -> DriftReport | None:
-    """Parses the serving service's `/drift` JSON; None before its first reading."""
-    checked = payload.get("checkedAt")
-    version = payload.get("version")
-    if not checked or not isinstance(version, int):
-        return None
-    drifted = payload.get("driftedFeatures") or []
-    return DriftReport(
-        version=version,
-        checked_at=datetime.fromisoformat(str(checked).replace("Z", "+00:00")),
-        drift_share=float(payload.get("driftShare", 0.0)),
-        dataset_drift=bool(payload.get("datasetDrift", False)),
-        window_rows=int(payload.get("windowRows", 0)),
-        drifted_features=tuple(str(f) for f in drifted),
-    )
+    #: The serving shape the Deployment was made from (`serving_hash`); None when unrecorded
+    #: (a Deployment of an older operator, or a runtime that has one shape only).
+    serving_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,3 +109,12 @@ class Observed:
         return sorted(
             (r for r in self.trainer_runs if r.version == number), key=lambda r: r.attempt
         )
+
+
+def approved_versions(versions: Iterable[ModelVersion]) -> frozenset[int]:
+    """Versions a person approved with the annotation `bespoke.dev/approved=true`."""
+    return frozenset(
+        v.spec.version
+        for v in versions
+        if v.metadata.annotations.get(APPROVAL_ANNOTATION, "").lower() == "true"
+    )

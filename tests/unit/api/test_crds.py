@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from bespoke_operator import manifests
-from bespoke_operator.api.crd import KINDS, crd, openapi_schema
+from bespoke_operator.api.crd import KINDS, CrdKind, crd, openapi_schema
 
 KUBERNETES_VERSION = "1.34"
 _FORBIDDEN = {"$ref", "title", "anyOf", "allOf", "oneOf", "not", "const", "$defs"}
@@ -118,3 +118,20 @@ def test_a_versions_snapshot_is_recorded_history_that_no_later_rule_can_invalida
     lora = snapshot["properties"]["method"]["properties"]["lora"]["properties"]
     assert lora["dropout"]["type"] == "string"
     assert lora["dropout"]["default"] == "0.05"
+
+
+def test_a_versions_spec_carries_the_immutability_rule_declared_on_the_field() -> None:
+    """Declared on `ModelVersion.spec`, not in `ModelVersionSpec`: it used to be lost."""
+    from bespoke_operator.api.version import SPEC_IMMUTABLE
+
+    customization, version = (openapi_schema(kind) for kind in KINDS)
+    assert SPEC_IMMUTABLE in version["properties"]["spec"]["x-kubernetes-validations"]
+    rules = customization["properties"]["spec"].get("x-kubernetes-validations", [])
+    assert SPEC_IMMUTABLE not in rules
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_status_defaults_to_an_object_so_health_checks_can_test_its_fields(kind: CrdKind) -> None:
+    status = openapi_schema(kind)["properties"]["status"]
+    assert status["default"] == {}
+    assert status["properties"]["observedGeneration"]["default"] == 0

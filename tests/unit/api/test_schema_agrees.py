@@ -68,6 +68,28 @@ def _sometimes(draw: st.DrawFn, usual: str, values: st.SearchStrategy[str]) -> s
     return draw(values) if draw(st.integers(0, 3)) == 0 else usual
 
 
+# Locations of every scheme, with and without `..` segments (allowed only in relative paths).
+_LOCATIONS = st.sampled_from(
+    [
+        "pvc://models/m",
+        "s3://bucket/m",
+        "file:///models/m",
+        "pvc://claim/../other",
+        "s3://bucket/a/..",
+        "/abs/../m",
+        "../relative/m",
+        "hf://org/..",
+    ]
+)
+
+
+@st.composite
+def _columns(draw: st.DrawFn) -> dict[str, str]:
+    names = ["text", "label", "prompt", "response"]
+    chosen = draw(st.lists(st.sampled_from(names), max_size=2, unique=True))
+    return {name: draw(st.sampled_from([name, "q"])) for name in chosen}
+
+
 @st.composite
 def _gates(draw: st.DrawFn) -> dict[str, Any]:
     gate = {"metric": draw(_METRICS), "min": draw(st.sampled_from(["0.1", "0.9", "1", "85"]))}
@@ -90,20 +112,26 @@ def _specs(draw: st.DrawFn) -> dict[str, Any]:
     }
     if draw(st.booleans()):
         spec["training"]["earlyStopping"] = {"metric": draw(_METRICS)}
+    spec["baseModel"]["uri"] = _sometimes(draw, spec["baseModel"]["uri"], _LOCATIONS)
     if draw(st.booleans()):
         spec["baseModel"]["trustRemoteCode"] = True
-        if draw(st.booleans()):
-            spec["baseModel"]["revision"] = "abc123"
+    if draw(st.booleans()):
+        spec["baseModel"]["revision"] = "abc123"
+    spec["storage"]["uri"] = _sometimes(draw, spec["storage"]["uri"], _LOCATIONS)
     spec["dataset"]["split"] = {
         "validationFraction": _sometimes(draw, "0.1", _FRACTION),
         "testFraction": _sometimes(draw, "0.1", _FRACTION),
     }
     if draw(st.booleans()):
-        spec["dataset"]["sensitiveColumn"] = "group"
+        spec["dataset"]["sensitiveColumn"] = draw(st.sampled_from(["group", "group", "label", "q"]))
+    if draw(st.booleans()):
+        spec["dataset"]["columns"] = draw(_columns())
     if draw(st.booleans()):
         probability = _sometimes(draw, "0.1", _FRACTION)
         spec["dataset"]["augmentation"] = {"enabled": True, "probability": probability}
     spec["method"]["lora"] = {"dropout": _sometimes(draw, "0.05", _FRACTION)}
+    if draw(st.booleans()):
+        spec["method"]["lora"]["targetModules"] = draw(st.sampled_from([[], ["q_proj"]]))
     spec["training"]["warmupRatio"] = _sometimes(draw, "0.06", _FRACTION)
     spec["training"]["learningRate"] = _sometimes(draw, "2e-4", st.sampled_from(["1", "0"]))
     spec["monitoring"] = {"threshold": _sometimes(draw, "0.5", _FRACTION)}

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from bespoke_operator.api import ModelCustomization, check_update
 from bespoke_operator.cli import app
-from bespoke_operator.validate import ResourceValidationError, load_file, validate_text
+from bespoke_operator.errors import ResourceValidationError
+from bespoke_operator.validate import load_file, validate_text
 
 from .fixtures import FIXTURES, InvalidFixture, example_files, invalid_fixtures
 
@@ -67,7 +68,9 @@ def test_all_problems_in_a_file_are_reported_not_only_the_first() -> None:
     )
     _, problems = validate_text(text, "many.yaml")
     paths = {p.path for p in problems}
-    assert paths == {"spec.trainng", "spec.serving.replicas"}
+    # The spec's rules run once the fields parse: the validator sets the typo and the bad
+    # number aside and validates the rest, so the qlora rule is reported too.
+    assert paths == {"spec.trainng", "spec.serving.replicas", "spec.training.resources.gpus"}
     # Cross-field rules run once the fields parse; then every broken rule is listed together.
     fixed = text.replace("  trainng: {}\n  serving:\n    replicas: many\n", "") + (
         "  evaluation:\n    gates:\n      - metric: perplexity\n        max: '3'\n"
@@ -119,3 +122,25 @@ def test_task_cannot_change_on_update() -> None:
     expected = InvalidFixture.read(FIXTURES / "updates" / "task-change" / "after.yaml").expect
     assert [v.message for v in check_update(before.spec, before.spec)] == []
     assert expected in check_update(before.spec, after.spec)[0].message
+
+
+def test_a_broken_nested_rule_does_not_hide_the_spec_rules() -> None:
+    text = (FIXTURES / "invalid" / "gate-min-above-max.yaml").read_text() + (
+        "  method:\n    type: qlora\n"
+    )
+    _, problems = validate_text(text, "both.yaml")
+    assert {p.path for p in problems} == {
+        "spec.evaluation.gates[0].max",
+        "spec.training.resources.gpus",
+    }
+
+
+def test_a_value_set_aside_does_not_raise_rules_about_its_default() -> None:
+    # gpus is wrong; with it set aside its default (0) would break the qlora rule, but that says
+    # nothing about what the user wrote, so only the type error is reported.
+    text = (FIXTURES / "invalid" / "qlora-without-gpu.yaml").read_text() + (
+        "  training:\n    resources:\n      gpus: one\n"
+    )
+    _, problems = validate_text(text, "one.yaml")
+    assert [p.path for p in problems] == ["spec.training.resources.gpus"]
+    assert "whole number" in problems[0].message

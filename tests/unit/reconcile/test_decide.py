@@ -15,13 +15,14 @@ from bespoke_operator.reconcile import (
     TrainerRun,
     TrainerSummary,
     Undeploy,
-    invalid_spec_status,
+    stalled_status,
     training_hash,
 )
 
 from .world import START, InMemoryWorld, actions_of, customization
 
 GOOD = {"accuracy": 0.93, "macroF1": 0.91, "evalLoss": 0.2}
+ARTIFACTS_V1 = "pvc://bespoke-artifacts/sentiment/versions/v1"
 
 
 def promoted_world(**changes: object) -> InMemoryWorld:
@@ -69,9 +70,9 @@ def test_passing_gates_promote_deploy_and_become_ready() -> None:
     world.finish(1, **GOOD)
     decision = world.reconcile()
     assert world.phase(1) == "Promoted"
-    assert actions_of(decision, Deploy) == [
-        Deploy(1, "pvc://bespoke-artifacts/sentiment/versions/v1")
-    ]
+    [deploy] = actions_of(decision, Deploy)
+    assert (deploy.version, deploy.artifact_uri) == (1, ARTIFACTS_V1)
+    assert deploy.serving.env["BESPOKE_MODEL_URI"] == ARTIFACTS_V1
     assert decision.status.phase == "RollingOut"
     gates = world.versions[1].status.gates  # type: ignore[union-attr]
     assert {g.name: g.passed for g in gates} == {
@@ -338,9 +339,10 @@ def test_serving_only_change_redeploys_without_retraining() -> None:
     world.document["spec"]["training"]["resources"] = {"gpus": 1}
     decision = world.reconcile()
     assert actions_of(decision, CreateVersion) == []
-    assert actions_of(decision, Deploy) == [
-        Deploy(1, "pvc://bespoke-artifacts/sentiment/versions/v1")
-    ]
+    [deploy] = actions_of(decision, Deploy)
+    assert (deploy.version, deploy.artifact_uri) == (1, ARTIFACTS_V1)
+    # The core decides the new shape; a runtime only applies it.
+    assert deploy.serving.replicas == 3
 
 
 def test_disabling_serving_undeploys() -> None:
@@ -348,6 +350,28 @@ def test_disabling_serving_undeploys() -> None:
     world.document["spec"]["serving"]["enabled"] = False
     decision = world.reconcile()
     assert actions_of(decision, Undeploy) == [Undeploy()]
+
+
+def test_with_serving_disabled_a_promoted_version_is_production_and_ready() -> None:
+    world = InMemoryWorld(customization(serving__enabled=False))
+    world.reconcile()
+    world.finish(1, **GOOD)
+    decision = world.reconcile()
+    assert world.phase(1) == "Promoted"
+    assert actions_of(decision, Deploy) == []
+    assert decision.status.production_version == 1
+    assert decision.status.phase == "Ready"
+    assert decision.status.rollout is None
+    assert decision.status.endpoint is None
+    assert world.condition("Ready") == "True"
+    assert "RolledOut" not in world.reasons()  # nothing was rolled out
+    # A better version later takes over production and retires the first.
+    _retrain_with_new_spec(world)
+    world.finish(2, accuracy=0.95, macroF1=0.93, evalLoss=0.1)
+    decision = world.reconcile()
+    assert (world.phase(1), world.phase(2)) == ("Retired", "Promoted")
+    assert decision.status.production_version == 2
+    assert decision.status.phase == "Ready"
 
 
 def _drift(world: InMemoryWorld, share: float) -> None:
@@ -467,13 +491,17 @@ def test_decide_is_deterministic_for_the_same_inputs() -> None:
     assert decide(mc, observed) == decide(mc, observed)
 
 
-def test_invalid_spec_status_is_stalled_with_the_reason() -> None:
-    status = invalid_spec_status(None, 3, "spec.task: must be one of ...", START)
-    conditions = {c.type: c for c in status.conditions}
-    assert conditions["Stalled"].status == "True"
-    assert conditions["Stalled"].reason == "InvalidSpec"
-    assert conditions["Ready"].status == "False"
-    assert status.observed_generation == 3
+@pytest.mark.parametrize("reason", ["InvalidSpec", "ApiRequestFailed"])
+def test_a_stalled_status_has_one_shape_whatever_the_reason(reason: str) -> None:
+    previous = promoted_world().reconcile().status
+    status = stalled_status(previous, reason=reason, message="fix it", generation=3, now=START)
+    conditions = {c.type: (c.status, c.reason) for c in status.conditions}
+    assert conditions["Stalled"] == ("True", reason)
+    assert conditions["Ready"] == ("False", reason)
+    assert conditions["Reconciling"] == ("False", reason)
+    assert (status.phase, status.observed_generation) == ("Failed", 3)
+    # What the operator knew stays: the production version is still recorded.
+    assert status.production_version == previous.production_version
 
 
 def test_training_hash_ignores_scheduling_but_not_hyperparameters() -> None:

@@ -38,7 +38,7 @@ def test_a_rollout_is_checked_every_interval_for_its_deadline() -> None:
     assert _next(status) == NOW + INTERVAL
 
 
-@pytest.mark.parametrize("phase", ["Pending", "Training", "Evaluating"])
+@pytest.mark.parametrize("phase", ["Pending", "Training"])
 def test_training_waits_for_its_job_event_and_is_only_healed_at_the_resync(phase: str) -> None:
     condition = {
         "type": "Reconciling",
@@ -84,3 +84,27 @@ def test_monitoring_off_or_an_invalid_spec_waits_for_the_resync() -> None:
     assert _next(_served("2026-11-28T11:59:00Z"), _mc({"enabled": False})) == NOW + RESYNC
     status = _served("2026-11-28T11:59:00Z")
     assert next_check(None, status, now=NOW, interval=INTERVAL, resync=RESYNC) == NOW + RESYNC
+
+
+def test_a_drift_reading_is_due_one_interval_after_the_last_and_only_while_serving() -> None:
+    from bespoke_operator.reconcile.schedule import drift_reading_due
+
+    mc = _mc({"enabled": True, "intervalSeconds": 600})
+    endpoint = "http://sentiment-serving.ml.svc:3000"
+    assert drift_reading_due(mc, _status(phase="Training"), now=NOW) is None
+    assert drift_reading_due(mc, None, now=NOW) is None
+    assert drift_reading_due(mc, _status(endpoint=endpoint), now=NOW) == NOW
+    taken = {"version": 1, "share": "0.1", "detected": False, "checkedAt": "2026-11-28T11:55:00Z"}
+    due = drift_reading_due(mc, _status(endpoint=endpoint, drift=taken), now=NOW)
+    assert due == datetime(2026, 11, 28, 12, 5, tzinfo=UTC)
+    off = _mc({"enabled": False})
+    assert drift_reading_due(off, _status(endpoint=endpoint), now=NOW) is None
+
+
+def test_a_trainer_pod_not_yet_started_is_checked_at_its_start_up_deadline() -> None:
+    soon = NOW + timedelta(seconds=120)
+    assert _next(_status(phase="Training", trainerStartDeadline=soon.isoformat())) == soon
+    past = NOW - timedelta(seconds=5)  # never sooner than the interval
+    assert _next(_status(phase="Training", trainerStartDeadline=past.isoformat())) == NOW + INTERVAL
+    later = NOW + RESYNC * 2  # the resync still heals in between
+    assert _next(_status(phase="Training", trainerStartDeadline=later.isoformat())) == NOW + RESYNC

@@ -8,6 +8,7 @@ report drift, move the clock.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from bespoke_operator.reconcile import (
     Undeploy,
     decide,
 )
+from bespoke_operator.reconcile.serving import ServingShape
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "text-classification-lora.yaml"
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -75,6 +77,7 @@ class InMemoryWorld:
         self.drift: DriftReport | None = None
         self.approved: set[int] = set()
         self.events: list[Event] = []
+        self.deployed: ServingShape | None = None
         self.last: Decision | None = None
 
     @property
@@ -117,9 +120,20 @@ class InMemoryWorld:
             for key in [k for k in self.runs if k[0] == action.version]:
                 del self.runs[key]
         elif isinstance(action, Deploy):
-            if self.serving is None or self.serving.version != action.version:
+            shape = action.serving.serving_hash
+            self.deployed = action.serving
+            if self.serving is None or (self.serving.version, self.serving.serving_hash) != (
+                action.version,
+                shape,
+            ):
+                # A new pod template: the old pods (if any) keep serving until the new are ready.
+                ready = self.serving.ready_replicas if self.serving is not None else 0
                 self.serving = ServingState(
-                    action.version, available=False, endpoint="http://sentiment.ml:3000"
+                    action.version,
+                    available=False,
+                    ready_replicas=ready,
+                    endpoint="http://sentiment.ml:3000",
+                    serving_hash=shape,
                 )
         elif isinstance(action, Undeploy):
             self.serving = None
@@ -139,7 +153,16 @@ class InMemoryWorld:
 
     def become_available(self) -> None:
         assert self.serving is not None
-        self.serving = ServingState(self.serving.version, True, 1, self.serving.endpoint)
+        self.serving = dataclasses.replace(self.serving, available=True, ready_replicas=1)
+
+    def outage(self) -> None:
+        """The serving pods go away (node drain, registry outage): nothing is available."""
+        assert self.serving is not None
+        self.serving = dataclasses.replace(self.serving, available=False, ready_replicas=0)
+
+    def delete_deployment(self) -> None:
+        """Someone deletes the serving Deployment."""
+        self.serving = None
 
     def tick(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)

@@ -12,7 +12,10 @@ import yaml
 from pydantic import ValidationError
 
 from bespoke_operator.api import ModelCustomization
+from bespoke_operator.constants import TRAINING_HASH_ANNOTATION
 from bespoke_operator.reconcile import CreateVersion, decide
+from bespoke_operator.reconcile.serving import serving_shape
+from bespoke_operator.reconcile.trainer_config import trainer_shape
 from bespoke_operator.runtimes.kubernetes import objects
 from bespoke_operator.runtimes.kubernetes.observe import parse_versions, serving_state, trainer_runs
 
@@ -33,15 +36,9 @@ def _children(path: Path) -> list[dict[str, Any]]:
     name = mc.metadata.name
     return [
         objects.trainer_configmap(version, {"version": 1}, "ml", OWNER),
-        objects.trainer_job(version, 1, "ml", OWNER, IMAGES),
+        objects.trainer_job(version, trainer_shape(version), 1, "ml", OWNER, IMAGES),
         objects.serving_deployment(
-            mc.spec,
-            customization=name,
-            version=1,
-            artifact_uri=version.artifact_uri,
-            namespace="ml",
-            owner=OWNER,
-            images=IMAGES,
+            serving_shape(mc, version=1, artifact_uri=version.artifact_uri), OWNER, IMAGES
         ),
         objects.serving_service(name, "ml", OWNER),
         objects.serving_pdb(name, "ml", OWNER),
@@ -100,7 +97,7 @@ def test_gpu_job_carries_scheduling_queue_and_failure_policy() -> None:
 @pytest.mark.parametrize("kind", ["ConfigMap", "Job"])
 def test_a_trainer_object_is_current_only_for_its_own_spec_owner_and_life(kind: str) -> None:
     wanted = next(c for c in _children(example_files()[0]) if c["kind"] == kind)
-    hash_ = wanted["metadata"]["annotations"][objects.TRAINING_HASH_ANNOTATION]
+    hash_ = wanted["metadata"]["annotations"][TRAINING_HASH_ANNOTATION]
     assert len(hash_) == 64
 
     def found(**metadata: Any) -> dict[str, Any]:
@@ -109,7 +106,7 @@ def test_a_trainer_object_is_current_only_for_its_own_spec_owner_and_life(kind: 
     assert objects.trainer_object_is_current(found(), wanted)
     # Written by an operator from before the hash was recorded: kept, not restarted.
     assert objects.trainer_object_is_current(found(annotations={}), wanted)
-    other_spec = {objects.TRAINING_HASH_ANNOTATION: "0" * 64}
+    other_spec = {TRAINING_HASH_ANNOTATION: "0" * 64}
     assert not objects.trainer_object_is_current(found(annotations=other_spec), wanted)
     earlier_namesake = [{**OWNER.as_dict(), "uid": "uid-0"}]
     assert not objects.trainer_object_is_current(found(ownerReferences=earlier_namesake), wanted)
@@ -247,3 +244,86 @@ def test_a_version_recorded_under_older_rules_is_still_read() -> None:
         ModelCustomization.model_validate(
             {**world.document, "spec": {**world.document["spec"], **snapshot}}
         )
+
+
+def _waiting_pod(
+    *, reason: str | None = None, unschedulable: bool = False, job_uid: str | None = None
+) -> dict[str, Any]:
+    state = {"waiting": {"reason": reason, "message": f"{reason}: the detail"}} if reason else {}
+    conditions = (
+        [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+            }
+        ]
+        if unschedulable
+        else []
+    )
+    metadata: dict[str, Any] = {
+        "labels": {"batch.kubernetes.io/job-name": "x-v1-train-1"},
+        "creationTimestamp": START.isoformat(),
+    }
+    if job_uid:
+        metadata["ownerReferences"] = [{"kind": "Job", "uid": job_uid}]
+    statuses = [{"name": "trainer", "state": state}] if state else []
+    return {
+        "metadata": metadata,
+        "status": {"phase": "Pending", "conditions": conditions, "containerStatuses": statuses},
+    }
+
+
+@pytest.mark.parametrize(
+    ("pod", "reason"),
+    [
+        (_waiting_pod(reason="ImagePullBackOff"), "ImagePullBackOff"),
+        (_waiting_pod(reason="CreateContainerConfigError"), "CreateContainerConfigError"),
+        (_waiting_pod(reason="InvalidImageName"), "InvalidImageName"),
+        (_waiting_pod(unschedulable=True), "Unschedulable"),
+        (_waiting_pod(reason="ContainerCreating"), None),  # a slow pull is no problem
+    ],
+)
+def test_a_pod_that_cannot_start_says_why(pod: dict[str, Any], reason: str | None) -> None:
+    job = {
+        **_job(None),
+        "metadata": {**_job(None)["metadata"], "creationTimestamp": "2026-11-02T09:00:00Z"},
+    }
+    [run] = trainer_runs([job], [pod])
+    assert run.state == "Running"
+    assert run.pending
+    assert run.created_at == START
+    if reason is None:
+        assert run.startup_problem is None
+    else:
+        assert run.startup_problem is not None
+        assert run.startup_problem.reason == reason
+        assert run.startup_problem.message
+
+
+def test_a_started_pod_and_a_job_without_pod_are_told_apart() -> None:
+    running = _waiting_pod()
+    running["status"]["containerStatuses"] = [
+        {"name": "trainer", "state": {"running": {"startedAt": START.isoformat()}}}
+    ]
+    [started] = trainer_runs([_job(None)], [running])
+    assert not started.pending
+    [queued] = trainer_runs([_job(None)], [])  # no pod yet: Kueue holds it, or just created
+    assert queued.pending
+    assert queued.startup_problem is None
+
+
+def test_a_pod_of_an_earlier_job_of_the_same_name_is_not_this_jobs() -> None:
+    job = {**_job(None), "metadata": {**_job(None)["metadata"], "uid": "new-job"}}
+    [run] = trainer_runs([job], [_waiting_pod(reason="ImagePullBackOff", job_uid="old-job")])
+    assert run.startup_problem is None
+
+
+def test_an_oom_kill_is_out_of_memory_not_a_log_tail() -> None:
+    pod = _pod("...last log line", 137)
+    pod["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = "OOMKilled"
+    [run] = trainer_runs([_job("Failed")], [pod])
+    assert run.summary is not None
+    assert run.summary.reason == "OutOfMemory"
+    assert "OOMKilled" in (run.summary.message or "")

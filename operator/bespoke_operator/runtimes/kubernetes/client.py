@@ -9,36 +9,25 @@ which at a thousand customizations was a fifth of the operator's CPU.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import os
 import ssl
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import aiohttp
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import Configuration
 
-__all__ = ["ApiError", "KubeApi", "resource_path"]
+from bespoke_operator.errors import ApiError
+
+__all__ = ["KubeApi", "resource_path", "retry_after"]
 
 FIELD_MANAGER: Final = "bespoke-operator"
 # No single call should hang a reconcile forever; lists of a few thousand objects fit well inside.
 _REQUEST_TIMEOUT: Final = aiohttp.ClientTimeout(total=60)
 _PROXY_VARIABLES: Final = ("https_proxy", "http_proxy", "all_proxy")
-
-
-class ApiError(Exception):
-    """An API call failed; `status` is the HTTP status (409 conflict, 403 forbidden, ...)."""
-
-    def __init__(self, status: int, reason: str, path: str) -> None:
-        super().__init__(f"{status} {reason} on {path}")
-        self.status = status
-        self.reason = reason
-        self.path = path
-
-    @property
-    def retryable(self) -> bool:
-        """Conflicts, throttling and server errors heal on their own; the rest need a person."""
-        return self.status in (409, 429) or self.status >= 500
 
 
 def resource_path(
@@ -127,7 +116,12 @@ class KubeApi:
         ) as response:
             raw = await response.read()
             if not 200 <= response.status <= 299:
-                raise ApiError(response.status, _message(raw, str(response.reason)), path)
+                raise ApiError(
+                    response.status,
+                    _message(raw, str(response.reason)),
+                    path,
+                    retry_after=retry_after(response.headers.get("Retry-After")),
+                )
         # Parsing a write's echo of the whole object costs more than the write itself; most
         # writes need nothing back.
         return json.loads(raw) if raw and read_body else {}
@@ -185,6 +179,22 @@ class KubeApi:
         except ApiError as exc:
             if exc.status != 404:
                 raise
+
+
+def retry_after(header: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delay-seconds or an HTTP date), if valid."""
+    if not header:
+        return None
+    header = header.strip()
+    if header.isdigit():
+        return float(header)
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _ssl_context(configuration: Configuration) -> ssl.SSLContext:

@@ -8,17 +8,34 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bespoke_operator.api import ModelCustomizationSpec, ModelVersionSpec
+from bespoke_operator.api import ModelVersionSpec
+from bespoke_operator.constants import (
+    ATTEMPT_LABEL,
+    COMPONENT_LABEL,
+    CUSTOMIZATION_LABEL,
+    INSTANCE_LABEL,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    PART_OF,
+    PART_OF_LABEL,
+    QUEUE_LABEL,
+    SERVING,
+    TRAINER,
+    TRAINING_HASH_ANNOTATION,
+    VERSION_LABEL,
+)
 from bespoke_operator.reconcile.decide import PERMANENT_EXIT_CODES, version_name
-from bespoke_operator.reconcile.serving_env import serving_env
+from bespoke_operator.reconcile.serving import ServingShape
+from bespoke_operator.reconcile.trainer_config import TrainerShape
 
 __all__ = [
     "CONFIG_KEY",
     "PVC_ROOT",
+    "SERVING_HASH_ANNOTATION",
     "TRAINER_CONTAINER",
-    "TRAINING_HASH_ANNOTATION",
     "Images",
     "OwnerRef",
+    "owned_by",
     "owned_by_another",
     "serving_deployment",
     "serving_name",
@@ -28,18 +45,16 @@ __all__ = [
     "trainer_job",
     "trainer_job_name",
     "trainer_object_is_current",
+    "version_is_current",
 ]
 
 PVC_ROOT: Final = "/mnt/pvc"
 CONFIG_KEY: Final = "config.json"
 TRAINER_CONTAINER: Final = "trainer"
 SERVING_PORT: Final = 3000
-#: On trainer objects: the training hash of the version they train (a label value is too short).
-TRAINING_HASH_ANNOTATION: Final = "bespoke.dev/training-hash"
-_PART_OF: Final = {
-    "app.kubernetes.io/part-of": "bespoke",
-    "app.kubernetes.io/managed-by": "bespoke",
-}
+_PART_OF: Final = {PART_OF_LABEL: PART_OF, MANAGED_BY_LABEL: PART_OF}
+#: On the serving Deployment: the hash of the serving shape it was made from.
+SERVING_HASH_ANNOTATION: Final = "bespoke.dev/serving-hash"
 
 
 @dataclass(frozen=True)
@@ -88,10 +103,10 @@ def serving_name(customization: str) -> str:
 def _labels(customization: str, component: str, **extra: str) -> dict[str, str]:
     return {
         **_PART_OF,
-        "app.kubernetes.io/name": f"bespoke-{component}",
-        "app.kubernetes.io/instance": customization,
-        "app.kubernetes.io/component": component,
-        "bespoke.dev/customization": customization,
+        NAME_LABEL: f"bespoke-{component}",
+        INSTANCE_LABEL: customization,
+        COMPONENT_LABEL: component,
+        CUSTOMIZATION_LABEL: customization,
         **extra,
     }
 
@@ -129,6 +144,28 @@ def owned_by_another(obj: dict[str, Any], customization_uid: str) -> bool:
     )
 
 
+def owned_by(obj: dict[str, Any], customization_uid: str) -> bool:
+    """Whether a child is this customization's (its owner reference names this uid)."""
+    return any(
+        ref.get("kind") == "ModelCustomization" and ref.get("uid") == customization_uid
+        for ref in obj.get("metadata", {}).get("ownerReferences", [])
+    )
+
+
+def version_is_current(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a ModelVersion found under the wanted one's name is that version, not a leftover.
+
+    Only a version of this customization (owner uid) made from the same spec (training hash) is
+    adopted on a 409: one left by an earlier customization of the same name (deleted and created
+    again, its children awaiting the garbage collector) would serve that one's artifacts.
+    """
+    if existing.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    uid = wanted["metadata"]["ownerReferences"][0]["uid"]
+    found = (existing.get("spec") or {}).get("trainingHash")
+    return owned_by(existing, uid) and found == wanted["spec"]["trainingHash"]
+
+
 def trainer_object_is_current(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """Whether a trainer object found under the wanted one's name is that object, not a leftover.
 
@@ -151,9 +188,7 @@ def trainer_configmap(
 ) -> dict[str, Any]:
     """The trainer config as a ConfigMap (mounted read-only into the trainer pod)."""
     name = trainer_configmap_name(version.customization, version.version)
-    labels = _labels(
-        version.customization, "trainer", **{"bespoke.dev/version": str(version.version)}
-    )
+    labels = _labels(version.customization, TRAINER, **{VERSION_LABEL: str(version.version)})
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -168,19 +203,6 @@ def _pvc_claims(uris: Iterable[str | None]) -> list[str]:
         u.removeprefix("pvc://").split("/", 1)[0] for u in uris if u and u.startswith("pvc://")
     }
     return sorted(claims)
-
-
-def _spec_uris(spec: ModelCustomizationSpec) -> list[str | None]:
-    data = spec.dataset
-    drift = spec.monitoring.on_drift.dataset
-    return [
-        spec.base_model.uri,
-        spec.storage.uri,
-        data.train.uri,
-        data.validation.uri if data.validation else None,
-        data.test.uri if data.test else None,
-        drift.uri if drift else None,
-    ]
 
 
 def _volumes(claims: list[str], extra: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
@@ -233,34 +255,33 @@ def _common_env(secret: str | None) -> tuple[list[dict[str, Any]], list[dict[str
 
 def trainer_job(
     version: ModelVersionSpec,
+    shape: TrainerShape,
     attempt: int,
     namespace: str,
     owner: OwnerRef,
     images: Images,
 ) -> dict[str, Any]:
-    """The Job that runs one attempt of the trainer for a version."""
-    spec = version.snapshot
-    training = spec.training
+    """The Job that runs one attempt of a version's trainer, in the shape the core decided."""
     name = trainer_job_name(version.customization, version.version, attempt)
     configmap = trainer_configmap_name(version.customization, version.version)
     labels = _labels(
         version.customization,
-        "trainer",
-        **{"bespoke.dev/version": str(version.version), "bespoke.dev/attempt": str(attempt)},
+        TRAINER,
+        **{VERSION_LABEL: str(version.version), ATTEMPT_LABEL: str(attempt)},
     )
-    if training.queue_name:
-        labels["kueue.x-k8s.io/queue-name"] = training.queue_name
+    if shape.queue_name:
+        labels[QUEUE_LABEL] = shape.queue_name
     config_volume = {"name": "config", "configMap": {"name": configmap}}
-    volumes, mounts = _volumes(_pvc_claims(_spec_uris(spec)), [config_volume])
+    volumes, mounts = _volumes(_pvc_claims(shape.reads), [config_volume])
     mounts.append({"name": "config", "mountPath": "/etc/bespoke", "readOnly": True})
-    env, env_from = _common_env(spec.storage.secret_ref.name if spec.storage.secret_ref else None)
-    gpus = training.resources.gpus
+    env, env_from = _common_env(shape.secret_name)
+    resources = shape.resources
     container: dict[str, Any] = {
         "name": TRAINER_CONTAINER,
-        "image": training.image or images.trainer,
+        "image": shape.image or images.trainer,
         "args": ["--config", f"/etc/bespoke/{CONFIG_KEY}"],
         "env": env,
-        "resources": _resources(gpus, training.resources.cpu, training.resources.memory),
+        "resources": _resources(resources.gpus, resources.cpu, resources.memory),
         "volumeMounts": mounts,
         "securityContext": _container_security(),
         # The trainer writes its JSON summary here; the operator reads it from the pod status.
@@ -276,15 +297,12 @@ def trainer_job(
         "containers": [container],
         "volumes": volumes,
     }
-    if training.node_selector:
-        pod_spec["nodeSelector"] = dict(training.node_selector)
-    if training.tolerations:
-        pod_spec["tolerations"] = [
-            t.model_dump(mode="json", by_alias=True, exclude_none=True)
-            for t in training.tolerations
-        ]
-    if training.priority_class_name:
-        pod_spec["priorityClassName"] = training.priority_class_name
+    if shape.node_selector:
+        pod_spec["nodeSelector"] = dict(shape.node_selector)
+    if shape.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in shape.tolerations]
+    if shape.priority_class_name:
+        pod_spec["priorityClassName"] = shape.priority_class_name
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -309,66 +327,51 @@ def trainer_job(
                     },
                 ]
             },
-            "activeDeadlineSeconds": training.deadline_seconds,
+            "activeDeadlineSeconds": shape.deadline_seconds,
             "ttlSecondsAfterFinished": 7 * 24 * 3600,
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
 
 
-def serving_deployment(
-    spec: ModelCustomizationSpec,
-    *,
-    customization: str,
-    version: int,
-    artifact_uri: str,
-    namespace: str,
-    owner: OwnerRef,
-    images: Images,
-) -> dict[str, Any]:
-    """The Deployment serving `version` (a zero-downtime rolling update moves it)."""
-    serving = spec.serving
+def serving_deployment(shape: ServingShape, owner: OwnerRef, images: Images) -> dict[str, Any]:
+    """The Deployment of a serving shape (a zero-downtime rolling update moves it)."""
+    customization = shape.customization
     name = serving_name(customization)
     selector = {
-        "app.kubernetes.io/instance": customization,
-        "app.kubernetes.io/component": "serving",
+        INSTANCE_LABEL: customization,
+        COMPONENT_LABEL: SERVING,
     }
-    labels = _labels(customization, "serving", **{"bespoke.dev/version": str(version)})
-    env_values = serving_env(
-        spec,
-        version=version,
-        artifact_uri=artifact_uri,
-        namespace=namespace,
-        customization=customization,
-    )
-    common, env_from = _common_env(
-        spec.storage.secret_ref.name if spec.storage.secret_ref else None
-    )
-    env = common + [{"name": k, "value": v} for k, v in env_values.items()]
-    claims = _pvc_claims([spec.base_model.uri, artifact_uri])
-    volumes, mounts = _volumes(claims, [])
-    probe = {"httpGet": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
+    labels = _labels(customization, SERVING, **{VERSION_LABEL: str(shape.version)})
+    common, env_from = _common_env(shape.secret_name)
+    env = common + [{"name": k, "value": v} for k, v in shape.env.items()]
+    volumes, mounts = _volumes(_pvc_claims(shape.reads), [])
+    timings = shape.probes
+    probe = {
+        "httpGet": {"port": "http"},
+        "periodSeconds": timings.period_seconds,
+        "timeoutSeconds": timings.timeout_seconds,
+    }
+    resources = shape.resources
     container: dict[str, Any] = {
         "name": "serving",
-        "image": serving.image or images.serving,
+        "image": shape.image or images.serving,
         "ports": [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}],
         "env": env,
-        "resources": _resources(
-            serving.resources.gpus, serving.resources.cpu, serving.resources.memory
-        ),
+        "resources": _resources(resources.gpus, resources.cpu, resources.memory),
         "volumeMounts": mounts,
         "securityContext": _container_security(),
         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}},
         "livenessProbe": {
             **probe,
             "httpGet": {"path": "/healthz", "port": "http"},
-            "initialDelaySeconds": 30,
-            "failureThreshold": 6,
+            "initialDelaySeconds": timings.liveness_initial_delay_seconds,
+            "failureThreshold": timings.liveness_failure_threshold,
         },
         "startupProbe": {
             **probe,
             "httpGet": {"path": "/healthz", "port": "http"},
-            "failureThreshold": 60,
+            "failureThreshold": timings.startup_failure_threshold,
         },
     }
     if env_from:
@@ -376,9 +379,15 @@ def serving_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(name, namespace, labels, owner),
+        "metadata": _metadata(
+            name,
+            shape.namespace,
+            labels,
+            owner,
+            {SERVING_HASH_ANNOTATION: shape.serving_hash} if shape.serving_hash else None,
+        ),
         "spec": {
-            "replicas": serving.replicas,
+            "replicas": shape.replicas,
             "selector": {"matchLabels": selector},
             "strategy": {
                 "type": "RollingUpdate",
@@ -403,13 +412,13 @@ def serving_service(customization: str, namespace: str, owner: OwnerRef) -> dict
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(
-            serving_name(customization), namespace, _labels(customization, "serving"), owner
+            serving_name(customization), namespace, _labels(customization, SERVING), owner
         ),
         "spec": {
             "type": "ClusterIP",
             "selector": {
-                "app.kubernetes.io/instance": customization,
-                "app.kubernetes.io/component": "serving",
+                INSTANCE_LABEL: customization,
+                COMPONENT_LABEL: SERVING,
             },
             "ports": [{"name": "http", "port": SERVING_PORT, "targetPort": "http"}],
         },
@@ -422,14 +431,14 @@ def serving_pdb(customization: str, namespace: str, owner: OwnerRef) -> dict[str
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _metadata(
-            serving_name(customization), namespace, _labels(customization, "serving"), owner
+            serving_name(customization), namespace, _labels(customization, SERVING), owner
         ),
         "spec": {
             "minAvailable": 1,
             "selector": {
                 "matchLabels": {
-                    "app.kubernetes.io/instance": customization,
-                    "app.kubernetes.io/component": "serving",
+                    INSTANCE_LABEL: customization,
+                    COMPONENT_LABEL: SERVING,
                 }
             },
         },

@@ -9,16 +9,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, Final
 
 from pydantic import ValidationError
 
 from bespoke_operator.api import ModelVersion
-from bespoke_operator.reconcile import APPROVAL_ANNOTATION, ServingState, TrainerRun, TrainerSummary
-from bespoke_operator.runtimes.kubernetes.objects import TRAINER_CONTAINER
+from bespoke_operator.constants import ATTEMPT_LABEL, VERSION_LABEL
+from bespoke_operator.reconcile import ServingState, StartupProblem, TrainerRun, TrainerSummary
+from bespoke_operator.runtimes.kubernetes.objects import SERVING_HASH_ANNOTATION, TRAINER_CONTAINER
 
 __all__ = [
-    "approved_versions",
     "parse_versions",
     "serving_state",
     "trainer_runs",
@@ -47,30 +48,30 @@ def without_server_fields(item: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def approved_versions(versions: Iterable[ModelVersion]) -> frozenset[int]:
-    """Versions a person approved with the annotation bespoke.dev/approved=true."""
-    return frozenset(
-        v.spec.version
-        for v in versions
-        if v.metadata.annotations.get(APPROVAL_ANNOTATION, "").lower() == "true"
-    )
-
-
 def trainer_runs(
     jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
 ) -> list[TrainerRun]:
     """One run per trainer Job, with the summary its pod left in its termination message."""
+    jobs = list(jobs)
+    uids = {job["metadata"].get("uid") for job in jobs}
     pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
     for pod in pods:
         job = pod.get("metadata", {}).get("labels", {}).get("batch.kubernetes.io/job-name")
-        if job:
+        owners = {
+            ref.get("uid")
+            for ref in pod.get("metadata", {}).get("ownerReferences", [])
+            if ref.get("kind") == "Job"
+        }
+        # A pod of an earlier Job of the same name (a namesake's, awaiting collection) is not
+        # this Job's.
+        if job and (not owners or owners & uids):
             pods_by_job.setdefault(job, []).append(pod)
     runs = []
     for job in jobs:
         labels = job["metadata"].get("labels", {})
         try:
-            version = int(labels["bespoke.dev/version"])
-            attempt = int(labels["bespoke.dev/attempt"])
+            version = int(labels[VERSION_LABEL])
+            attempt = int(labels[ATTEMPT_LABEL])
         except (KeyError, ValueError):
             continue
         runs.append(_run(job, version, attempt, pods_by_job.get(job["metadata"]["name"], [])))
@@ -94,7 +95,7 @@ def _run(
     elif failed:
         state = "Failed"
     else:
-        return TrainerRun(version, attempt, "Running")
+        return _running(job, version, attempt, pods)
     pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), default=None)
     summary = _summary(pod) if pod is not None else None
     if summary is None and failed is not None:
@@ -102,6 +103,66 @@ def _run(
         summary = TrainerSummary(outcome="Failed", reason=reason, message=failed.get("message", ""))
     disrupted = pod is not None and _condition(pod, "DisruptionTarget") is not None
     return TrainerRun(version, attempt, state, summary=summary, disrupted=disrupted)  # type: ignore[arg-type]
+
+
+#: Waiting reasons of a container that will not start by waiting longer (see the kubelet's
+#: images and kuberuntime packages); a slow pull (ContainerCreating, PodInitializing) is not one.
+STARTUP_FAILURES: Final = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+
+
+def _running(
+    job: Mapping[str, Any], version: int, attempt: int, pods: list[Mapping[str, Any]]
+) -> TrainerRun:
+    """A running attempt: whether its pod has started, and why not when it cannot."""
+    created = _timestamp(job["metadata"].get("creationTimestamp"))
+    pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), default=None)
+    if pod is None:  # no pod yet (a Job queued by Kueue, or just created)
+        return TrainerRun(version, attempt, "Running", created_at=created, pending=True)
+    statuses = pod.get("status", {}).get("containerStatuses", []) or []
+    started = any(
+        "running" in (c.get("state") or {}) or "terminated" in (c.get("state") or {})
+        for c in statuses
+    )
+    if started:
+        return TrainerRun(version, attempt, "Running", created_at=created)
+    problem = None
+    for container in statuses:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STARTUP_FAILURES:
+            message = waiting.get("message") or ""
+            problem = StartupProblem(
+                waiting["reason"], f"container {container.get('name')}: {message}"[:1024]
+            )
+            break
+    for condition in pod.get("status", {}).get("conditions", []) or []:
+        if (
+            problem is None
+            and condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
+            problem = StartupProblem("Unschedulable", (condition.get("message") or "")[:1024])
+    return TrainerRun(
+        version, attempt, "Running", created_at=created, pending=True, startup_problem=problem
+    )
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _summary(pod: Mapping[str, Any]) -> TrainerSummary | None:
@@ -112,6 +173,15 @@ def _summary(pod: Mapping[str, Any]) -> TrainerSummary | None:
         if not terminated:
             return None
         exit_code = terminated.get("exitCode")
+        if terminated.get("reason") == "OOMKilled":
+            # Killed by the kernel at the memory limit: no summary was written, and the log tail
+            # would hide the reason. decide adds the hint on what to change.
+            return TrainerSummary(
+                outcome="Failed",
+                reason="OutOfMemory",
+                message="the trainer was killed at its memory limit (OOMKilled)",
+                exit_code=exit_code,
+            )
         try:
             data = json.loads(terminated.get("message") or "")
             summary = TrainerSummary.model_validate(data)
@@ -136,7 +206,7 @@ def serving_state(deployment: Mapping[str, Any] | None, endpoint: str) -> Servin
         return None
     labels = deployment["spec"]["template"]["metadata"].get("labels", {})
     try:
-        version = int(labels["bespoke.dev/version"])
+        version = int(labels[VERSION_LABEL])
     except (KeyError, ValueError):
         return None
     spec, status = deployment["spec"], deployment.get("status", {})
@@ -153,4 +223,5 @@ def serving_state(deployment: Mapping[str, Any] | None, endpoint: str) -> Servin
         available=bool(available),
         ready_replicas=status.get("readyReplicas", 0),
         endpoint=endpoint,
+        serving_hash=(deployment["metadata"].get("annotations") or {}).get(SERVING_HASH_ANNOTATION),
     )

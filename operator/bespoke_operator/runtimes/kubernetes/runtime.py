@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 import aiohttp
 from pydantic import ValidationError
@@ -18,6 +18,15 @@ from bespoke_operator.api import (
     ModelCustomizationStatus,
     is_relative_location,
 )
+from bespoke_operator.constants import (
+    COMPONENT_LABEL,
+    CUSTOMIZATION_LABEL,
+    CUSTOMIZATIONS,
+    TRAINER,
+    VERSION_LABEL,
+    VERSIONS,
+)
+from bespoke_operator.errors import ApiError
 from bespoke_operator.reconcile import (
     Action,
     CreateVersion,
@@ -31,18 +40,20 @@ from bespoke_operator.reconcile import (
     StartTrainer,
     StopTrainer,
     Undeploy,
+    approved_versions,
     decide,
     drift_report,
-    invalid_spec_status,
+    stalled_status,
     version_name,
 )
+from bespoke_operator.reconcile.schedule import drift_reading_due
+from bespoke_operator.reconcile.trainer_config import trainer_shape
 from bespoke_operator.runtimes.kubernetes import objects, observe
-from bespoke_operator.runtimes.kubernetes.client import ApiError, KubeApi, resource_path
+from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
 
-__all__ = ["KubernetesRuntime", "Outcome", "status_patch"]
+__all__ = ["KubernetesRuntime", "Outcome", "status_patch", "unreconciled"]
 
 _log = logging.getLogger(__name__)
-_VERSIONS: Final = "modelversions"
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,15 @@ class Outcome:
 def status_patch(status: ModelCustomizationStatus) -> dict[str, Any]:
     """The status as a merge patch: fields that became empty are nulled, lists written whole."""
     return status.model_dump(mode="json", by_alias=True)
+
+
+def unreconciled(body: Mapping[str, Any]) -> bool:
+    """Whether no pass has written this customization's status yet.
+
+    The server reads a status it never got as the schema's defaults (`conditions: []`, ...), so
+    an empty status is not the sign: a written one always has `observedGeneration`.
+    """
+    return not (body.get("status") or {}).get("observedGeneration")
 
 
 def _utcnow() -> datetime:
@@ -75,6 +95,57 @@ class KubernetesRuntime:
         self.api = api
         self.images = images
         self.clock = clock
+
+    async def reconcile_and_record(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        known: Mapping[str, Any] | None = None,
+        read_drift: bool = False,
+    ) -> Outcome | None:
+        """Reads a customization, reconciles it, writes its status if changed; None when gone.
+
+        `known`: a body just delivered by the ADDED event of a new customization (no status yet),
+        as fresh as a re-read would be. Otherwise status is computed from the freshest object,
+        never from a stale event body. `read_drift`: read `/drift` when a reading is due. A pass
+        the API refuses for good (e.g. a missing RBAC permission) is written into status as
+        Stalled/ApiRequestFailed, not left silent, and raised.
+        """
+        path = resource_path(API_VERSION, CUSTOMIZATIONS, namespace, name)
+        body = known
+        try:
+            if body is None:
+                body = await self.api.get(path)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return None
+            drift = await self._drift_if_due(body) if read_drift else None
+            outcome = await self.reconcile(body, drift, new=known is not None)
+            if _previous_status(body) != outcome.status:  # an unchanged one is not rewritten
+                await self.api.merge_patch(
+                    f"{path}/status", {"status": status_patch(outcome.status)}
+                )
+        except ApiError as exc:
+            if not exc.retryable and body is not None:
+                await self._record_failure(path, body, exc)
+            raise
+        return outcome
+
+    async def _record_failure(self, path: str, body: Mapping[str, Any], exc: ApiError) -> None:
+        _log.error("Reconcile of %s failed: %s", path, exc)
+        status = self._stalled(body, "ApiRequestFailed", f"the operator cannot continue: {exc}")
+        try:
+            await self.api.merge_patch(f"{path}/status", {"status": status_patch(status)})
+        except ApiError as second:
+            _log.error("Cannot write the failure into %s status either: %s", path, second)
+
+    async def _drift_if_due(self, body: Mapping[str, Any]) -> DriftReport | None:
+        try:
+            mc = ModelCustomization.model_validate(observe.without_server_fields(body))
+        except ValidationError:
+            return None  # the pass reports the invalid spec
+        due = drift_reading_due(mc, mc.status, now=self.clock())
+        return await self.read_drift(mc) if due is not None and due <= self.clock() else None
 
     async def reconcile(
         self, body: Mapping[str, Any], drift: DriftReport | None = None, *, new: bool = False
@@ -97,7 +168,7 @@ class KubernetesRuntime:
         owner = objects.OwnerRef(
             API_VERSION, "ModelCustomization", mc.metadata.name, metadata["uid"]
         )
-        if new and not body.get("status"):
+        if new and unreconciled(body):
             # Nothing has reconciled this customization yet, so it has no children to list: the
             # only way it could is a pass that failed before writing status, and then every
             # create below answers 409 (success) and the next pass (the resync loop's) observes
@@ -112,14 +183,23 @@ class KubernetesRuntime:
 
     def _invalid(self, body: Mapping[str, Any], message: str) -> Outcome:
         """Stalled on a spec that cannot run here; nothing is created."""
-        generation = body.get("metadata", {}).get("generation")
-        status = invalid_spec_status(_previous_status(body), generation, message, self.clock())
-        return Outcome(status, None)
+        return Outcome(self._stalled(body, "InvalidSpec", message), None)
+
+    def _stalled(
+        self, body: Mapping[str, Any], reason: str, message: str
+    ) -> ModelCustomizationStatus:
+        return stalled_status(
+            _previous_status(body),
+            reason=reason,
+            message=message,
+            generation=body.get("metadata", {}).get("generation"),
+            now=self.clock(),
+        )
 
     async def read_drift(self, mc: ModelCustomization) -> DriftReport | None:
         """The serving service's latest drift reading, or None when it cannot be had now."""
         status = mc.status
-        if status is None or status.endpoint is None or not mc.spec.monitoring.enabled:
+        if status is None or status.endpoint is None:
             return None
         timeout = aiohttp.ClientTimeout(total=5)
         try:
@@ -139,22 +219,31 @@ class KubernetesRuntime:
     ) -> Observed:
         namespace = mc.metadata.namespace
         name = mc.metadata.name
-        selector = f"bespoke.dev/customization={name}"
+        selector = f"{CUSTOMIZATION_LABEL}={name}"
+        # Only this customization's children (by owner uid): an earlier customization of this
+        # name may still have versions, Jobs and a Deployment awaiting the garbage collector.
         version_items = await self.api.list(
-            resource_path(API_VERSION, _VERSIONS, namespace), selector
+            resource_path(API_VERSION, VERSIONS, namespace), selector
         )
-        versions = observe.parse_versions(version_items)
-        trainer = f"{selector},app.kubernetes.io/component=trainer"
+        versions = observe.parse_versions(
+            item for item in version_items if objects.owned_by(item, owner.uid)
+        )
+        trainer = f"{selector},{COMPONENT_LABEL}={TRAINER}"
         jobs = [
             job
             for job in await self.api.list(resource_path("batch/v1", "jobs", namespace), trainer)
-            # An earlier customization of this name may still have Jobs awaiting collection.
-            if not objects.owned_by_another(job, owner.uid)
+            if objects.owned_by(job, owner.uid)
         ]
         pods = await self.api.list(resource_path("v1", "pods", namespace), trainer) if jobs else []
-        deployment = await self.api.get(
-            resource_path("apps/v1", "deployments", namespace, objects.serving_name(name))
+        deployment_path = resource_path(
+            "apps/v1", "deployments", namespace, objects.serving_name(name)
         )
+        deployment = await self.api.get(deployment_path)
+        if deployment is not None and objects.owned_by_another(deployment, owner.uid):
+            # Its pods serve the earlier customization's model: removed now (the collector would
+            # soon), so this customization's Deploy creates its own.
+            await self.api.delete(deployment_path)
+            deployment = None
         endpoint = f"http://{objects.serving_name(name)}.{namespace}.svc:{objects.SERVING_PORT}"
         return Observed(
             now=self.clock(),
@@ -162,7 +251,7 @@ class KubernetesRuntime:
             trainer_runs=tuple(observe.trainer_runs(jobs, pods)),
             serving=observe.serving_state(deployment, endpoint),
             drift=drift,
-            approved_versions=observe.approved_versions(versions),
+            approved_versions=approved_versions(versions),
         )
 
     async def _apply_round(
@@ -211,10 +300,12 @@ class KubernetesRuntime:
         if isinstance(action, CreateVersion):
             body = action.version.model_dump(mode="json", by_alias=True, exclude_none=True)
             body["metadata"]["ownerReferences"] = [owner.as_dict()]
-            await self.api.create(resource_path(API_VERSION, _VERSIONS, namespace), body)
+            collection = resource_path(API_VERSION, VERSIONS, namespace)
+            if not await self.api.create(collection, body):
+                await self._adopt_version(f"{collection}/{body['metadata']['name']}", body)
         elif isinstance(action, SetVersionStatus):
             path = resource_path(
-                API_VERSION, _VERSIONS, namespace, version_name(name, action.version), "status"
+                API_VERSION, VERSIONS, namespace, version_name(name, action.version), "status"
             )
             await self.api.merge_patch(
                 path, {"status": action.status.model_dump(mode="json", by_alias=True)}
@@ -224,7 +315,7 @@ class KubernetesRuntime:
         elif isinstance(action, StopTrainer):
             await self._remove_trainer(mc, action.version)
         elif isinstance(action, Deploy):
-            await self._deploy(mc, action, owner)
+            await self._deploy(action, owner)
         elif isinstance(action, Undeploy):
             serving = objects.serving_name(name)
             for api_version, plural in (
@@ -235,11 +326,32 @@ class KubernetesRuntime:
                 await self.api.delete(resource_path(api_version, plural, namespace, serving))
         elif isinstance(action, DeleteVersion):
             await self.api.delete(
-                resource_path(API_VERSION, _VERSIONS, namespace, version_name(name, action.version))
+                resource_path(API_VERSION, VERSIONS, namespace, version_name(name, action.version))
             )
             await self._remove_trainer(mc, action.version)
         elif isinstance(action, Event):
             await self._event(mc, owner, action)
+
+    async def _adopt_version(self, path: str, wanted: dict[str, Any]) -> None:
+        """A 409 on a version: success only when the one found is this owner's, of this spec.
+
+        Otherwise the pass fails with a retryable conflict; a leftover of an earlier customization
+        of the same name is deleted first, so the retry creates this one's.
+        """
+        existing = await self.api.get(path)
+        if existing is not None and objects.version_is_current(existing, wanted):
+            return
+        name = wanted["metadata"]["name"]
+        if existing is None or existing["metadata"].get("deletionTimestamp"):
+            detail = "was being deleted"
+        elif objects.owned_by(existing, wanted["metadata"]["ownerReferences"][0]["uid"]):
+            # This customization's own record of another spec: the next pass observes it and
+            # plans the next version number.
+            raise ApiError(409, f"ModelVersion {name} exists for another spec; replanned", path)
+        else:
+            await self.api.delete(path)
+            detail = "was left by an earlier customization of the same name; removed"
+        raise ApiError(409, f"ModelVersion {name} {detail}; it is created on the next pass", path)
 
     async def _start_trainer(
         self, mc: ModelCustomization, action: StartTrainer, owner: objects.OwnerRef
@@ -249,7 +361,7 @@ class KubernetesRuntime:
         if spec is None:  # not known from this pass: read it back
             version_object = version_name(mc.metadata.name, action.version)
             found = await self.api.get(
-                resource_path(API_VERSION, _VERSIONS, namespace, version_object)
+                resource_path(API_VERSION, VERSIONS, namespace, version_object)
             )
             if found is None:
                 raise RuntimeError(f"ModelVersion {version_object} vanished before its trainer")
@@ -263,7 +375,14 @@ class KubernetesRuntime:
             ),
             (
                 resource_path("batch/v1", "jobs", namespace),
-                objects.trainer_job(spec, action.attempt, namespace, owner, self.images),
+                objects.trainer_job(
+                    spec,
+                    action.shape or trainer_shape(spec),
+                    action.attempt,
+                    namespace,
+                    owner,
+                    self.images,
+                ),
             ),
         )
         results = await asyncio.gather(
@@ -302,8 +421,8 @@ class KubernetesRuntime:
         """Deletes every trainer Job of a version and its config (superseded or deleted)."""
         namespace = mc.metadata.namespace or "default"
         selector = (
-            f"bespoke.dev/customization={mc.metadata.name},app.kubernetes.io/component=trainer,"
-            f"bespoke.dev/version={version}"
+            f"{CUSTOMIZATION_LABEL}={mc.metadata.name},{COMPONENT_LABEL}={TRAINER},"
+            f"{VERSION_LABEL}={version}"
         )
         jobs_path = resource_path("batch/v1", "jobs", namespace)
         jobs = [
@@ -315,31 +434,23 @@ class KubernetesRuntime:
         )
         await _all(self.api.delete(path) for path in [*jobs, config])
 
-    async def _deploy(
-        self, mc: ModelCustomization, action: Deploy, owner: objects.OwnerRef
-    ) -> None:
-        namespace = mc.metadata.namespace or "default"
-        name = mc.metadata.name
-        serving = objects.serving_name(name)
-        deployment = objects.serving_deployment(
-            mc.spec,
-            customization=name,
-            version=action.version,
-            artifact_uri=action.artifact_uri,
-            namespace=namespace,
-            owner=owner,
-            images=self.images,
-        )
+    async def _deploy(self, action: Deploy, owner: objects.OwnerRef) -> None:
+        shape = action.serving
+        namespace = shape.namespace
+        serving = objects.serving_name(shape.customization)
         await self.api.apply(
-            resource_path("apps/v1", "deployments", namespace, serving), deployment
+            resource_path("apps/v1", "deployments", namespace, serving),
+            objects.serving_deployment(shape, owner, self.images),
         )
         await self.api.apply(
             resource_path("v1", "services", namespace, serving),
-            objects.serving_service(name, namespace, owner),
+            objects.serving_service(shape.customization, namespace, owner),
         )
         pdb_path = resource_path("policy/v1", "poddisruptionbudgets", namespace, serving)
-        if mc.spec.serving.replicas > 1:
-            await self.api.apply(pdb_path, objects.serving_pdb(name, namespace, owner))
+        if shape.replicas > 1:
+            await self.api.apply(
+                pdb_path, objects.serving_pdb(shape.customization, namespace, owner)
+            )
         else:
             await self.api.delete(pdb_path)
 

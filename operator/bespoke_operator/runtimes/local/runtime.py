@@ -24,7 +24,7 @@ from bespoke_operator.api import (
     check_update,
     is_relative_location,
 )
-from bespoke_operator.api.rules import RuleViolation
+from bespoke_operator.errors import MissingLocationError, UpdateRefusedError
 from bespoke_operator.reconcile import (
     Action,
     CreateVersion,
@@ -41,10 +41,10 @@ from bespoke_operator.reconcile import (
     TrainerRun,
     TrainerSummary,
     Undeploy,
+    approved_versions,
     decide,
     drift_report,
 )
-from bespoke_operator.reconcile.serving_env import serving_env
 from bespoke_operator.runtimes.local import processes
 from bespoke_operator.runtimes.local.state import (
     CustomizationState,
@@ -54,23 +54,7 @@ from bespoke_operator.runtimes.local.state import (
     write_json,
 )
 
-__all__ = ["Admission", "LocalRuntime", "MissingLocation", "UpdateRefused", "prepare"]
-
-
-class MissingLocation(Exception):  # noqa: N818 - reads as what happened
-    """A local model or data location of the customization does not exist."""
-
-
-class UpdateRefused(Exception):  # noqa: N818 - reads as what happened
-    """The file changes what an existing customization cannot change; nothing was stored.
-
-    The same transition rules (and messages) as the CRD's, which the API server enforces on an
-    update; `violations` have field paths relative to `spec`.
-    """
-
-    def __init__(self, violations: list[RuleViolation]) -> None:
-        self.violations = violations
-        super().__init__("; ".join(f"spec{v.field_path}: {v.message}" for v in violations))
+__all__ = ["Admission", "LocalRuntime", "prepare"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +84,7 @@ def _resolve(uri: str, base: Path) -> str:
 def prepare(document: Mapping[str, Any], base: Path, state: CustomizationState) -> dict[str, Any]:
     """The customization as the local runtime runs it: paths resolved, storage in the state dir.
 
-    Raises `MissingLocation` naming every field whose local file is missing (or that names a
+    Raises `MissingLocationError` naming every field whose local file is missing (or that names a
     PersistentVolumeClaim, which only a cluster has), so nothing starts on a typo.
     """
     doc = copy.deepcopy(dict(document))
@@ -122,7 +106,7 @@ def prepare(document: Mapping[str, Any], base: Path, state: CustomizationState) 
         elif not uri.startswith(URI_SCHEMES) and not Path(uri).exists():
             problems.append(f"{field}: {holder['uri']} does not exist — check the path")
     if problems:
-        raise MissingLocation("\n".join(problems))
+        raise MissingLocationError("\n".join(problems))
     spec["storage"] = {"uri": str(state.artifacts)}
     return doc
 
@@ -161,8 +145,8 @@ class LocalRuntime:
         """Stores the wanted customization, keeping status; a changed spec bumps the generation.
 
         As on a cluster, a change the CRD's transition rules forbid (`task`) raises
-        `UpdateRefused` and stores nothing. A `bespoke rollback` pin survives admitting the same
-        file again; a file that says anything else is the newer intent, so the pin is dropped
+        `UpdateRefusedError` and stores nothing. A `bespoke rollback` pin survives admitting the
+        same file again; a file that says anything else is the newer intent, so the pin is dropped
         and the file's own `serving.pinnedVersion` (usually none) decides.
         """
         body = copy.deepcopy(dict(document))
@@ -174,7 +158,7 @@ class LocalRuntime:
             return Admission(self._store(body, 1, None), resumed=False)
         violations = check_update(previous.spec, wanted.spec)
         if violations:
-            raise UpdateRefused(violations)
+            raise UpdateRefusedError(violations)
         pin = self.state.rollback_pin()
         if pin is not None and previous.spec.serving.pinned_version != pin.version:
             pin = None  # the stored spec no longer carries it: a stale record
@@ -244,18 +228,13 @@ class LocalRuntime:
         serving = self._serving_state()
         drift = self._drift(serving) if read_drift and serving and serving.available else None
         versions = self.state.versions()
-        approved = frozenset(
-            v.spec.version
-            for v in versions
-            if v.metadata.annotations.get("bespoke.dev/approved", "").lower() == "true"
-        )
         return Observed(
             now=self.clock(),
             versions=tuple(versions),
             trainer_runs=tuple(self._run(r) for r in self.state.runs()),
             serving=serving,
             drift=drift,
-            approved_versions=approved,
+            approved_versions=approved_versions(versions),
         )
 
     def _run(self, run: TrainerRunDir) -> TrainerRun:
@@ -307,7 +286,7 @@ class LocalRuntime:
                 if run.version == action.version and run.pid.exists():
                     processes.stop(int(run.pid.read_text()))
         elif isinstance(action, Deploy):
-            self._deploy(mc, action)
+            self._deploy(action)
         elif isinstance(action, Undeploy):
             self.stop_serving()
         elif isinstance(action, DeleteVersion):
@@ -332,14 +311,10 @@ class LocalRuntime:
         pid = processes.start_trainer(run.config, run.summary, run.log, self.env)
         run.pid.write_text(str(pid))
 
-    def _deploy(self, mc: ModelCustomization, action: Deploy) -> None:
-        env = serving_env(
-            mc.spec,
-            version=action.version,
-            artifact_uri=action.artifact_uri,
-            namespace="local",
-            customization=mc.metadata.name,
-        )
+    def _deploy(self, action: Deploy) -> None:
+        # One process on this machine: the shape's environment is what applies here (replicas,
+        # resources and the image are a cluster's to honour).
+        env = action.serving.env
         digest = hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()[:16]
         record = self.state.serving()
         if record is not None and record.env_digest == digest and processes.alive(record.pid):

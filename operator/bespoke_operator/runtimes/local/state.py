@@ -23,26 +23,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bespoke_operator.api import ModelCustomization, ModelVersion
+from bespoke_operator.errors import StateUnreadableError
 
 __all__ = [
     "CustomizationState",
     "RollbackPin",
     "ServingRecord",
-    "StateUnreadable",
     "TrainerRunDir",
     "write_json",
 ]
-
-
-class StateUnreadable(Exception):  # noqa: N818 - reads as what happened
-    """A file of the state directory cannot be read back (edited by hand, truncated, a folder)."""
-
-    def __init__(self, path: Path, error: Exception, state_dir: Path) -> None:
-        self.path = path
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        super().__init__(
-            f"{path} cannot be read ({reason}): restore it, or move {state_dir} aside to start over"
-        )
 
 
 def _number(text: str) -> int:
@@ -139,7 +128,7 @@ class CustomizationState:
         try:
             return ModelCustomization.model_validate_json(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-            raise StateUnreadable(path, exc, self.dir) from exc
+            raise StateUnreadableError(path, exc, self.dir) from exc
 
     def save_customization(self, mc: ModelCustomization) -> None:
         write_json(self.dir / "customization.json", mc.model_dump(mode="json", by_alias=True))
@@ -152,7 +141,7 @@ class CustomizationState:
             try:
                 found.append(ModelVersion.model_validate_json(path.read_text(encoding="utf-8")))
             except (OSError, ValueError) as exc:
-                raise StateUnreadable(path, exc, self.dir) from exc
+                raise StateUnreadableError(path, exc, self.dir) from exc
         return found
 
     def save_version(self, version: ModelVersion) -> None:
@@ -193,7 +182,7 @@ class CustomizationState:
         try:
             return kind(**json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError) as exc:
-            raise StateUnreadable(path, exc, self.dir) from exc
+            raise StateUnreadableError(path, exc, self.dir) from exc
 
     def _save_record(self, name: str, record: ServingRecord | RollbackPin | None) -> None:
         path = self.dir / name

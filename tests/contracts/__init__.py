@@ -1,0 +1,1 @@
+"""Agreement tests across component boundaries (operator, trainer, serving, monitor)."""

@@ -1,0 +1,38 @@
+"""Operator settings: read from the environment at start-up, bad values refused by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from bespoke_operator.settings import OperatorSettings
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    settings = OperatorSettings.from_env({})
+    assert settings == OperatorSettings()
+    assert settings.resync_interval_seconds == 10 * settings.reconcile_interval_seconds
+    assert settings.trainer_image.startswith("ghcr.io/bespoke-dev/bespoke-trainer:")
+
+
+def test_the_environment_overrides_and_the_resync_follows_the_interval() -> None:
+    settings = OperatorSettings.from_env(
+        {
+            "BESPOKE_RECONCILE_INTERVAL_SECONDS": "3",
+            "BESPOKE_METRICS_PORT": "0",
+            "BESPOKE_SERVING_IMAGE": "registry.example/serving:1",
+            "BESPOKE_RETRY_CAP_SECONDS": "120",
+            "KUBECONFIG": "/tmp/config",
+        }
+    )
+    assert settings.reconcile_interval_seconds == 3
+    assert settings.resync_interval_seconds == 30
+    assert settings.metrics_port == 0
+    assert settings.serving_image == "registry.example/serving:1"
+    assert settings.retry_cap_seconds == 120
+    assert settings.kubeconfig == "/tmp/config"
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_a_bad_value_is_refused_naming_the_variable(value: str) -> None:
+    with pytest.raises(ValueError, match=f"BESPOKE_RESYNC_INTERVAL_SECONDS={value!r}"):
+        OperatorSettings.from_env({"BESPOKE_RESYNC_INTERVAL_SECONDS": value})
