@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -55,7 +53,8 @@ class OperatorSettings:
     #: sets to the pod's namespace) and `BESPOKE_LEADER_ELECTION_LEASE`: where the Lease lives.
     lease_namespace: str | None = None
     lease_name: str = "bespoke-operator"
-    #: `POD_ID` (the chart: the pod's name), else the host name: who holds the Lease.
+    #: `POD_ID` (the chart: the pod's name): who holds the Lease; unset: the host name and a
+    #: random suffix.
     identity: str = ""
     #: `BESPOKE_LEASE_DURATION_SECONDS`: how long a standby waits, after the last renewal it saw,
     #: before it takes the Lease over; the longest failover after a leader dies.
@@ -116,7 +115,7 @@ def _leader_election(env: Mapping[str, str]) -> dict[str, Any]:
         "leader_election": enabled,
         "lease_namespace": namespace or None,
         "lease_name": env.get("BESPOKE_LEADER_ELECTION_LEASE") or d.lease_name,
-        "identity": env.get("POD_ID") or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+        "identity": env.get("POD_ID") or "",
         "lease_duration_seconds": duration,
         "lease_renew_deadline_seconds": renew,
         "lease_retry_seconds": retry,

@@ -144,9 +144,7 @@ def test_the_standby_takes_over_a_killed_leader_without_duplicates(
         lambda: cluster.mv(1), lambda v: (v or {}).get("status", {}).get("phase") == "Promoted"
     )
     assert (promoted or {}).get("status", {}).get("phase") == "Promoted", second.text()
-    versions = cluster.items(
-        f"/apis/bespoke.dev/v1alpha1/namespaces/{namespace}/modelversions", ""
-    )
+    versions = cluster.items(f"/apis/bespoke.dev/v1alpha1/namespaces/{namespace}/modelversions", "")
     assert [v["metadata"]["name"] for v in versions] == ["sentiment-v1"]
     assert [j["metadata"]["name"] for j in cluster.jobs()] == ["sentiment-v1-train-1"]
     deployments = cluster.items(f"/apis/apps/v1/namespaces/{namespace}/deployments", "")

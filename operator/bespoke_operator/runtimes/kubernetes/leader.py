@@ -24,7 +24,9 @@ import logging
 import math
 import os
 import random
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -69,7 +71,7 @@ class LeaderElector:
         self._settings = settings
         self._clock = clock
         self._on_lost = on_lost
-        self.identity = settings.identity
+        self.identity = settings.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self._path = resource_path(*_LEASES, settings.lease_namespace, settings.lease_name)
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
