@@ -88,7 +88,12 @@ def trainer_shape(version: ModelVersionSpec) -> TrainerShape:
     resources = training.resources
     return TrainerShape(
         image=training.image,
-        resources=PodResources(cpu=resources.cpu, memory=resources.memory, gpus=resources.gpus),
+        resources=PodResources(
+            cpu=resources.cpu,
+            memory=resources.memory,
+            gpus=resources.gpus,
+            ephemeral_storage=resources.ephemeral_storage,
+        ),
         node_selector=dict(training.node_selector or {}),
         tolerations=tuple(
             t.model_dump(mode="json", by_alias=True, exclude_none=True)

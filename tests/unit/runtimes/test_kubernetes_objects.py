@@ -74,6 +74,41 @@ def test_pod_templates_meet_the_restricted_pod_security_profile(path: Path) -> N
             assert "hostPath" not in volume
 
 
+@pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
+def test_every_scratch_volume_is_bounded_and_requested(path: Path) -> None:
+    for pod in _pod_specs(path):
+        scratch = [v["emptyDir"] for v in pod["volumes"] if "emptyDir" in v]
+        assert scratch
+        for volume in scratch:
+            assert volume["sizeLimit"]
+        for container in pod["containers"]:
+            assert container["resources"]["requests"]["ephemeral-storage"] in {
+                v["sizeLimit"] for v in scratch
+            }
+
+
+def test_scratch_space_follows_the_spec() -> None:
+    world = InMemoryWorld(customization())
+    world.document["spec"]["training"]["resources"] = {"ephemeralStorage": "120Gi"}
+    world.document["spec"]["serving"]["resources"] = {"ephemeralStorage": "3Gi"}
+    mc = world.mc
+    assert mc.spec.training.resources.ephemeral_storage == "120Gi"
+    [create] = [a for a in world.reconcile().actions if isinstance(a, CreateVersion)]
+    owner = objects.OwnerRef("bespoke.dev/v1alpha1", "ModelCustomization", "sentiment", "u")
+    images = objects.Images("t", "s")
+    job = objects.trainer_job(
+        create.version.spec, trainer_shape(create.version.spec), 1, "ml", owner, images
+    )
+    pod = job["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["emptyDir"] == {"sizeLimit": "120Gi"}
+    serving = objects.serving_deployment(
+        serving_shape(mc, version=1, artifact_uri="pvc://a/v1"), owner, images
+    )
+    pod = serving["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["emptyDir"] == {"sizeLimit": "3Gi"}
+    assert pod["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "3Gi"
+
+
 def test_gpu_job_carries_scheduling_queue_and_failure_policy() -> None:
     path = next(p for p in example_files() if p.name == "qlora-gpu.yaml")
     job = next(c for c in _children(path) if c["kind"] == "Job")

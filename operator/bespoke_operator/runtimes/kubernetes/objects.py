@@ -205,8 +205,12 @@ def _pvc_claims(uris: Iterable[str | None]) -> list[str]:
     return sorted(claims)
 
 
-def _volumes(claims: list[str], extra: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}, *extra]
+def _volumes(
+    claims: list[str], extra: list[dict[str, Any]], scratch: str
+) -> tuple[list[Any], list[Any]]:
+    # /tmp is the only writable path (read-only root): bounded, so a runaway download or cache
+    # evicts this pod instead of filling the node's disk.
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": scratch}}, *extra]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     for index, claim in enumerate(claims):
         volumes.append({"name": f"pvc-{index}", "persistentVolumeClaim": {"claimName": claim}})
@@ -234,8 +238,9 @@ def _container_security() -> dict[str, Any]:
     }
 
 
-def _resources(gpus: int, cpu: str, memory: str) -> dict[str, Any]:
-    requests: dict[str, Any] = {"cpu": cpu, "memory": memory}
+def _resources(gpus: int, cpu: str, memory: str, scratch: str) -> dict[str, Any]:
+    # The scratch request lets the scheduler place the pod where its /tmp fits.
+    requests: dict[str, Any] = {"cpu": cpu, "memory": memory, "ephemeral-storage": scratch}
     limits: dict[str, Any] = {"memory": memory}
     if gpus:
         requests["nvidia.com/gpu"] = str(gpus)
@@ -272,16 +277,17 @@ def trainer_job(
     if shape.queue_name:
         labels[QUEUE_LABEL] = shape.queue_name
     config_volume = {"name": "config", "configMap": {"name": configmap}}
-    volumes, mounts = _volumes(_pvc_claims(shape.reads), [config_volume])
+    resources = shape.resources
+    scratch = resources.ephemeral_storage
+    volumes, mounts = _volumes(_pvc_claims(shape.reads), [config_volume], scratch)
     mounts.append({"name": "config", "mountPath": "/etc/bespoke", "readOnly": True})
     env, env_from = _common_env(shape.secret_name)
-    resources = shape.resources
     container: dict[str, Any] = {
         "name": TRAINER_CONTAINER,
         "image": shape.image or images.trainer,
         "args": ["--config", f"/etc/bespoke/{CONFIG_KEY}"],
         "env": env,
-        "resources": _resources(resources.gpus, resources.cpu, resources.memory),
+        "resources": _resources(resources.gpus, resources.cpu, resources.memory, scratch),
         "volumeMounts": mounts,
         "securityContext": _container_security(),
         # The trainer writes its JSON summary here; the operator reads it from the pod status.
@@ -345,7 +351,7 @@ def serving_deployment(shape: ServingShape, owner: OwnerRef, images: Images) -> 
     labels = _labels(customization, SERVING, **{VERSION_LABEL: str(shape.version)})
     common, env_from = _common_env(shape.secret_name)
     env = common + [{"name": k, "value": v} for k, v in shape.env.items()]
-    volumes, mounts = _volumes(_pvc_claims(shape.reads), [])
+    volumes, mounts = _volumes(_pvc_claims(shape.reads), [], shape.resources.ephemeral_storage)
     timings = shape.probes
     probe = {
         "httpGet": {"port": "http"},
@@ -358,7 +364,9 @@ def serving_deployment(shape: ServingShape, owner: OwnerRef, images: Images) -> 
         "image": shape.image or images.serving,
         "ports": [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}],
         "env": env,
-        "resources": _resources(resources.gpus, resources.cpu, resources.memory),
+        "resources": _resources(
+            resources.gpus, resources.cpu, resources.memory, resources.ephemeral_storage
+        ),
         "volumeMounts": mounts,
         "securityContext": _container_security(),
         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}},
