@@ -1,9 +1,14 @@
-"""The `bespoke` command: validate resource files and generate the CRDs."""
+"""The `bespoke` command: validate files, run the loop locally, inspect and steer it.
+
+Exit codes (docs/cli.md): 0 done, 1 the command failed (bad file, missing state, refused),
+2 usage error (click's), 3 the customization is not Ready at the end of `bespoke run`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version as _distribution_version
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -13,6 +18,7 @@ from rich.console import Console
 
 from bespoke_operator import local_run, manifests
 from bespoke_operator.errors import ResourceValidationError, StateUnreadableError
+from bespoke_operator.local_run import ExitCode, OutputFormat
 from bespoke_operator.runtimes.local.state import CustomizationState
 from bespoke_operator.traffic import load_texts, replay
 from bespoke_operator.validate import load_file
@@ -23,11 +29,31 @@ app = typer.Typer(
     name="bespoke",
     help="Bespoke: take a pre-trained model to a gated, served, monitored customized model.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        _out.print(f"bespoke {_distribution_version('bespoke')}", markup=False)
+        raise typer.Exit(code=ExitCode.OK)
+
+
+@app.callback()
+def _bespoke(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Bespoke: take a pre-trained model to a gated, served, monitored customized model."""
 
 
 @app.command()
@@ -51,7 +77,7 @@ def validate(
         _out.print(f"{path}: ok ({names})", markup=False)
     if failed:
         _err.print(f"{failed} of {len(files)} file(s) invalid", markup=False)
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=ExitCode.FAILED)
 
 
 @app.command()
@@ -69,7 +95,7 @@ def crds(
         for path in outdated:
             _out.print(f"{path}: differs from the API models — run `make manifests`", markup=False)
         if outdated:
-            raise typer.Exit(code=1)
+            raise typer.Exit(code=ExitCode.FAILED)
         _out.print("Generated files are current", markup=False)
         return
     changed = manifests.write_all(root)
@@ -80,6 +106,12 @@ def crds(
 
 
 _STATE_DIR = typer.Option(help="Where local runs keep versions, artifacts and logs.")
+_OUTPUT = typer.Option(
+    "--output",
+    "-o",
+    help="table for people; json or yaml for scripts: a kubectl-style List of the resources "
+    "(schema: docs/cli.md).",
+)
 
 
 @contextmanager
@@ -89,7 +121,7 @@ def _readable_state() -> Iterator[None]:
         yield
     except StateUnreadableError as exc:
         _err.print(str(exc), markup=False)
-        raise typer.Exit(code=1) from exc
+        raise typer.Exit(code=ExitCode.FAILED) from exc
 
 
 @app.command()
@@ -122,10 +154,11 @@ def status(
         str | None, typer.Argument(help="Customization name (all when omitted).", metavar="NAME")
     ] = None,
     state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
+    output: Annotated[OutputFormat, _OUTPUT] = "table",
 ) -> None:
     """Show local customizations: phase, production version, metric, drift, endpoint."""
     with _readable_state():
-        code = local_run.print_status(_out, state_dir, name)
+        code = local_run.print_status(_out, state_dir, name, output)
     raise typer.Exit(code=code)
 
 
@@ -135,14 +168,15 @@ def versions(
         str, typer.Argument(help="Customization name.", show_default=False, metavar="NAME")
     ],
     state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
+    output: Annotated[OutputFormat, _OUTPUT] = "table",
 ) -> None:
     """List a local customization's versions with metrics and gate verdicts."""
     with _readable_state():
         found = CustomizationState(state_dir, name).versions()
     if not found:
-        _out.print(f"No versions of {name} in {state_dir}", markup=False)
-        raise typer.Exit(code=1)
-    local_run.print_versions(_out, found)
+        _err.print(f"No versions of {name} in {state_dir}", markup=False)
+        raise typer.Exit(code=ExitCode.FAILED)
+    local_run.print_versions(_out, found, output)
 
 
 @app.command()
@@ -194,7 +228,7 @@ def _example_dir(given: Path | None) -> Path:
         "(examples/support-tickets in a Bespoke checkout)",
         markup=False,
     )
-    raise typer.Exit(code=1)
+    raise typer.Exit(code=ExitCode.FAILED)
 
 
 def _service_url(url: str) -> bool:
@@ -232,26 +266,26 @@ def traffic_command(
             "endpoint of a local run)",
             markup=False,
         )
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=ExitCode.FAILED)
     folder = _example_dir(example_dir)
     source = folder / "traffic" / f"{profile}.jsonl"
     if not source.is_file():
         profiles = sorted(p.stem for p in (folder / "traffic").glob("*.jsonl"))
         choice = f"pick one of {', '.join(profiles)}" if profiles else "it has no profiles"
         _err.print(f"{source} does not exist: {choice} in {folder / 'traffic'}", markup=False)
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=ExitCode.FAILED)
     try:
         texts = load_texts(source)
     except (OSError, ValueError) as exc:
         _err.print(f"{source}: {exc}", markup=False)
-        raise typer.Exit(code=1) from exc
+        raise typer.Exit(code=ExitCode.FAILED) from exc
     stats = replay(url, texts, rate=rate, duration=duration)
     _out.print(
         f"Sent {stats.requests} requests ({stats.texts} texts), {stats.errors} errors; "
         f"labels: {dict(sorted(stats.labels.items()))}",
         markup=False,
     )
-    raise typer.Exit(code=1 if stats.errors and not stats.texts else 0)
+    raise typer.Exit(code=ExitCode.FAILED if stats.errors and not stats.texts else ExitCode.OK)
 
 
 def main() -> None:

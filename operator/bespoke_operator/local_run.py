@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -34,9 +36,36 @@ from bespoke_operator.runtimes.local.state import CustomizationState
 from bespoke_operator.traffic import load_texts, replay
 from bespoke_operator.validate import load_file
 
-__all__ = ["RunOptions", "print_status", "print_versions", "rollback", "run", "stop"]
+__all__ = [
+    "ExitCode",
+    "OutputFormat",
+    "RunOptions",
+    "print_status",
+    "print_versions",
+    "rollback",
+    "run",
+    "stop",
+]
 
 Traffic = Literal["none", "reference", "drifted"]
+#: `table` for people; `json` and `yaml` print a kubectl-style List of the resources.
+OutputFormat = Literal["table", "json", "yaml"]
+
+
+class ExitCode(IntEnum):
+    """The `bespoke` command's exit codes (documented in docs/cli.md; scripts rely on them)."""
+
+    OK = 0
+    #: The command could not do what was asked: invalid file, missing or unreadable state,
+    #: a refused rollback, a failed command.
+    FAILED = 1
+    #: Wrong arguments or options (click's own code for a usage error).
+    USAGE = 2
+    #: `bespoke run` ended with the customization not Ready (nor rolling out): Failed,
+    #: Training, AwaitingApproval, Pending or Degraded.
+    NOT_READY = 3
+
+
 _POLL_SECONDS: Final = 1.0
 #: With reference traffic, this many drift readings without drift end the run.
 _QUIET_READINGS: Final = 3
@@ -133,7 +162,7 @@ def run(options: RunOptions, console: Console, errors: Console) -> int:
         admission = _admit(options, runtime, document)
     except (RunFailedError, StateUnreadableError) as exc:
         errors.print(str(exc), markup=False)
-        return 1
+        return ExitCode.FAILED
     mc = admission.customization
     console.print(
         f"[bold]{'Resuming' if admission.resumed else 'Running'}[/] {mc.metadata.name} "
@@ -164,7 +193,9 @@ def run(options: RunOptions, console: Console, errors: Console) -> int:
             runtime.stop_serving()
     _summary(console, errors, runtime, options)
     status = runtime.customization().status
-    return 0 if status is not None and status.phase in ("Ready", "RollingOut") else 2
+    if status is not None and status.phase in ("Ready", "RollingOut"):
+        return ExitCode.OK
+    return ExitCode.NOT_READY
 
 
 def _report_pin(console: Console, options: RunOptions, admission: Admission) -> None:
@@ -350,8 +381,20 @@ def _summary(console: Console, errors: Console, runtime: LocalRuntime, options: 
     console.print(hint, markup=False)
 
 
-def print_versions(console: Console, versions: list[ModelVersion]) -> None:
+def _print_list(console: Console, items: list[dict[str, Any]], output: OutputFormat) -> None:
+    """The resources as `kubectl get -o json|yaml` prints them: a `List` with `items`."""
+    document = {"apiVersion": "v1", "kind": "List", "items": items}
+    text = json.dumps(document, indent=2) if output == "json" else kube_yaml.dump(document)
+    console.print(text.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+
+
+def print_versions(
+    console: Console, versions: list[ModelVersion], output: OutputFormat = "table"
+) -> None:
     """The registry: one row per version with its metrics and gate verdicts."""
+    if output != "table":
+        _print_list(console, [v.model_dump(mode="json", by_alias=True) for v in versions], output)
+        return
     table = Table(title="Versions")
     for column in ("version", "trigger", "phase", "metric", "gates", "reason"):
         table.add_column(column)
@@ -371,35 +414,56 @@ def print_versions(console: Console, versions: list[ModelVersion]) -> None:
     console.print(table)
 
 
-def print_status(console: Console, state_dir: Path, name: str | None) -> int:
-    """One line per customization in the state directory (or the one named)."""
+def print_status(
+    console: Console, state_dir: Path, name: str | None, output: OutputFormat = "table"
+) -> int:
+    """One row per customization in the state directory (or the one named).
+
+    The endpoint goes on a line of its own under the table, whole: a table cell would cut it
+    at 80 columns, and it is there to be copied.
+    """
     names = (
         [name]
         if name
         else sorted(p.name for p in state_dir.glob("*") if (p / "customization.json").exists())
     )
     if not names:
-        console.print(f"No customizations in {state_dir}")
-        return 1
-    table = Table(title="Customizations")
-    for column in ("name", "phase", "production", "metric", "drift", "endpoint"):
-        table.add_column(column)
+        console.print(f"No customizations in {state_dir}", markup=False)
+        return ExitCode.FAILED
+    found = []
     for each in names:
         mc = CustomizationState(state_dir, each).load_customization()
         if mc is None:
-            console.print(f"No customization {each} in {state_dir}")
-            return 1
+            console.print(f"No customization {each} in {state_dir}", markup=False)
+            return ExitCode.FAILED
+        found.append(mc)
+    if output != "table":
+        _print_list(console, [mc.model_dump(mode="json", by_alias=True) for mc in found], output)
+        return ExitCode.OK
+    table = Table(title="Customizations")
+    for column in ("name", "phase", "production", "metric", "drift"):
+        table.add_column(column)
+    notes = []
+    for mc in found:
         status = mc.status
         table.add_row(
-            each,
+            mc.metadata.name,
             (status.phase if status else None) or "",
             str(status.production_version or "") if status else "",
             (status.headline_metric if status else None) or "",
             status.drift.share if status and status.drift else "",
-            (status.endpoint if status else None) or "",
         )
+        if status is None:
+            continue
+        ready = next((c for c in status.conditions if c.type == "Ready"), None)
+        if status.endpoint:
+            notes.append(f"{mc.metadata.name}: serving at {status.endpoint}")
+        elif ready is not None and ready.status != "True" and ready.message:
+            notes.append(f"{mc.metadata.name}: {ready.message}")
     console.print(table)
-    return 0
+    for note in notes:
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
+    return ExitCode.OK
 
 
 #: Decisions of a version that passed its gates; only such a version is offered for rollback.
@@ -423,7 +487,7 @@ def rollback(console: Console, errors: Console, state_dir: Path, name: str, vers
     mc = state.load_customization()
     if mc is None:
         errors.print(f"No customization {name} in {state_dir}", markup=False)
-        return 1
+        return ExitCode.FAILED
     versions = state.versions()
     chosen = next((v for v in versions if v.spec.version == version), None)
     servable = ", ".join(f"v{v.spec.version}" for v in versions if _servable(v)) or "none yet"
@@ -446,24 +510,24 @@ def rollback(console: Console, errors: Console, state_dir: Path, name: str, vers
             f"{why}. Versions that can be served: {servable} (`bespoke versions {name}`)",
             markup=False,
         )
-        return 1
+        return ExitCode.FAILED
     runtime = LocalRuntime(state, on_event=lambda e: _print_event(console, e))
     runtime.pin(version)
     if state.serving() is None:
         console.print(
             f"Pinned v{version}: the next `bespoke run` serves it; {_PIN_RULE}", markup=False
         )
-        return 0
+        return ExitCode.OK
     console.print(f"Pinned v{version}; {_PIN_RULE}", markup=False)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         status = runtime.step().decision.status
         if status.phase == "Ready" and status.production_version == version:
-            console.print(f"v{version} is serving at {status.endpoint}")
-            return 0
+            console.print(f"v{version} is serving at {status.endpoint}", markup=False)
+            return ExitCode.OK
         time.sleep(_POLL_SECONDS)
     errors.print(f"[red]v{version} did not become ready; see {state.serving_log}[/]")
-    return 1
+    return ExitCode.FAILED
 
 
 def stop(console: Console, state_dir: Path, name: str) -> int:
@@ -471,9 +535,7 @@ def stop(console: Console, state_dir: Path, name: str) -> int:
     state = CustomizationState(state_dir, name)
     if state.load_customization() is None:
         console.print(f"No customization {name} in {state_dir}", markup=False)
-        return 1
-    runtime = LocalRuntime(state)
-    runtime.stop_trainers()
-    runtime.stop_serving()
-    console.print(f"Stopped {name}")
-    return 0
+        return ExitCode.FAILED
+    LocalRuntime(state).stop()
+    console.print(f"Stopped {name}", markup=False)
+    return ExitCode.OK

@@ -262,7 +262,7 @@ def test_resumed_run_prints_only_new_trainer_lines(history: Path) -> None:
 def test_failed_run_points_at_the_failure_not_at_traffic_or_rollback(tmp_path: Path) -> None:
     file = _registry(tmp_path, [("Failed", "InvalidData", False)], production=None)
     failed = _bespoke("run", file, "--state-dir", _state(file))
-    assert failed.exit_code == 2
+    assert failed.exit_code == 3  # ExitCode.NOT_READY: ended Failed, not a usage error
     assert "Stalled (InvalidData)" in failed.stderr
     next_line = next(line for line in failed.stdout.splitlines() if line.startswith("Next:"))
     assert f"`bespoke versions {NAME}` shows why v1 failed" in next_line

@@ -20,6 +20,7 @@ __all__ = [
     "alive",
     "free_port",
     "get_json",
+    "port_free",
     "ready",
     "start_serving",
     "start_trainer",
@@ -32,6 +33,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def port_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:`port` now (as uvicorn does, reusing it)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _spawn(args: list[str], log: Path, env: Mapping[str, str]) -> int:

@@ -45,6 +45,7 @@ from bespoke_operator.reconcile import (
     decide,
     drift_report,
 )
+from bespoke_operator.reconcile.conditions import set_condition
 from bespoke_operator.runtimes.local import processes
 from bespoke_operator.runtimes.local.state import (
     CustomizationState,
@@ -320,7 +321,10 @@ class LocalRuntime:
         if record is not None and record.env_digest == digest and processes.alive(record.pid):
             return
         self.stop_serving()
-        port = processes.free_port()
+        # The same port as before when it is free: a rollback or a new version keeps the URL
+        # people and scripts already have.
+        port = record.port if record is not None and processes.port_free(record.port) else None
+        port = port or processes.free_port()
         pid = processes.start_serving(port, self.state.serving_log, {**self.env, **env})
         self.state.save_serving(
             ServingRecord(pid, port, action.version, action.artifact_uri, digest)
@@ -332,6 +336,32 @@ class LocalRuntime:
         if record is not None:
             processes.stop(record.pid)
         self.state.save_serving(None)
+
+    def stop(self) -> None:
+        """`bespoke stop`: ends serving and trainers, and says so in the stored status.
+
+        Nothing reconciles a local customization between runs, so the status is written here:
+        without it the last pass's `Ready` and endpoint would outlive the server. The next
+        `bespoke run` observes and decides again (trainers resume from their checkpoints).
+        """
+        self.stop_trainers()
+        self.stop_serving()
+        mc = self.customization()
+        status = mc.status or ModelCustomizationStatus()
+        message = f"stopped by `bespoke stop {mc.metadata.name}`; `bespoke run` starts it again"
+        conditions = set_condition(
+            status.conditions,
+            "Ready",
+            False,
+            "Stopped",
+            message,
+            now=self.clock(),
+            generation=mc.metadata.generation,
+        )
+        stopped = status.model_copy(
+            update={"phase": "Pending", "endpoint": None, "rollout": None, "conditions": conditions}
+        )
+        self.state.save_customization(mc.model_copy(update={"status": stopped}))
 
     def stop_trainers(self) -> None:
         """Stops every running trainer (they resume from their checkpoints next time)."""
