@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from bespoke_operator.api._base import ApiModel, Quantity, section
 from bespoke_operator.api.rules import FieldRule
+from bespoke_operator.api.storage import SecretReference
 from bespoke_operator.api.training import Resources
 
 __all__ = [
@@ -82,6 +83,12 @@ class Serving(ApiModel):
     resources: ServingResources = section(ServingResources, "Compute for each serving pod.")
     image: str | None = Field(
         default=None, max_length=512, description="Serving image. Omitted: the operator's default."
+    )
+    secret_ref: SecretReference | None = Field(
+        default=None,
+        description="Credentials the serving pods read artifacts with (e.g. a read-only "
+        "s3:// key). Omitted: serving pods get no Secret; the trainer's storage.secretRef "
+        "(write keys, Hub token) never reaches the internet-facing pods.",
     )
     batching: Batching = section(Batching, "Adaptive batching.")
     limits: RequestLimits = section(RequestLimits, "Request size limits.")

@@ -27,5 +27,6 @@ class Storage(ApiModel):
     )
     secret_ref: SecretReference | None = Field(
         default=None,
-        description="Credentials (e.g. AWS_ACCESS_KEY_ID) for s3:// or hf:// access.",
+        description="The trainer's credentials (e.g. AWS_ACCESS_KEY_ID, HF_TOKEN) for s3:// or "
+        "hf:// access. Serving pods do not get them (see serving.secretRef).",
     )
