@@ -168,6 +168,10 @@ def run(options: RunOptions, console: Console, errors: Console) -> int:
         f"[bold]{'Resuming' if admission.resumed else 'Running'}[/] {mc.metadata.name} "
         f"(state in {state.dir})"
     )
+    console.print(
+        f"[dim]Artifacts go to {escape(str(state.artifacts))} (a local run's storage; "
+        "spec.storage.uri applies on a cluster)[/]"
+    )
     _report_pin(console, options, admission)
     progress = _Progress()
     _skip_earlier_logs(console, state, progress)

@@ -181,3 +181,11 @@ def test_a_rollback_serves_on_the_same_port(history: Path, monkeypatch: pytest.M
         for process in started:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_a_run_says_where_its_artifacts_go(history: Path) -> None:
+    # spec.storage.uri is the cluster's; a local run keeps artifacts in its state directory.
+    result = _bespoke("run", history, "--state-dir", _state(history))
+    assert result.exit_code == ExitCode.OK, result.output
+    artifacts = (_state(history) / NAME / "artifacts").resolve()
+    assert f"Artifacts go to {artifacts} (a local run's storage; " in result.stdout
