@@ -10,12 +10,14 @@ STAMP := $(VENV)/.installed-stamp
 
 # No model hub is reachable here: the packaged all-MiniLM-L6-v2 is linked into the HF cache.
 OFFLINE := HF_HUB_OFFLINE=1
+# Flux's CEL status evaluator needs this Go; the module proxy serves it (GOTOOLCHAIN).
+GITOPS_GO ?= go1.27.3
 
 VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/bespoke/Chart.yaml)
 REGISTRY ?= ghcr.io/bespoke-dev
 CONTAINER ?= docker
 
-.PHONY: help install model-cache envtest node tools images images-check lint format typecheck imports manifests manifests-check test test-cluster test-node demo check
+.PHONY: gitops-health help install model-cache envtest node tools images images-check lint format typecheck imports manifests manifests-check test test-cluster test-node demo check
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -76,6 +78,9 @@ test-cluster: install envtest ## Run the tests against a real kube-apiserver + e
 
 test-node: model-cache envtest tools node ## The node tier: chart and loop in real pods on a real kubelet (root)
 	$(OFFLINE) $(BIN)/python -m pytest -m node tests/node -o log_cli=true --log-cli-level=INFO
+
+gitops-health: ## Argo CD, Flux and kstatus health of the fixtures with the engines the tools run (Go)
+	cd hack/gitops-health && GOTOOLCHAIN=$(GITOPS_GO) nice -n 10 go test -count=1 -v ./...
 
 demo: model-cache ## The main job: the support-tickets loop on this machine (train, serve, drift, retrain)
 	$(OFFLINE) $(BIN)/bespoke run examples/support-tickets/customization.yaml --traffic drifted

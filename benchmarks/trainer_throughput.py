@@ -511,7 +511,7 @@ def _causal_ours(
             compile=variant == "compile",
         )
         maybe_compile(model, cfg)
-        profiler = _Profiler(profile, args.warmup_steps) if profile else None
+        profiler = _Profiler(profile, args.warmup_steps, args.steps) if profile else None
 
         def on_step(step: int, stats: TrainStats) -> None:
             tokens[0] = stats.real_tokens
@@ -686,13 +686,13 @@ class _Profiler:
 
     STEPS = 5
 
-    def __init__(self, path: Path, warmup: int) -> None:
+    def __init__(self, path: Path, warmup: int, steps: int) -> None:
         from torch.profiler import ProfilerActivity, profile
 
         activities = [ProfilerActivity.CPU]
         if torch.cuda.is_available():
             activities.append(ProfilerActivity.CUDA)
-        self.path, self.first = path, warmup
+        self.path, self.first, self.steps = path, warmup, steps
         self.prof = profile(activities=activities, record_shapes=False)
         self.began = 0.0
 
@@ -701,20 +701,19 @@ class _Profiler:
             _sync()
             self.prof.start()
             self.began = time.perf_counter()
-        elif step == self.first + self.STEPS:
+        elif step == self.first + self.steps:
             _sync()
             wall = time.perf_counter() - self.began
             self.prof.stop()
-            _profile_report(self.prof, wall, self.STEPS, self.path)
+            _profile_report(self.prof, wall, self.steps, self.path)
 
 
 def _profile_report(prof: Any, wall: float, steps: int, path: Path) -> None:
     """Kernel time vs wall time, syncs, attention kernels, top ops: where a step's time goes."""
     events = prof.key_averages()
     cuda = torch.cuda.is_available()
-    # Each kernel's time is the self device time of the op that launched it: summed once.
-    busy = sum(e.self_device_time_total for e in events) / 1e6  # µs -> s
     kernels = [e for e in events if getattr(e, "device_type", None) == DeviceType.CUDA]
+    busy = sum(e.self_device_time_total for e in kernels) / 1e6  # µs -> s
     launched = sum(e.count for e in kernels)
     syncs = {
         k: sum(e.count for e in events if e.key == k)
@@ -902,7 +901,8 @@ def run_causal(args: argparse.Namespace, shape: str) -> dict[str, Any]:
         sides[TRL_SIDE] = lambda: _causal_trl(data, shape, args)
     else:
         emit({"task": task, "side": TRL_SIDE, "skipped": missing})
-    sides[HF_PAD] = lambda: _causal_hf(data, shape, args, HF_PAD)
+    if args.padded_repeats:
+        sides[HF_PAD] = lambda: _causal_hf(data, shape, args, HF_PAD)
     wanted = dict.fromkeys(sides, args.repeats) | {HF_PAD: args.padded_repeats}
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
 
@@ -921,9 +921,10 @@ def run_causal(args: argparse.Namespace, shape: str) -> dict[str, Any]:
                 run(name, sides[name], repeat)
     if args.profile:
         # After the timed runs, so that a short time limit still leaves them complete.
-        n = (args.warmup_steps + _Profiler.STEPS) * args.batch_size
+        steps = min(_Profiler.STEPS, args.steps)
+        n = (args.warmup_steps + steps) * args.batch_size
         short = Encoded(data.input_ids[:n], data.targets[:n], data.weights[:n])
-        brief = argparse.Namespace(**{**vars(args), "steps": _Profiler.STEPS})
+        brief = argparse.Namespace(**{**vars(args), "steps": steps})
         Path(args.profile).mkdir(parents=True, exist_ok=True)
         path = Path(args.profile) / f"profile-{shape}.txt"
         _safely("bespoke-profile", lambda: _causal_ours(short, shape, brief, "default", path))
@@ -1027,7 +1028,8 @@ def main() -> None:
         c.max_length = args.max_length or (256 if not cuda else 1024)
         c.lr = args.lr or 2e-4
         c.repeats = 1 if args.quick else args.repeats
-        c.padded_repeats = min(c.repeats, args.padded_repeats or c.repeats)
+        padded = c.repeats if args.padded_repeats is None else args.padded_repeats
+        c.padded_repeats = min(c.repeats, padded)
         c.variant_repeats = args.variant_repeats or c.repeats
         c.steps = args.steps or (12 if args.quick else 100)
         c.warmup_steps = args.warmup_steps or (2 if args.quick else 10)

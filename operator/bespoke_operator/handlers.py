@@ -41,6 +41,7 @@ from bespoke_operator.kopf_storage import (
 from bespoke_operator.metrics import OperatorMetrics
 from bespoke_operator.runtimes.kubernetes.client import KubeApi
 from bespoke_operator.runtimes.kubernetes.controller import Controller
+from bespoke_operator.runtimes.kubernetes.leader import lead
 from bespoke_operator.runtimes.kubernetes.objects import Images
 from bespoke_operator.runtimes.kubernetes.runtime import KubernetesRuntime
 from bespoke_operator.settings import OperatorSettings
@@ -57,7 +58,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     apply_settings(settings)
     ours = OperatorSettings.from_env()
     images = Images(trainer=ours.trainer_image, serving=ours.serving_image)
-    runtime = KubernetesRuntime(await KubeApi.connect(ours.kubeconfig), images)
+    api = await KubeApi.connect(ours.kubeconfig)
+    # With leader election on, a standby waits here: kopf watches nothing before startup ends.
+    memo.leader = await lead(api, ours)
+    runtime = KubernetesRuntime(api, images)
     memo.controller = Controller(runtime, OperatorMetrics(), ours)
     memo.resync = asyncio.create_task(memo.controller.queue.run_forever(), name="bespoke-resync")
     _tune_garbage_collector()
@@ -114,6 +118,8 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     memo.resync.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await memo.resync
+    if memo.leader is not None:
+        await memo.leader.stop()
     await memo.controller.runtime.api.close()
 
 

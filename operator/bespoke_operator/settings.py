@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["OperatorSettings"]
 
@@ -46,6 +46,27 @@ class OperatorSettings:
     permanent_retry_seconds: float = 60.0
     #: How many periodic reconciles run at once: event-driven ones keep their turn between them.
     resync_concurrency: int = 8
+    #: `BESPOKE_LEADER_ELECTION` (`1`/`true`): reconcile only while holding a Lease, so that
+    #: replicas stand by. Off by default outside the chart (one process, nothing to elect).
+    leader_election: bool = False
+    #: `BESPOKE_LEADER_ELECTION_NAMESPACE` (else `BESPOKE_OPERATOR_NAMESPACE`, which the chart
+    #: sets to the pod's namespace) and `BESPOKE_LEADER_ELECTION_LEASE`: where the Lease lives.
+    lease_namespace: str | None = None
+    lease_name: str = "bespoke-operator"
+    #: `POD_ID` (the chart: the pod's name): who holds the Lease; unset: the host name and a
+    #: random suffix.
+    identity: str = ""
+    #: `BESPOKE_LEASE_DURATION_SECONDS`: how long a standby waits, after the last renewal it saw,
+    #: before it takes the Lease over; the longest failover after a leader dies.
+    lease_duration_seconds: float = 15.0
+    #: `BESPOKE_LEASE_RENEW_DEADLINE_SECONDS`: a leader that could not renew for this long stops
+    #: (exits) before anybody else may take over; shorter than the lease duration.
+    lease_renew_deadline_seconds: float = 10.0
+    #: `BESPOKE_LEASE_RETRY_SECONDS`: how often the leader renews and a standby tries.
+    lease_retry_seconds: float = 2.0
+    #: `BESPOKE_HEALTH_PORT`: a standby answers `/healthz` on this port until it leads (then
+    #: kopf's `--liveness` endpoint takes the port over); 0: no standby endpoint.
+    health_port: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -63,7 +84,52 @@ class OperatorSettings:
             kubeconfig=env.get("KUBECONFIG") or None,
             retry_base_seconds=_number(env, "BESPOKE_RETRY_BASE_SECONDS", cls.retry_base_seconds),
             retry_cap_seconds=_number(env, "BESPOKE_RETRY_CAP_SECONDS", cls.retry_cap_seconds),
+            **_leader_election(env),
         )
+
+
+def _leader_election(env: Mapping[str, str]) -> dict[str, Any]:
+    """The leader-election fields; the lease timings must leave the old leader time to stop."""
+    d = OperatorSettings
+    enabled = _flag(env, "BESPOKE_LEADER_ELECTION")
+    namespace = env.get("BESPOKE_LEADER_ELECTION_NAMESPACE") or env.get(
+        "BESPOKE_OPERATOR_NAMESPACE"
+    )
+    if enabled and not namespace:
+        raise ValueError(
+            "BESPOKE_LEADER_ELECTION is on but no namespace holds its Lease: set "
+            "BESPOKE_LEADER_ELECTION_NAMESPACE (or BESPOKE_OPERATOR_NAMESPACE) to the "
+            "operator's namespace"
+        )
+    duration = _number(env, "BESPOKE_LEASE_DURATION_SECONDS", d.lease_duration_seconds)
+    renew = _number(env, "BESPOKE_LEASE_RENEW_DEADLINE_SECONDS", d.lease_renew_deadline_seconds)
+    retry = _number(env, "BESPOKE_LEASE_RETRY_SECONDS", d.lease_retry_seconds)
+    if not 0 < retry < renew < duration:
+        raise ValueError(
+            f"lease timings: expected 0 < BESPOKE_LEASE_RETRY_SECONDS ({retry:g}) < "
+            f"BESPOKE_LEASE_RENEW_DEADLINE_SECONDS ({renew:g}) < "
+            f"BESPOKE_LEASE_DURATION_SECONDS ({duration:g}), e.g. 2 < 10 < 15, so that a "
+            "leader that cannot renew stops before a standby takes over"
+        )
+    return {
+        "leader_election": enabled,
+        "lease_namespace": namespace or None,
+        "lease_name": env.get("BESPOKE_LEADER_ELECTION_LEASE") or d.lease_name,
+        "identity": env.get("POD_ID") or "",
+        "lease_duration_seconds": duration,
+        "lease_renew_deadline_seconds": renew,
+        "lease_retry_seconds": retry,
+        "health_port": int(_number(env, "BESPOKE_HEALTH_PORT", d.health_port)),
+    }
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name}={raw!r}: expected true or false (1/0, yes/no, on/off)")
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

@@ -180,7 +180,7 @@ def test_helm_install_with_defaults(
         "get", "deployment", f"{name}-operator", "-n", namespace, "-o", "json"
     )
     assert deployment.returncode == 0, deployment.stderr
-    assert json.loads(deployment.stdout)["spec"]["strategy"]["type"] == "Recreate"
+    assert json.loads(deployment.stdout)["spec"]["strategy"]["type"] == "RollingUpdate"
     account = f"system:serviceaccount:{namespace}:{name}"
     assert _can(cluster, account, "create", "jobs.batch", "--all-namespaces")
     assert _can(
@@ -194,6 +194,12 @@ def test_helm_install_with_defaults(
     assert _can(cluster, account, "watch", "namespaces")
     assert _can(cluster, account, "list", "customresourcedefinitions.apiextensions.k8s.io")
     assert not _can(cluster, account, "get", "secrets", "--all-namespaces")
+    # Leader election: the operator's own Lease in the release namespace, and no other.
+    lease = f"leases.coordination.k8s.io/{name}-operator"
+    assert _can(cluster, account, "update", lease, "-n", namespace)
+    assert _can(cluster, account, "create", "leases.coordination.k8s.io", "-n", namespace)
+    assert not _can(cluster, account, "update", "leases.coordination.k8s.io/other", "-n", namespace)
+    assert not _can(cluster, account, "update", lease, "-n", "default")
     assert not _can(cluster, account, "create", "pods", "--all-namespaces")
     assert not _can(cluster, account, "delete", "customresourcedefinitions.apiextensions.k8s.io")
     # helm installed the chart's crds/ (or found them from an earlier release) and they serve.

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
+from bespoke_operator.settings import OperatorSettings
 from tests.chart.chartlib import (
     ALL_TOGGLES,
     CHART_DIR,
@@ -57,8 +58,11 @@ def test_defaults_render_only_core_objects(render: Render) -> None:
             "ClusterRole",
             "ClusterRoleBinding",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
             "Service",
             "Deployment",
+            "PodDisruptionBudget",
         ]
     )
 
@@ -98,11 +102,18 @@ def test_every_object_carries_the_recommended_labels(render: Render, values: Man
         assert labels["app.kubernetes.io/version"] == APP_VERSION
 
 
-def test_operator_runs_one_replica_replaced_not_rolled(render: Render) -> None:
-    deployment = one(render(), "Deployment")
+def test_operator_runs_two_replicas_one_leading_rolled_under_a_disruption_budget(
+    render: Render,
+) -> None:
+    manifests = render()
+    deployment = one(manifests, "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    # A new standby starts before an old pod stops; the stopping leader hands the Lease over.
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     container = spec["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
@@ -113,6 +124,43 @@ def test_operator_runs_one_replica_replaced_not_rolled(render: Render) -> None:
         "health": 8080,
     }
     assert "--all-namespaces" in container["args"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["BESPOKE_LEADER_ELECTION"] == "true"
+    assert env["BESPOKE_LEADER_ELECTION_LEASE"] == "rel-bespoke-operator"
+    # The standby's own /healthz answers the same probe until it leads.
+    assert env["BESPOKE_HEALTH_PORT"] == "8080"
+    # The settings the chart passes are ones the operator accepts (timings in order).
+    namespace_env = {"BESPOKE_OPERATOR_NAMESPACE": "bespoke-system"}
+    settings = OperatorSettings.from_env({**{k: v for k, v in env.items() if v}, **namespace_env})
+    assert settings.leader_election
+    assert settings.lease_namespace == "bespoke-system"
+    pdb = one(manifests, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == spec["selector"]
+
+
+def test_leader_election_rbac_is_one_lease_in_the_release_namespace(render: Render) -> None:
+    manifests = render()
+    role = one(manifests, "Role")
+    assert role["metadata"]["namespace"] == "bespoke-system"
+    rules = [(r["verbs"], r.get("resourceNames")) for r in role["rules"]]
+    assert rules == [(["create"], None), (["get", "update"], ["rel-bespoke-operator"])]
+    assert {r["apiGroups"][0] + "/" + r["resources"][0] for r in role["rules"]} == {
+        "coordination.k8s.io/leases"
+    }
+    binding = one(manifests, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+
+
+def test_without_leader_election_one_replica_is_replaced_not_rolled(render: Render) -> None:
+    manifests = render({"operator": {"leaderElection": {"enabled": False}, "replicas": 1}})
+    spec = one(manifests, "Deployment")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert not by_kind(manifests, "PodDisruptionBudget")
+    assert not by_kind(manifests, "Role")
+    env = spec["template"]["spec"]["containers"][0]["env"]
+    assert "BESPOKE_LEADER_ELECTION" not in {e["name"] for e in env}
 
 
 def test_namespaced_mode_passes_each_namespace_to_kopf(render: Render) -> None:
@@ -204,7 +252,8 @@ def test_cluster_mode_binds_cluster_wide(render: Render) -> None:
     manifests = render()
     bound = {b["roleRef"]["name"] for b in by_kind(manifests, "ClusterRoleBinding")}
     assert bound == {"rel-bespoke-operator", "rel-bespoke-discovery"}
-    assert by_kind(manifests, "RoleBinding") == []
+    # The one namespaced binding is leader election's, in the release namespace.
+    assert [b["roleRef"]["kind"] for b in by_kind(manifests, "RoleBinding")] == ["Role"]
     discovery = one(manifests, "ClusterRole", "-discovery")
     assert any("namespaces" in r["resources"] for r in discovery["rules"])
 
@@ -213,7 +262,7 @@ def test_namespaced_mode_binds_only_the_listed_namespaces(render: Render) -> Non
     manifests = render(NAMESPACED)
     bound = {b["roleRef"]["name"] for b in by_kind(manifests, "ClusterRoleBinding")}
     assert bound == {"rel-bespoke-discovery"}
-    bindings = by_kind(manifests, "RoleBinding")
+    bindings = [b for b in by_kind(manifests, "RoleBinding") if b["roleRef"]["kind"] != "Role"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     assert {b["roleRef"]["name"] for b in bindings} == {"rel-bespoke-operator"}
     for binding in bindings:
@@ -254,7 +303,8 @@ INVALID_VALUES = [
     ({"watch": {"mode": "namespaces", "namespaces": []}}, "watch.namespaces"),
     ({"watch": {"mode": "namespaces", "namespaces": ["Team_A"]}}, "watch.namespaces.0"),
     ({"operator": {"logLevel": "loud"}}, "operator.logLevel"),
-    ({"operator": {"replicas": 2}}, "replicas"),
+    ({"operator": {"replicas": 0}}, "operator.replicas"),
+    ({"operator": {"leaderElection": {"enabled": False}}}, "operator.leaderElection.enabled"),
     ({"prometheusRule": {"reconcileErrorRatio": 2}}, "prometheusRule.reconcileErrorRatio"),
     ({"prometheusRule": {"driftFor": "soon"}}, "prometheusRule.driftFor"),
     ({"grafanaDashboard": {"sidecarLabel": ""}}, "grafanaDashboard.sidecarLabel"),

@@ -129,6 +129,11 @@ def test_operator_works_with_only_the_chart_rbac_and_is_scraped(
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("BESPOKE_METRICS_PORT", str(port))
     monkeypatch.setenv("BESPOKE_RECONCILE_INTERVAL_SECONDS", "3")
+    # Leader election as the chart configures it: the Lease in the release namespace.
+    monkeypatch.setenv("BESPOKE_LEADER_ELECTION", "true")
+    monkeypatch.setenv("BESPOKE_LEADER_ELECTION_LEASE", f"{release}-bespoke-operator")
+    monkeypatch.setenv("BESPOKE_OPERATOR_NAMESPACE", system)
+    monkeypatch.setenv("POD_ID", f"{release}-bespoke-operator-0")
     customization = yaml.safe_load(EXAMPLE.read_text())
     customization["metadata"]["namespace"] = team
     name = customization["metadata"]["name"]
@@ -159,6 +164,12 @@ def test_operator_works_with_only_the_chart_rbac_and_is_scraped(
             )
         )
         assert status == 1
+        lease = envtest.request(
+            "GET",
+            f"/apis/coordination.k8s.io/v1/namespaces/{system}/leases/{release}-bespoke-operator",
+        )
+        assert lease.status == 200, lease.message
+        assert lease.body["spec"]["holderIdentity"] == f"{release}-bespoke-operator-0"
         prometheus.wait_for('bespoke_reconcile_total{result="success"} > 0')
         for query in _operator_queries(render):
             answer = prometheus.query(query)

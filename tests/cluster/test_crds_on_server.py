@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,79 @@ def test_the_server_reads_an_unreconciled_object_with_an_empty_status(
     for status in (read.body["status"], *(item["status"] for item in listed.body["items"])):
         assert isinstance(status, dict)
         assert status["observedGeneration"] == 0
+
+
+def _condition(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": "2026-12-04T12:00:00Z",
+    }
+
+
+def _kubectl_get(envtest: EnvtestCluster, namespace: str, plural: str, name: str) -> dict[str, str]:
+    """`kubectl get` as a person reads it: header column -> value (the Message is last)."""
+    lines = envtest.kubectl("get", plural, name, "-n", namespace).stdout.splitlines()
+    header, row = lines[0], lines[1]
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    names = header.split()
+    cells = [row[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    return dict(zip(names, cells, strict=True))
+
+
+def test_kubectl_shows_ready_message_candidate_and_reason(
+    envtest: EnvtestCluster, namespace: str
+) -> None:
+    lora = yaml.safe_load((REPO_ROOT / "examples" / "text-classification-lora.yaml").read_text())
+    name = lora["metadata"]["name"]
+    base = f"{GROUP_PATH}/namespaces/{namespace}"
+    assert envtest.request("POST", f"{base}/modelcustomizations", lora).status == 201
+    stalled = "training failed 3 times: OutOfMemory; lower training.batchSize"
+    patched = envtest.request(
+        "PATCH",
+        f"{base}/modelcustomizations/{name}/status",
+        {
+            "status": {
+                "observedGeneration": 1,
+                "phase": "Failed",
+                "productionVersion": 1,
+                "candidateVersion": 2,
+                "conditions": [
+                    _condition("Ready", "False", "OutOfMemory", stalled),
+                    _condition("Stalled", "True", "OutOfMemory", stalled),
+                ],
+            }
+        },
+        content_type="application/merge-patch+json",
+    )
+    assert patched.status == 200, patched.message
+    shown = _kubectl_get(envtest, namespace, "modelcustomizations", name)
+    assert shown["PRODUCTION"] == "1"
+    assert shown["CANDIDATE"] == "2"
+    assert shown["READY"] == "False"
+    assert shown["MESSAGE"] == stalled
+
+    assert (
+        envtest.request("POST", f"{base}/modelversions", _version_document(namespace)).status == 201
+    )
+    patched = envtest.request(
+        "PATCH",
+        f"{base}/modelversions/sentiment-v1/status",
+        {
+            "status": {
+                "phase": "Rejected",
+                "reason": "GatesFailed",
+                "conditions": [
+                    _condition("Ready", "False", "Rejected", "macroF1 0.71 < 0.80"),
+                ],
+            }
+        },
+        content_type="application/merge-patch+json",
+    )
+    assert patched.status == 200, patched.message
+    shown = _kubectl_get(envtest, namespace, "modelversions", "sentiment-v1")
+    assert shown["READY"] == "False"
+    assert shown["REASON"] == "GatesFailed"
+    assert shown["MESSAGE"] == "macroF1 0.71 < 0.80"

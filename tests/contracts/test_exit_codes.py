@@ -38,8 +38,9 @@ def test_the_trainer_job_fails_fast_on_the_same_codes() -> None:
     decision = decide(world.mc, Observed(now=START))
     [start] = [a for a in decision.actions if isinstance(a, StartTrainer)]
     assert start.spec is not None
+    assert start.shape is not None
     owner = objects.OwnerRef("bespoke.dev/v1alpha1", "ModelCustomization", "sentiment", "uid")
     images = objects.Images(trainer="t:1", serving="s:1")
-    job = objects.trainer_job(start.spec, 1, "ml", owner, images)
+    job = objects.trainer_job(start.spec, start.shape, 1, "ml", owner, images)
     [fail_fast] = [r for r in job["spec"]["podFailurePolicy"]["rules"] if r["action"] == "FailJob"]
     assert set(fail_fast["onExitCodes"]["values"]) == PERMANENT_EXIT_CODES

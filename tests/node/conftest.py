@@ -24,6 +24,13 @@ _timings: dict[str, float] = {}
 @pytest.fixture(scope="session")
 def node() -> Iterator[NodeCluster]:
     """A running node with its control plane, in a network namespace of its own."""
+    if sys.version_info[:2] != (3, 11):
+        pytest.fail(
+            "the node tier's trainer and serving pods run .venv's packages on Debian bookworm's "
+            f"Python 3.11 (tests/node/venv-image); this .venv is Python {sys.version.split()[0]}: "
+            "create it with Python 3.11",
+            pytrace=False,
+        )
     # The trainer and serving pods run the project's code from this virtualenv and checkout
     # (tests/node/venv-image): the node mounts both read-only into every container.
     cluster = NodeCluster(

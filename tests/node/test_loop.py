@@ -43,14 +43,16 @@ def _model_snapshot() -> Path:
     return snapshots[-1]
 
 
-def _volumes(node: NodeCluster) -> None:
-    """hostPath PersistentVolumes bound to claims in TEAM: the data (with the model) and the
-    artifacts (written by the trainer as uid 1000, so open to it)."""
-    data = node.work_dir / "pv" / "data"
+def volumes(node: NodeCluster, team: str, files: dict[str, Path]) -> None:
+    """hostPath PersistentVolumes bound to claims in ``team``: ``bespoke-data`` holds ``files``
+    (path in the claim -> source) and the model under models/all-MiniLM-L6-v2;
+    ``bespoke-artifacts`` is written by the trainer as uid 1000, so it is open to it."""
+    data = node.work_dir / "pv" / team / "data"
     shutil.copytree(_model_snapshot(), data / "models" / "all-MiniLM-L6-v2", symlinks=False)
-    (data / "sentiment").mkdir(parents=True)
-    shutil.copy(DATA, data / "sentiment" / "train.jsonl")
-    artifacts = node.work_dir / "pv" / "artifacts"
+    for inside, source in files.items():
+        (data / inside).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, data / inside)
+    artifacts = node.work_dir / "pv" / team / "artifacts"
     artifacts.mkdir(parents=True)
     artifacts.chmod(0o777)
     documents: list[dict[str, Any]] = []
@@ -59,13 +61,13 @@ def _volumes(node: NodeCluster) -> None:
             {
                 "apiVersion": "v1",
                 "kind": "PersistentVolume",
-                "metadata": {"name": f"{TEAM}-{claim}"},
+                "metadata": {"name": f"{team}-{claim}"},
                 "spec": {
                     "capacity": {"storage": "5Gi"},
                     "accessModes": ["ReadWriteOnce", "ReadOnlyMany"],
                     "storageClassName": "",
                     "hostPath": {"path": str(path), "type": "Directory"},
-                    "claimRef": {"namespace": TEAM, "name": claim},
+                    "claimRef": {"namespace": team, "name": claim},
                 },
             }
         )
@@ -73,11 +75,11 @@ def _volumes(node: NodeCluster) -> None:
             {
                 "apiVersion": "v1",
                 "kind": "PersistentVolumeClaim",
-                "metadata": {"name": claim, "namespace": TEAM},
+                "metadata": {"name": claim, "namespace": team},
                 "spec": {
                     "accessModes": ["ReadWriteOnce"],
                     "storageClassName": "",
-                    "volumeName": f"{TEAM}-{claim}",
+                    "volumeName": f"{team}-{claim}",
                     "resources": {"requests": {"storage": "5Gi"}},
                 },
             }
@@ -89,7 +91,7 @@ def _volumes(node: NodeCluster) -> None:
         input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": documents}),
     )
     phases = wait_until(
-        lambda: [c["status"].get("phase") for c in node.get_json("pvc", "-n", TEAM)["items"]],
+        lambda: [c["status"].get("phase") for c in node.get_json("pvc", "-n", team)["items"]],
         lambda found: found == ["Bound", "Bound"],
         timeout_s=120,
     )
@@ -106,7 +108,7 @@ def _customization() -> dict[str, Any]:
     return customization
 
 
-def _running_pods(node: NodeCluster, namespace_name: str, selector: str) -> list[Any]:
+def running_pods(node: NodeCluster, namespace_name: str, selector: str) -> list[Any]:
     pods = node.get_json("pods", "-n", namespace_name, "-l", selector)["items"]
     return [
         p
@@ -116,8 +118,9 @@ def _running_pods(node: NodeCluster, namespace_name: str, selector: str) -> list
     ]
 
 
-def _classify(node: NodeCluster, texts: list[str]) -> Any:
-    service = node.get_json("service", "-n", TEAM, "-l", "app.kubernetes.io/component=serving")
+def classify(node: NodeCluster, texts: list[str], team: str = TEAM) -> Any:
+    """POST /classify through the serving Service's cluster IP (kube-proxy), from the node."""
+    service = node.get_json("service", "-n", team, "-l", "app.kubernetes.io/component=serving")
     (svc,) = service["items"]
     url = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/classify"
     answer = node.run_in_node(
@@ -149,7 +152,7 @@ def test_a_customization_trains_passes_its_gates_and_serves_in_real_pods(
         node, helm, release="loop", namespace_name="bespoke-loop", watched=TEAM
     )
     assert installed.returncode == 0, installed.stderr
-    _volumes(node)
+    volumes(node, TEAM, {"sentiment/train.jsonl": DATA})
     customization = _customization()
     name = customization["metadata"]["name"]
     node.kubectl("apply", "-f", "-", input_text=json.dumps(customization))
@@ -165,16 +168,16 @@ def test_a_customization_trains_passes_its_gates_and_serves_in_real_pods(
     # The operator dies (kill -9 of its container) while the trainer runs; its restart must
     # adopt the running Job, not start another version or attempt.
     trainer = wait_until(
-        lambda: _running_pods(node, TEAM, "app.kubernetes.io/component=trainer"),
+        lambda: running_pods(node, TEAM, "app.kubernetes.io/component=trainer"),
         bool,
         timeout_s=300,
         interval=2,
     )
     assert trainer, node.kubectl("describe", "pods", "-n", TEAM, check=False).stdout[-3000:]
-    (operator,) = _running_pods(node, "bespoke-loop", "app.kubernetes.io/name=bespoke")
+    (operator,) = running_pods(node, "bespoke-loop", "app.kubernetes.io/name=bespoke")
     node.kill_container(operator["status"]["containerStatuses"][0]["containerID"])
     restarted = wait_until(
-        lambda: _running_pods(node, "bespoke-loop", "app.kubernetes.io/name=bespoke"),
+        lambda: running_pods(node, "bespoke-loop", "app.kubernetes.io/name=bespoke"),
         lambda pods: bool(pods) and pods[0]["status"]["containerStatuses"][0]["restartCount"] > 0,
         timeout_s=300,
         interval=2,
@@ -210,6 +213,6 @@ def test_a_customization_trains_passes_its_gates_and_serves_in_real_pods(
     assert jobs == [f"{name}-v1-train-1"]
 
     rows = [json.loads(line) for line in DATA.read_text().splitlines()[:6]]
-    answer = _classify(node, [row["text"] for row in rows])
+    answer = classify(node, [row["text"] for row in rows])
     log.info("classified through the Service: %s", answer)
     assert [item["label"] for item in answer] == [row["label"] for row in rows]

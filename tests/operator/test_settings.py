@@ -14,6 +14,7 @@ from bespoke_operator.constants import SERVING_DEPLOYMENTS, TRAINER_JOBS
 from bespoke_operator.handlers import apply_settings
 from bespoke_operator.reconcile import CreateVersion, Observed, decide
 from bespoke_operator.reconcile.serving import serving_shape
+from bespoke_operator.reconcile.trainer_config import trainer_shape
 from bespoke_operator.runtimes.kubernetes import objects
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "text-classification-lora.yaml"
@@ -33,7 +34,7 @@ def _children() -> tuple[dict[str, Any], dict[str, Any]]:
     mc = ModelCustomization.model_validate(document)
     decision = decide(mc, Observed(now=datetime.now(UTC)))
     version = next(a for a in decision.actions if isinstance(a, CreateVersion)).version.spec
-    job = objects.trainer_job(version, 1, "ml", OWNER, IMAGES)
+    job = objects.trainer_job(version, trainer_shape(version), 1, "ml", OWNER, IMAGES)
     shape = serving_shape(mc, version=1, artifact_uri=version.artifact_uri)
     deployment = objects.serving_deployment(shape, OWNER, IMAGES)
     return job, deployment

@@ -22,6 +22,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _pythonpath() -> str:
+    """The trainer's sources first, then whatever the caller had (e.g. carried dependencies)."""
+    return os.pathsep.join(p for p in (str(REPO / "trainer"), os.environ.get("PYTHONPATH")) if p)
+
+
 def torchrun(config_path: Path, nproc: int) -> subprocess.CompletedProcess[str]:
     """Run the trainer under torchrun with `nproc` processes on this machine."""
     launcher = shutil.which("torchrun", path=str(Path(sys.executable).parent))
@@ -38,7 +43,7 @@ def torchrun(config_path: Path, nproc: int) -> subprocess.CompletedProcess[str]:
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO / "trainer"), "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "PYTHONPATH": _pythonpath(), "OMP_NUM_THREADS": "1"},
         timeout=600,
         check=False,
     )

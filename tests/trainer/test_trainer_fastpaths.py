@@ -197,6 +197,8 @@ def test_packed_loss_matches_padded_on_cuda_under_bf16(tmp_path: Path) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+# torch 2.11's inductor imports torch.utils.mkldnn, which warns about its own jit use.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_model_trains_on_cuda(tmp_path: Path) -> None:
     model = _lora_llama(torch.bfloat16, "cuda")
     maybe_compile(model, TrainingConfig(compile=True))

@@ -36,3 +36,17 @@ def test_the_environment_overrides_and_the_resync_follows_the_interval() -> None
 def test_a_bad_value_is_refused_naming_the_variable(value: str) -> None:
     with pytest.raises(ValueError, match=f"BESPOKE_RESYNC_INTERVAL_SECONDS={value!r}"):
         OperatorSettings.from_env({"BESPOKE_RESYNC_INTERVAL_SECONDS": value})
+
+
+def test_leader_election_reads_its_lease_and_refuses_timings_that_could_overlap() -> None:
+    settings = OperatorSettings.from_env(
+        {"BESPOKE_LEADER_ELECTION": "true", "BESPOKE_OPERATOR_NAMESPACE": "bespoke-system"}
+    )
+    assert settings.leader_election
+    assert (settings.lease_namespace, settings.lease_name) == ("bespoke-system", "bespoke-operator")
+    with pytest.raises(ValueError, match="BESPOKE_LEADER_ELECTION_NAMESPACE"):
+        OperatorSettings.from_env({"BESPOKE_LEADER_ELECTION": "1"})
+    with pytest.raises(ValueError, match="RENEW_DEADLINE_SECONDS \\(20\\) < "):
+        OperatorSettings.from_env({"BESPOKE_LEASE_RENEW_DEADLINE_SECONDS": "20"})
+    with pytest.raises(ValueError, match="BESPOKE_LEADER_ELECTION='maybe'"):
+        OperatorSettings.from_env({"BESPOKE_LEADER_ELECTION": "maybe"})

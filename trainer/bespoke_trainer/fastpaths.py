@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -18,6 +20,7 @@ __all__ = [
     "liger_available",
     "make_optimizer",
     "maybe_compile",
+    "packed_attention_backends",
     "packed_causal_mask",
     "set_adapter_input_casting",
 ]
@@ -118,6 +121,22 @@ def _repeated_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
             if len({type(m) for m in members}) == 1:
                 best = members
     return best if len(best) > 1 else []
+
+
+def packed_attention_backends(device: torch.device) -> Any:
+    """SDPA kernels for packed rows with a block-diagonal mask: any but cuDNN's, on CUDA.
+
+    With a mask, torch 2.11 on an H200 picks cuDNN's fused attention, which spends about 2 ms of
+    host time per call (80 calls a step for Llama-1B: a third of the step's host time, measured
+    with torch.profiler; benchmarks/README.md) on a kernel of 0.25–0.5 ms. The memory-efficient
+    kernel takes the same mask without that cost.
+    """
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    return sdpa_kernel(backends)  # pragma: no cover - GPU only
 
 
 def packed_causal_mask(position_ids: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -30,6 +31,7 @@ from bespoke_trainer.distributed import Dist
 from bespoke_trainer.encoding import IGNORE_INDEX, Encoded, batch_loss, collate
 from bespoke_trainer.fastpaths import (
     make_optimizer,
+    packed_attention_backends,
     packed_causal_mask,
     set_adapter_input_casting,
 )
@@ -173,6 +175,10 @@ def train(
     head = hidden_state_path(model) if causal and single and not model_computes_loss else None
     attention = getattr(getattr(inner, "config", None), "_attn_implementation", None)
     packed_mask = packed and attention == "sdpa"
+
+    def attention_backends() -> Any:
+        return packed_attention_backends(device) if packed_mask else contextlib.nullcontext()
+
     batches_per_epoch = len(_batches(lengths, cfg, 0, dist, packed=packed))
     steps_per_epoch = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps)
     total_steps = steps_per_epoch * cfg.epochs
@@ -261,7 +267,7 @@ def train(
             )
             batch = _to_device(host, device, packed_mask=packed_mask)
             count = _labelled(host) if causal else None
-            with dist.autocast():
+            with dist.autocast(), attention_backends():
                 if head is not None:
                     decoder, weight = head
                     hidden = decoder(**_model_inputs(batch, causal=True))[0]

@@ -1,7 +1,11 @@
 -- Argo CD health of a bespoke.dev ModelCustomization, from its standard conditions.
--- Degraded: Stalled=True (a terminal failure the operator will not retry until the spec changes).
--- Progressing: the operator has not observed the latest generation, or Reconciling=True.
--- Healthy: Ready=True for the latest generation.
+-- Degraded: Stalled=True (a failure the operator will not retry until the spec changes), or
+--   Degraded=True (production is unavailable).
+-- Progressing: the operator has not observed the latest generation, or Reconciling=True (work
+--   a new generation asked for).
+-- Healthy: Ready=True for the latest generation (also while the operator retrains on drift:
+--   the Training condition shows that, production is fine).
+-- Suspended: nothing serves and a version that passed its gates awaits a person's approval.
 local hs = {}
 
 local function condition(conditions, wanted)
@@ -31,7 +35,7 @@ local function describe(c, fallback)
 end
 
 local status = obj.status
-if status == nil or status.observedGeneration == nil then
+if status == nil or status.observedGeneration == nil or status.observedGeneration == 0 then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to observe this customization"
   return hs
@@ -52,6 +56,13 @@ if is_true(stalled) then
   return hs
 end
 
+local degraded = condition(conditions, "Degraded")
+if is_true(degraded) then
+  hs.status = "Degraded"
+  hs.message = describe(degraded, "Degraded")
+  return hs
+end
+
 local reconciling = condition(conditions, "Reconciling")
 if is_true(reconciling) then
   hs.status = "Progressing"
@@ -63,6 +74,13 @@ local ready = condition(conditions, "Ready")
 if is_true(ready) then
   hs.status = "Healthy"
   hs.message = describe(ready, "Ready")
+  return hs
+end
+
+local awaiting = condition(conditions, "AwaitingApproval")
+if is_true(awaiting) then
+  hs.status = "Suspended"
+  hs.message = describe(awaiting, "A version awaits approval")
   return hs
 end
 

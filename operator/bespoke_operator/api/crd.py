@@ -60,6 +60,19 @@ class CrdKind:
 
 
 _AGE: Final = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+_READY: Final = {
+    "name": "Ready",
+    "type": "string",
+    "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    "description": "The Ready condition's status",
+}
+# The Ready condition's message says why it is not Ready (a Stalled reason, what is in flight).
+_MESSAGE: Final = {
+    "name": "Message",
+    "type": "string",
+    "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+    "description": "The Ready condition's message",
+}
 
 KINDS: Final[tuple[CrdKind, ...]] = (
     CrdKind(
@@ -78,6 +91,13 @@ KINDS: Final[tuple[CrdKind, ...]] = (
                 "jsonPath": ".status.productionVersion",
                 "description": "Version in production",
             },
+            {
+                "name": "Candidate",
+                "type": "integer",
+                "jsonPath": ".status.candidateVersion",
+                "description": "Version in training or awaiting approval",
+            },
+            _READY,
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {
                 "name": "Metric",
@@ -92,6 +112,7 @@ KINDS: Final[tuple[CrdKind, ...]] = (
                 "description": "Share of drifted features in the last reading",
             },
             _AGE,
+            _MESSAGE,
         ],
         # The server accepts no fieldPath into metadata (the schema does not describe it).
         root_rules=[{k: v for k, v in NAME_LENGTH.as_crd_validation().items() if k != "fieldPath"}],
@@ -109,10 +130,18 @@ KINDS: Final[tuple[CrdKind, ...]] = (
         printer_columns=[
             {"name": "Customization", "type": "string", "jsonPath": ".spec.customization"},
             {"name": "Version", "type": "integer", "jsonPath": ".spec.version"},
+            _READY,
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {
+                "name": "Reason",
+                "type": "string",
+                "jsonPath": ".status.reason",
+                "description": "Why the version is in its phase",
+            },
             {"name": "Metric", "type": "string", "jsonPath": ".status.headlineMetric"},
             {"name": "Trigger", "type": "string", "jsonPath": ".spec.trigger", "priority": 1},
             _AGE,
+            _MESSAGE,
         ],
     ),
 )

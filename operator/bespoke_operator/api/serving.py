@@ -67,6 +67,11 @@ class ServingResources(Resources):
 
     cpu: Quantity = Field(default="1", description='CPU request, e.g. "1" or "500m".')
     memory: Quantity = Field(default="2Gi", description='Memory request and limit, e.g. "2Gi".')
+    ephemeral_storage: Quantity = Field(
+        default="10Gi",
+        description="Scratch space: the size limit of the pod's /tmp (a downloaded base model, "
+        "the Hugging Face cache) and its ephemeral-storage request.",
+    )
 
 
 class Serving(ApiModel):

@@ -87,6 +87,11 @@ class Resources(ApiModel):
     gpus: int = Field(default=0, ge=0, le=64, description="NVIDIA GPUs (`nvidia.com/gpu`).")
     cpu: Quantity = Field(default="2", description='CPU request, e.g. "2" or "500m".')
     memory: Quantity = Field(default="8Gi", description='Memory request and limit, e.g. "16Gi".')
+    ephemeral_storage: Quantity = Field(
+        default="50Gi",
+        description="Scratch space: the size limit of the pod's /tmp (downloaded models, the "
+        "Hugging Face cache, checkpoints of non-PVC storage) and its ephemeral-storage request.",
+    )
 
 
 class Toleration(ApiModel):

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from bespoke_operator.api import ModelVersion, ModelVersionSpec, ModelVersionStatus
 from bespoke_operator.reconcile.serving import ServingShape
+from bespoke_operator.reconcile.trainer_config import TrainerShape, trainer_shape
 
 __all__ = [
     "Action",
@@ -37,6 +38,11 @@ class StartTrainer:
     config: dict[str, Any] = field(compare=False, hash=False, default_factory=dict)
     #: What the version was created from, so a runtime need not read it back.
     spec: ModelVersionSpec | None = field(compare=False, hash=False, default=None)
+
+    @property
+    def shape(self) -> TrainerShape | None:
+        """The trainer pod's shape, decided by the core from `spec` (None without it)."""
+        return trainer_shape(self.spec) if self.spec is not None else None
 
 
 @dataclass(frozen=True)

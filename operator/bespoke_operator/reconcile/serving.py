@@ -32,6 +32,8 @@ class PodResources:
     cpu: str
     memory: str
     gpus: int = 0
+    #: The size limit of the pod's /tmp and its ephemeral-storage request.
+    ephemeral_storage: str = "10Gi"
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,12 @@ def serving_shape(
         artifact_uri=artifact_uri,
         image=serving.image,
         replicas=serving.replicas,
-        resources=PodResources(cpu=resources.cpu, memory=resources.memory, gpus=resources.gpus),
+        resources=PodResources(
+            cpu=resources.cpu,
+            memory=resources.memory,
+            gpus=resources.gpus,
+            ephemeral_storage=resources.ephemeral_storage,
+        ),
         secret_name=spec.storage.secret_ref.name if spec.storage.secret_ref else None,
         reads=(spec.base_model.uri, artifact_uri),
         env=serving_env(

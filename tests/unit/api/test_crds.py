@@ -80,8 +80,40 @@ def test_status_subresource_names_and_printer_columns() -> None:
         assert definition["spec"]["names"]["categories"] == ["bespoke"]
     assert mc["spec"]["names"]["shortNames"] == ["mc"]
     assert mv["spec"]["names"]["shortNames"] == ["mv"]
-    columns = [c["name"] for c in mc["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert columns == ["Production", "Phase", "Metric", "Drift", "Age"]
+    columns = {
+        definition["spec"]["names"]["kind"]: {
+            c["name"]: c for c in definition["spec"]["versions"][0]["additionalPrinterColumns"]
+        }
+        for definition in (mc, mv)
+    }
+    assert list(columns["ModelCustomization"]) == [
+        "Production",
+        "Candidate",
+        "Ready",
+        "Phase",
+        "Metric",
+        "Drift",
+        "Age",
+        "Message",
+    ]
+    assert list(columns["ModelVersion"]) == [
+        "Customization",
+        "Version",
+        "Ready",
+        "Phase",
+        "Reason",
+        "Metric",
+        "Trigger",
+        "Age",
+        "Message",
+    ]
+    ready = '.status.conditions[?(@.type=="Ready")]'
+    for kind in columns.values():
+        assert kind["Ready"]["jsonPath"] == f"{ready}.status"
+        assert kind["Message"]["jsonPath"] == f"{ready}.message"
+        assert kind["Message"].get("priority", 0) == 0  # shown without -o wide
+    assert columns["ModelCustomization"]["Candidate"]["jsonPath"] == ".status.candidateVersion"
+    assert columns["ModelVersion"]["Reason"]["jsonPath"] == ".status.reason"
 
 
 def test_cross_field_rules_are_in_the_schema_with_their_field_paths() -> None:

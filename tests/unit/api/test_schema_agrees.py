@@ -165,4 +165,5 @@ def test_a_partial_serving_resources_block_keeps_the_serving_defaults() -> None:
     document["spec"]["serving"] = {"resources": {"gpus": 1}}
     defaulted = apply_defaults(document, SCHEMA)["spec"]["serving"]["resources"]
     model = ModelCustomization.model_validate(document).spec.serving.resources
-    assert defaulted == model.model_dump() == {"gpus": 1, "cpu": "1", "memory": "2Gi"}
+    expected = {"gpus": 1, "cpu": "1", "memory": "2Gi", "ephemeralStorage": "10Gi"}
+    assert defaulted == model.model_dump(by_alias=True) == expected

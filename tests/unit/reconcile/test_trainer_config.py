@@ -65,3 +65,27 @@ def test_drift_versions_add_the_drift_dataset_to_training() -> None:
     dataset = config["dataset"]
     assert isinstance(dataset, dict)
     assert dataset["extraTrain"] == [drift_data]
+
+
+def test_the_trainer_shape_carries_where_and_how_long_the_trainer_runs() -> None:
+    training = {
+        "resources": {"gpus": 2, "cpu": "8", "memory": "48Gi"},
+        "queueName": "team-a",
+        "nodeSelector": {"gpu": "h100"},
+        "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "priorityClassName": "batch-low",
+        "image": "registry.example/trainer:2",
+        "deadlineSeconds": 7200,
+    }
+    world = InMemoryWorld(customization(training=training))
+    world.reconcile()
+    [start] = actions_of(world.last, StartTrainer)  # type: ignore[arg-type]
+    shape = start.shape
+    assert shape is not None
+    assert (shape.resources.gpus, shape.resources.cpu, shape.resources.memory) == (2, "8", "48Gi")
+    assert (shape.queue_name, shape.priority_class_name) == ("team-a", "batch-low")
+    assert shape.node_selector == {"gpu": "h100"}
+    assert shape.tolerations == ({"key": "gpu", "operator": "Exists", "effect": "NoSchedule"},)
+    assert (shape.image, shape.deadline_seconds) == ("registry.example/trainer:2", 7200)
+    assert start.spec is not None
+    assert shape.reads == tuple(uri for _, uri in start.spec.snapshot.locations())

@@ -15,11 +15,12 @@ from bespoke_operator.api import ModelCustomization
 from bespoke_operator.constants import TRAINING_HASH_ANNOTATION
 from bespoke_operator.reconcile import CreateVersion, decide
 from bespoke_operator.reconcile.serving import serving_shape
+from bespoke_operator.reconcile.trainer_config import trainer_shape
 from bespoke_operator.runtimes.kubernetes import objects
 from bespoke_operator.runtimes.kubernetes.observe import parse_versions, serving_state, trainer_runs
 
 from ..api.fixtures import example_files
-from ..reconcile.world import START, InMemoryWorld
+from ..reconcile.world import START, InMemoryWorld, customization
 
 OWNER = objects.OwnerRef("bespoke.dev/v1alpha1", "ModelCustomization", "x", "uid-1")
 IMAGES = objects.Images(trainer="ghcr.io/bespoke-dev/bespoke-trainer:0.1.0", serving="s:0.1.0")
@@ -35,7 +36,7 @@ def _children(path: Path) -> list[dict[str, Any]]:
     name = mc.metadata.name
     return [
         objects.trainer_configmap(version, {"version": 1}, "ml", OWNER),
-        objects.trainer_job(version, 1, "ml", OWNER, IMAGES),
+        objects.trainer_job(version, trainer_shape(version), 1, "ml", OWNER, IMAGES),
         objects.serving_deployment(
             serving_shape(mc, version=1, artifact_uri=version.artifact_uri), OWNER, IMAGES
         ),
@@ -70,6 +71,41 @@ def test_pod_templates_meet_the_restricted_pod_security_profile(path: Path) -> N
             assert security["readOnlyRootFilesystem"] is True
         for volume in pod["volumes"]:
             assert "hostPath" not in volume
+
+
+@pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
+def test_every_scratch_volume_is_bounded_and_requested(path: Path) -> None:
+    for pod in _pod_specs(path):
+        scratch = [v["emptyDir"] for v in pod["volumes"] if "emptyDir" in v]
+        assert scratch
+        for volume in scratch:
+            assert volume["sizeLimit"]
+        for container in pod["containers"]:
+            assert container["resources"]["requests"]["ephemeral-storage"] in {
+                v["sizeLimit"] for v in scratch
+            }
+
+
+def test_scratch_space_follows_the_spec() -> None:
+    world = InMemoryWorld(customization())
+    world.document["spec"]["training"]["resources"] = {"ephemeralStorage": "120Gi"}
+    world.document["spec"]["serving"]["resources"] = {"ephemeralStorage": "3Gi"}
+    mc = world.mc
+    assert mc.spec.training.resources.ephemeral_storage == "120Gi"
+    [create] = [a for a in world.reconcile().actions if isinstance(a, CreateVersion)]
+    owner = objects.OwnerRef("bespoke.dev/v1alpha1", "ModelCustomization", "sentiment", "u")
+    images = objects.Images("t", "s")
+    job = objects.trainer_job(
+        create.version.spec, trainer_shape(create.version.spec), 1, "ml", owner, images
+    )
+    pod = job["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["emptyDir"] == {"sizeLimit": "120Gi"}
+    serving = objects.serving_deployment(
+        serving_shape(mc, version=1, artifact_uri="pvc://a/v1"), owner, images
+    )
+    pod = serving["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["emptyDir"] == {"sizeLimit": "3Gi"}
+    assert pod["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "3Gi"
 
 
 def test_gpu_job_carries_scheduling_queue_and_failure_policy() -> None:

@@ -151,6 +151,17 @@ class KubeApi:
             raise
         return True
 
+    async def replace(self, path: str, body: dict[str, Any]) -> bool:
+        """Replaces an object at the `metadata.resourceVersion` it carries; False on a conflict
+        (somebody wrote it since it was read)."""
+        try:
+            await self._call("PUT", path, body=body, read_body=False)
+        except ApiError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
     async def apply(self, path: str, body: dict[str, Any]) -> None:
         """Server-side apply: the server changes nothing when the object already matches."""
         await self._call(

@@ -26,6 +26,7 @@ from bespoke_operator.constants import (
 )
 from bespoke_operator.reconcile.decide import PERMANENT_EXIT_CODES, version_name
 from bespoke_operator.reconcile.serving import ServingShape
+from bespoke_operator.reconcile.trainer_config import TrainerShape
 
 __all__ = [
     "CONFIG_KEY",
@@ -204,8 +205,12 @@ def _pvc_claims(uris: Iterable[str | None]) -> list[str]:
     return sorted(claims)
 
 
-def _volumes(claims: list[str], extra: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}, *extra]
+def _volumes(
+    claims: list[str], extra: list[dict[str, Any]], scratch: str
+) -> tuple[list[Any], list[Any]]:
+    # /tmp is the only writable path (read-only root): bounded, so a runaway download or cache
+    # evicts this pod instead of filling the node's disk.
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": scratch}}, *extra]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     for index, claim in enumerate(claims):
         volumes.append({"name": f"pvc-{index}", "persistentVolumeClaim": {"claimName": claim}})
@@ -233,8 +238,9 @@ def _container_security() -> dict[str, Any]:
     }
 
 
-def _resources(gpus: int, cpu: str, memory: str) -> dict[str, Any]:
-    requests: dict[str, Any] = {"cpu": cpu, "memory": memory}
+def _resources(gpus: int, cpu: str, memory: str, scratch: str) -> dict[str, Any]:
+    # The scratch request lets the scheduler place the pod where its /tmp fits.
+    requests: dict[str, Any] = {"cpu": cpu, "memory": memory, "ephemeral-storage": scratch}
     limits: dict[str, Any] = {"memory": memory}
     if gpus:
         requests["nvidia.com/gpu"] = str(gpus)
@@ -254,14 +260,13 @@ def _common_env(secret: str | None) -> tuple[list[dict[str, Any]], list[dict[str
 
 def trainer_job(
     version: ModelVersionSpec,
+    shape: TrainerShape,
     attempt: int,
     namespace: str,
     owner: OwnerRef,
     images: Images,
 ) -> dict[str, Any]:
-    """The Job that runs one attempt of the trainer for a version."""
-    spec = version.snapshot
-    training = spec.training
+    """The Job that runs one attempt of a version's trainer, in the shape the core decided."""
     name = trainer_job_name(version.customization, version.version, attempt)
     configmap = trainer_configmap_name(version.customization, version.version)
     labels = _labels(
@@ -269,19 +274,20 @@ def trainer_job(
         TRAINER,
         **{VERSION_LABEL: str(version.version), ATTEMPT_LABEL: str(attempt)},
     )
-    if training.queue_name:
-        labels[QUEUE_LABEL] = training.queue_name
+    if shape.queue_name:
+        labels[QUEUE_LABEL] = shape.queue_name
     config_volume = {"name": "config", "configMap": {"name": configmap}}
-    volumes, mounts = _volumes(_pvc_claims(uri for _, uri in spec.locations()), [config_volume])
+    resources = shape.resources
+    scratch = resources.ephemeral_storage
+    volumes, mounts = _volumes(_pvc_claims(shape.reads), [config_volume], scratch)
     mounts.append({"name": "config", "mountPath": "/etc/bespoke", "readOnly": True})
-    env, env_from = _common_env(spec.storage.secret_ref.name if spec.storage.secret_ref else None)
-    gpus = training.resources.gpus
+    env, env_from = _common_env(shape.secret_name)
     container: dict[str, Any] = {
         "name": TRAINER_CONTAINER,
-        "image": training.image or images.trainer,
+        "image": shape.image or images.trainer,
         "args": ["--config", f"/etc/bespoke/{CONFIG_KEY}"],
         "env": env,
-        "resources": _resources(gpus, training.resources.cpu, training.resources.memory),
+        "resources": _resources(resources.gpus, resources.cpu, resources.memory, scratch),
         "volumeMounts": mounts,
         "securityContext": _container_security(),
         # The trainer writes its JSON summary here; the operator reads it from the pod status.
@@ -297,15 +303,12 @@ def trainer_job(
         "containers": [container],
         "volumes": volumes,
     }
-    if training.node_selector:
-        pod_spec["nodeSelector"] = dict(training.node_selector)
-    if training.tolerations:
-        pod_spec["tolerations"] = [
-            t.model_dump(mode="json", by_alias=True, exclude_none=True)
-            for t in training.tolerations
-        ]
-    if training.priority_class_name:
-        pod_spec["priorityClassName"] = training.priority_class_name
+    if shape.node_selector:
+        pod_spec["nodeSelector"] = dict(shape.node_selector)
+    if shape.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in shape.tolerations]
+    if shape.priority_class_name:
+        pod_spec["priorityClassName"] = shape.priority_class_name
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -330,7 +333,7 @@ def trainer_job(
                     },
                 ]
             },
-            "activeDeadlineSeconds": training.deadline_seconds,
+            "activeDeadlineSeconds": shape.deadline_seconds,
             "ttlSecondsAfterFinished": 7 * 24 * 3600,
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
@@ -348,7 +351,7 @@ def serving_deployment(shape: ServingShape, owner: OwnerRef, images: Images) -> 
     labels = _labels(customization, SERVING, **{VERSION_LABEL: str(shape.version)})
     common, env_from = _common_env(shape.secret_name)
     env = common + [{"name": k, "value": v} for k, v in shape.env.items()]
-    volumes, mounts = _volumes(_pvc_claims(shape.reads), [])
+    volumes, mounts = _volumes(_pvc_claims(shape.reads), [], shape.resources.ephemeral_storage)
     timings = shape.probes
     probe = {
         "httpGet": {"port": "http"},
@@ -361,7 +364,9 @@ def serving_deployment(shape: ServingShape, owner: OwnerRef, images: Images) -> 
         "image": shape.image or images.serving,
         "ports": [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}],
         "env": env,
-        "resources": _resources(resources.gpus, resources.cpu, resources.memory),
+        "resources": _resources(
+            resources.gpus, resources.cpu, resources.memory, resources.ephemeral_storage
+        ),
         "volumeMounts": mounts,
         "securityContext": _container_security(),
         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}},

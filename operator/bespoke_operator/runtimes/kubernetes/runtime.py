@@ -47,6 +47,7 @@ from bespoke_operator.reconcile import (
     version_name,
 )
 from bespoke_operator.reconcile.schedule import drift_reading_due
+from bespoke_operator.reconcile.trainer_config import trainer_shape
 from bespoke_operator.runtimes.kubernetes import objects, observe
 from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
 
@@ -374,7 +375,14 @@ class KubernetesRuntime:
             ),
             (
                 resource_path("batch/v1", "jobs", namespace),
-                objects.trainer_job(spec, action.attempt, namespace, owner, self.images),
+                objects.trainer_job(
+                    spec,
+                    action.shape or trainer_shape(spec),
+                    action.attempt,
+                    namespace,
+                    owner,
+                    self.images,
+                ),
             ),
         )
         results = await asyncio.gather(
