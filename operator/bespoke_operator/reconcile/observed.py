@@ -68,7 +68,8 @@ class TrainerRun:
     # A pod removed by preemption, eviction or node loss: retried without counting an attempt.
     disrupted: bool = False
     finished_at: datetime | None = None
-    #: When the attempt was created (its Job); with `pending`, for its start-up deadline.
+    #: When the attempt's pod was created (its Job's creation while it has none); with
+    #: `pending`, the start of its start-up deadline.
     created_at: datetime | None = None
     #: A running attempt none of whose containers has started yet.
     pending: bool = False
