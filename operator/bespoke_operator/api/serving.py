@@ -99,8 +99,10 @@ class Serving(ApiModel):
     )
     pinned_version: int | None = Field(
         default=None,
-        description="Serve exactly this version, whatever the gates say: a rollback or an "
-        "approval that lives in Git.",
+        description="Break-glass override: serve exactly this version, whatever its gates and "
+        "requireApproval say, and promote nothing else while it is set (a rollback). Serving a "
+        "version that did not pass records a GatesBypassed Warning event. Approvals in Git go "
+        "in evaluation.approvedVersions instead.",
         json_schema_extra=_PINNED_RULE.schema,
     )
     rollout_deadline_seconds: int = Field(

@@ -444,7 +444,7 @@ def _decide_gates(plan: _Plan, number: int, summary: TrainerSummary) -> None:
             "Normal",
             "AwaitingApproval",
             f"v{number} passed the gates; approve with annotation {APPROVAL_ANNOTATION}=true "
-            "or serving.pinnedVersion",
+            "or spec.evaluation.approvedVersions",
         )
     else:
         plan.event("Normal", "Promoted", f"v{number} promoted: {message}")
@@ -610,6 +610,15 @@ def _complete_rollout(plan: _Plan, number: int) -> None:
     if plan.spec.serving.enabled and (plan.production != number or plan.rollout is not None):
         plan.event("Normal", "RolledOut", f"v{number} is serving")
     status = plan.statuses[number]
+    if plan.production != number and status.phase not in ("Promoted", "Retired"):
+        # Only spec.serving.pinnedVersion makes a version production that did not pass.
+        plan.event(
+            "Warning",
+            "GatesBypassed",
+            f"v{number} is production by spec.serving.pinnedVersion although it is "
+            f"{status.phase} ({status.reason}): its gates or approval were bypassed",
+            number,
+        )
     plan.update(
         number,
         phase="Promoted",
@@ -832,7 +841,7 @@ def _conditions(
         bool(awaiting),
         "AwaitingApproval" if awaiting else "Idle",
         f"{', '.join(f'v{n}' for n in awaiting)} passed the gates; approve with the annotation "
-        f"{APPROVAL_ANNOTATION}=true or spec.serving.pinnedVersion"
+        f"{APPROVAL_ANNOTATION}=true or spec.evaluation.approvedVersions"
         if awaiting
         else "no version awaits approval",
     )
