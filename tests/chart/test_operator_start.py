@@ -5,8 +5,9 @@ identity before anything else runs and, without `POD_ID`, asks the passwd databa
 name (`getpass.getuser()`), which raises `KeyError: 'getpwuid(): uid not found: 65532'` and ends
 the pod at start. This test starts the operator's real entry point (the chart's command and
 arguments) with exactly the rendered environment, as uid 65532 in a user namespace (so the passwd
-lookup fails as it does in the pod), and waits for kopf's liveness endpoint, which kopf serves
-only once its identity is set and the startup handlers have run.
+lookup fails as it does in the pod), and waits for the liveness endpoint, which kopf (or, while
+the pod is a leader-election standby, the operator's startup handler) serves only after kopf has
+set its identity.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def started(render: Render, unreachable_kubeconfig: Path) -> Iterator[tuple[Any,
     # plus what the image and the kubelet provide (PATH, HOME=/ for an unknown uid).
     metrics, liveness = free_port(), free_port()
     env["BESPOKE_METRICS_PORT"] = str(metrics)
+    if "BESPOKE_HEALTH_PORT" in env:  # a standby's /healthz: the liveness port
+        env["BESPOKE_HEALTH_PORT"] = str(liveness)
     env |= {
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "HOME": "/",
