@@ -19,7 +19,7 @@ import yaml
 
 from tests.cluster.envtest_cluster import REPO_ROOT
 from tests.node.node_cluster import NodeCluster, wait_until
-from tests.node.test_operator_pod import helm_install, namespace, snapshot
+from tests.node.test_operator_pod import helm_install, leader, namespace, operator_pods, snapshot
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
@@ -174,11 +174,24 @@ def test_a_customization_trains_passes_its_gates_and_serves_in_real_pods(
         interval=2,
     )
     assert trainer, node.kubectl("describe", "pods", "-n", TEAM, check=False).stdout[-3000:]
-    (operator,) = running_pods(node, "bespoke-loop", "app.kubernetes.io/name=bespoke")
+    # The leader (the Lease holder) dies; a standby takes over or the leader comes back.
+    holder = leader(node, "bespoke-loop", "loop")
+    (operator,) = [
+        p for p in operator_pods(node, "bespoke-loop") if p["metadata"]["name"] == holder
+    ]
     node.kill_container(operator["status"]["containerStatuses"][0]["containerID"])
+
+    def killed() -> list[Any]:
+        pods = operator_pods(node, "bespoke-loop")
+        return [p for p in pods if p["metadata"]["name"] == holder]
+
     restarted = wait_until(
-        lambda: running_pods(node, "bespoke-loop", "app.kubernetes.io/name=bespoke"),
-        lambda pods: bool(pods) and pods[0]["status"]["containerStatuses"][0]["restartCount"] > 0,
+        killed,
+        lambda pods: (
+            bool(pods)
+            and pods[0]["status"]["containerStatuses"][0]["restartCount"] > 0
+            and pods[0]["status"]["containerStatuses"][0]["ready"]
+        ),
         timeout_s=300,
         interval=2,
     )

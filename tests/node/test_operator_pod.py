@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+from typing import Any
 
 import pytest
 import yaml
@@ -71,14 +72,18 @@ def helm_install(
     )
 
 
-def _operator_pod(node: NodeCluster) -> dict:
-    pods = node.get_json("pods", "-n", SYSTEM, "-l", "app.kubernetes.io/component=operator")[
-        "items"
-    ]
-    if not pods:
-        pods = node.get_json("pods", "-n", SYSTEM)["items"]
-    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
-    return pods[0]
+def operator_pods(node: NodeCluster, namespace_name: str) -> list[Any]:
+    selector = "app.kubernetes.io/component=operator"
+    pods: list[Any] = node.get_json("pods", "-n", namespace_name, "-l", selector)["items"]
+    return pods
+
+
+def leader(node: NodeCluster, namespace_name: str, release: str) -> str:
+    """The operator pod that holds the chart's leader-election Lease (its POD_ID)."""
+    leases = node.get_json("lease", "-n", namespace_name)["items"]
+    (lease,) = [lease for lease in leases if lease["metadata"]["name"].startswith(release)]
+    holder: str = lease["spec"].get("holderIdentity", "")
+    return holder
 
 
 def test_helm_install_runs_the_operator_pod_under_restricted(
@@ -88,14 +93,20 @@ def test_helm_install_runs_the_operator_pod_under_restricted(
         namespace(node, name)
     installed = helm_install(node, helm, release=RELEASE, namespace_name=SYSTEM, watched=TEAM)
     snapshot(node, "after helm install")
-    pod = _operator_pod(node)
+    pods = operator_pods(node, SYSTEM)
     assert installed.returncode == 0, (
         installed.stderr + node.kubectl("describe", "pods", "-n", SYSTEM, check=False).stdout
     )
-    assert pod["spec"]["containers"][0]["image"] == operator_image
-    statuses = pod["status"]["containerStatuses"]
-    assert statuses[0]["ready"], statuses
-    assert statuses[0]["restartCount"] == 0, statuses
+    replicas = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["operator"]["replicas"]
+    assert len(pods) == replicas
+    for pod in pods:
+        assert pod["spec"]["containers"][0]["image"] == operator_image
+        statuses = pod["status"]["containerStatuses"]
+        assert statuses[0]["ready"], statuses
+        assert statuses[0]["restartCount"] == 0, statuses
+    # One of them leads: the Lease holder is a pod's name (POD_ID, from the downward API).
+    holder = wait_until(lambda: leader(node, SYSTEM, RELEASE), bool, timeout_s=120)
+    assert holder in {pod["metadata"]["name"] for pod in pods}
 
     # The operator at work: it reads a customization and writes its status and trainer Job.
     customization = yaml.safe_load(EXAMPLE.read_text())
@@ -110,7 +121,7 @@ def test_helm_install_runs_the_operator_pod_under_restricted(
     )
     jobs = wait_until(lambda: node.get_json("jobs", "-n", TEAM)["items"], bool, timeout_s=120)
     snapshot(node, "after the customization")
-    logs = node.kubectl("logs", "-n", SYSTEM, pod["metadata"]["name"], check=False).stdout
+    logs = node.kubectl("logs", "-n", SYSTEM, holder, check=False).stdout
     assert observed == 1, logs[-4000:]
     assert jobs, logs[-4000:]
     # The trainer pod the Job asks for passes restricted admission in TEAM (no FailedCreate).
@@ -123,6 +134,6 @@ def test_helm_install_runs_the_operator_pod_under_restricted(
     )
     events = node.kubectl("get", "events", "-n", TEAM, check=False).stdout
     assert pods, events
-    pod = _operator_pod(node)
-    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, logs[-4000:]
+    for pod in operator_pods(node, SYSTEM):
+        assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, logs[-4000:]
     assert "Traceback" not in logs, logs[-4000:]
