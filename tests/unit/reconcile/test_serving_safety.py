@@ -334,3 +334,23 @@ def test_versions_carry_a_ready_condition_whose_reason_is_their_phase() -> None:
 
     assert ready(1) == ("True", "Promoted")
     assert ready(2) == ("False", "Rejected")
+
+
+def test_a_rollout_whose_previous_version_was_deleted_by_hand_stays_applied() -> None:
+    world = promoted_world()
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    assert deployed(world) == [(2, None, 1)]
+    del world.versions[1]  # kubectl delete modelversion sentiment-v1
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    # Nothing to go back to: v2 stays applied and is not failed.
+    assert deployed(world) == [(2, None, 1)]
+    assert world.phase(2) == "Promoted"
+    world.become_available()
+    world.reconcile()
+    assert world.last is not None
+    assert world.last.status.production_version == 2
+    assert world.last.status.phase == "Ready"
