@@ -223,7 +223,7 @@ def test_a_new_version_that_never_becomes_available_rolls_back_to_the_previous()
     world.become_available()
     world.reconcile()
     assert world.last is not None
-    assert world.last.status.phase == "Ready"
+    assert world.last.status.phase == "Failed"  # Stalled: what the spec asked for failed
     assert world.last.status.production_version == 1
     assert_kstatus_consistent(world)
 
@@ -354,3 +354,62 @@ def test_a_rollout_whose_previous_version_was_deleted_by_hand_stays_applied() ->
     assert world.last is not None
     assert world.last.status.production_version == 2
     assert world.last.status.phase == "Ready"
+
+
+def test_a_spec_change_whose_training_fails_stalls_while_the_old_version_serves() -> None:
+    world = promoted_world()
+    world.document["spec"]["training"]["epochs"] = 6
+    world.document["metadata"]["generation"] = 2
+    world.reconcile()
+    oom = TrainerSummary(outcome="Failed", reason="OutOfMemory", message="CUDA OOM", exitCode=5)
+    world.finish(2, TrainerRun(2, 1, "Failed", summary=oom))
+    world.reconcile()
+    assert world.phase(2) == "Failed"
+    assert condition(world, "Stalled") == ("True", "OutOfMemory")
+    assert condition(world, "Ready") == ("False", "OutOfMemory")
+    assert condition(world, "Reconciling") == ("False", "OutOfMemory")
+    # v1 still serves: production and the Serving condition say so.
+    assert world.last is not None
+    assert world.last.status.production_version == 1
+    assert condition(world, "Serving")[0] == "True"
+
+
+def test_a_spec_change_whose_version_is_rejected_stalls_while_the_old_version_serves() -> None:
+    world = promoted_world()
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.1, macroF1=0.1, evalLoss=2.0)
+    world.reconcile()
+    assert world.phase(2) == "Rejected"
+    assert condition(world, "Stalled") == ("True", "GatesFailed")
+    assert condition(world, "Ready") == ("False", "GatesFailed")
+
+
+def test_a_spec_change_whose_rollout_fails_stalls_after_the_rollback() -> None:
+    world = promoted_world()
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    world.become_available()
+    world.reconcile()
+    assert world.last is not None
+    assert world.last.status.production_version == 1
+    assert condition(world, "Stalled") == ("True", "RolloutFailed")
+    assert condition(world, "Ready") == ("False", "RolloutFailed")
+    assert_kstatus_consistent(world)
+
+
+def test_a_drift_retrain_that_fails_keeps_ready_true() -> None:
+    world = promoted_world(monitoring__onDrift={"action": "retrain", "cooldownSeconds": 0})
+    _drift(world, 0.9)
+    world.reconcile()
+    world.drift = None
+    oom = TrainerSummary(outcome="Failed", reason="OutOfMemory", message="CUDA OOM", exitCode=5)
+    world.finish(2, TrainerRun(2, 1, "Failed", summary=oom))
+    world.reconcile()
+    assert world.phase(2) == "Failed"
+    assert condition(world, "Ready") == ("True", "Serving")
+    assert condition(world, "Stalled")[0] == "False"
