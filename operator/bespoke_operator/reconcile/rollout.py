@@ -76,7 +76,17 @@ def drive_serving(plan: Plan) -> int | None:
             plan.last_available = last
         _deploy(plan, desired, shape)
         return desired
+    deadline = timedelta(seconds=plan.spec.serving.rollout_deadline_seconds)
     if last is not None and (last.version, last.serving_hash) == (desired, shape_hash):
+        rollout = plan.rollout
+        if (
+            rollout is not None
+            and (rollout.version, rollout.serving_hash) == (desired, shape_hash)
+            and plan.now - rollout.started_at <= deadline
+        ):
+            # A rollback on its way back (old pods ready, the rolled-back ones not yet).
+            _deploy(plan, desired, shape)
+            return desired
         # What served before is what is wanted and it is unavailable: an outage, not a rollout.
         plan.rollout = None
         plan.degraded = (
@@ -103,7 +113,6 @@ def drive_serving(plan: Plan) -> int | None:
             serving_hash=shape_hash,
         )
         plan.rollout = rollout
-    deadline = timedelta(seconds=plan.spec.serving.rollout_deadline_seconds)
     if plan.now - rollout.started_at <= deadline:
         _deploy(plan, desired, shape)
         return desired
@@ -126,7 +135,7 @@ def drive_serving(plan: Plan) -> int | None:
             f"{last.available_at.isoformat()} ({_describe_shape(last.serving)})"
         )
         plan.event("Warning", "RolledBack", message, desired)
-        _deploy(plan, desired, last.serving)
+        _roll_back(plan, desired, last.serving)
         return desired
     plan.update(
         desired,
@@ -142,8 +151,23 @@ def drive_serving(plan: Plan) -> int | None:
         desired,
     )
     back = last.serving if last is not None and last.version == previous else plan.spec.serving
-    _deploy(plan, previous, back)
+    _roll_back(plan, previous, back)
     return previous
+
+
+def _roll_back(plan: Plan, number: int, serving: Serving) -> None:
+    """Deploys what served before, tracked as a rollout of its own within the deadline.
+
+    The rolled-back Deployment takes a while to settle (its old pods serve meanwhile): without
+    a rollout the next pass would read it as an outage of production.
+    """
+    plan.rollout = Rollout(
+        version=number,
+        previous_version=None,
+        started_at=plan.now,
+        serving_hash=serving_hash(serving),
+    )
+    _deploy(plan, number, serving)
 
 
 def _deploy(plan: Plan, number: int, serving: Serving) -> None:
@@ -163,7 +187,15 @@ def _describe_shape(serving: Serving) -> str:
 
 
 def complete_rollout(plan: Plan, number: int) -> None:
-    if plan.spec.serving.enabled and (plan.production != number or plan.rollout is not None):
+    rollout, last = plan.rollout, plan.last_available
+    returning = (
+        rollout is not None
+        and last is not None
+        and (rollout.version, rollout.serving_hash) == (last.version, last.serving_hash)
+    )
+    if plan.spec.serving.enabled and (
+        plan.production != number or (rollout is not None and not returning)
+    ):
         plan.event("Normal", "RolledOut", f"v{number} is serving")
     status = plan.statuses[number]
     plan.update(

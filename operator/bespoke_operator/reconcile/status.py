@@ -48,12 +48,16 @@ def customization_status(plan: Plan) -> ModelCustomizationStatus:
     # Reconciling is the work a spec change asked for (kstatus: InProgress). The operator's own
     # drift retrain is shown by the Training condition and leaves Ready as it is.
     generation_work = [n for n in in_flight if plan.specs[n].trigger != "Drift"]
+    # The operator's own rollouts: a drift retrain's, and a rollback to what last served.
     own_rollout = (
         rolling
         and plan.rollout is not None
-        and plan.specs[plan.rollout.version].trigger == "Drift"
         and plan.last_available is not None
         and plan.rollout.serving_hash == plan.last_available.serving_hash
+        and (
+            plan.specs[plan.rollout.version].trigger == "Drift"
+            or plan.rollout.version == plan.last_available.version
+        )
     )
     reconciling = stalled_reason is None and (
         bool(generation_work) or (rolling and not own_rollout)

@@ -413,3 +413,66 @@ def test_a_drift_retrain_that_fails_keeps_ready_true() -> None:
     assert world.phase(2) == "Failed"
     assert condition(world, "Ready") == ("True", "Serving")
     assert condition(world, "Stalled")[0] == "False"
+
+
+def _new_version_rolled_back(world: InMemoryWorld) -> None:
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    assert deployed(world) == [(1, None, 1)]
+    assert "RolledBack" in world.reasons()
+
+
+def test_a_rollback_in_progress_is_not_an_outage() -> None:
+    world = promoted_world()
+    _new_version_rolled_back(world)
+    # The rolled-back Deployment settles: old pods ready, new ones not yet.
+    world.reconcile()
+    assert condition(world, "Degraded")[0] == "False"
+    world.become_available()
+    world.reconcile()
+    assert "Degraded" not in world.reasons()
+    assert "Recovered" not in world.reasons()
+    assert world.last is not None
+    assert world.last.status.rollout is None
+    assert world.last.status.production_version == 1
+
+
+def test_a_rollback_that_never_becomes_available_is_an_outage() -> None:
+    world = promoted_world()
+    _new_version_rolled_back(world)
+    world.outage()
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    assert condition(world, "Degraded") == ("True", "ServingUnavailable")
+    assert deployed(world) == [(1, None, 1)]
+
+
+def test_a_shape_rollback_in_progress_is_not_an_outage() -> None:
+    world = promoted_world()
+    world.document["spec"]["serving"]["replicas"] = 40
+    world.reconcile()
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    assert deployed(world) == [(1, None, 1)]
+    world.reconcile()
+    assert condition(world, "Degraded")[0] == "False"
+    assert "Degraded" not in world.reasons()
+
+
+def test_a_drift_retrain_rolled_back_keeps_ready_true_on_the_way_back() -> None:
+    world = promoted_world(monitoring__onDrift={"action": "retrain", "cooldownSeconds": 0})
+    _drift(world, 0.9)
+    world.reconcile()
+    world.drift = None
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    assert deployed(world) == [(1, None, 1)]
+    assert condition(world, "Ready") == ("True", "Serving")
+    assert condition(world, "Reconciling")[0] == "False"
+    assert condition(world, "Degraded")[0] == "False"
