@@ -104,7 +104,13 @@ def drive_serving(plan: Plan) -> int | None:
             # replaces was available; during an outage it is applied and waited for.
             previous = desired if healthy else None
         else:
-            current = serving.version if serving is not None and healthy else plan.production
+            # A new version replacing one that is itself down (no pod ready) cannot be blamed
+            # either: there is nothing healthy to go back to, so it is applied and waited for.
+            # Mid-rollout, the ready pods are production's (maxUnavailable 0).
+            if serving is None or not (healthy or serving.ready_replicas > 0):
+                current = None
+            else:
+                current = serving.version if healthy else plan.production
             previous = current if current != desired else None
         rollout = Rollout(
             version=desired,

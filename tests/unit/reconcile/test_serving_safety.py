@@ -476,3 +476,45 @@ def test_a_drift_retrain_rolled_back_keeps_ready_true_on_the_way_back() -> None:
     assert condition(world, "Ready") == ("True", "Serving")
     assert condition(world, "Reconciling")[0] == "False"
     assert condition(world, "Degraded")[0] == "False"
+
+
+def test_a_new_version_rolled_out_during_an_outage_is_not_blamed() -> None:
+    world = promoted_world()
+    world.outage()
+    world.reconcile()
+    assert condition(world, "Degraded")[0] == "True"
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    assert deployed(world) == [(2, None, 1)]
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    # v1 was down too: v2 stays applied and is not failed; production is degraded.
+    assert world.phase(2) == "Promoted"
+    assert deployed(world) == [(2, None, 1)]
+    assert condition(world, "Degraded")[0] == "True"
+    world.become_available()
+    world.reconcile()
+    assert world.last is not None
+    assert world.last.status.production_version == 2
+    assert world.last.status.phase == "Ready"
+
+
+def test_a_new_version_replacing_one_mid_rollout_rolls_back_to_production() -> None:
+    world = promoted_world()
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    assert deployed(world) == [(2, None, 1)]
+    # v3 arrives while v2 rolls out (v1's pods still serve): v3 can be blamed.
+    world.document["spec"]["training"]["epochs"] = 7
+    world.reconcile()
+    world.finish(3, accuracy=0.96, macroF1=0.96)
+    world.reconcile()
+    assert deployed(world) == [(3, None, 1)]
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    assert world.phase(3) == "Failed"
+    assert deployed(world) == [(1, None, 1)]
