@@ -76,7 +76,8 @@ def drive_serving(plan: Plan) -> int | None:
             plan.last_available = last
         _deploy(plan, desired, shape)
         return desired
-    deadline = timedelta(seconds=plan.spec.serving.rollout_deadline_seconds)
+    seconds = plan.spec.serving.rollout_deadline_seconds
+    deadline = timedelta(seconds=seconds)
     if last is not None and (last.version, last.serving_hash) == (desired, shape_hash):
         rollout = plan.rollout
         if (
@@ -125,7 +126,7 @@ def drive_serving(plan: Plan) -> int | None:
     previous = rollout.previous_version
     if previous is None:
         # Nothing that was available to go back to: keep applying, say why it does not serve.
-        plan.overdue = f"v{desired} not available within {deadline.seconds}s" + (
+        plan.overdue = f"v{desired} not available within {seconds}s" + (
             "; what served before was unavailable too" if plan.production is not None else ""
         )
         if plan.production is not None:
@@ -137,7 +138,7 @@ def drive_serving(plan: Plan) -> int | None:
         plan.failed_serving_hash = shape_hash
         message = (
             f"the serving change ({_describe_shape(shape)}) was not available within "
-            f"{deadline.seconds}s; v{desired} serves again as it was at "
+            f"{seconds}s; v{desired} serves again as it was at "
             f"{last.available_at.isoformat()} ({_describe_shape(last.serving)})"
         )
         plan.event("Warning", "RolledBack", message, desired)
@@ -147,13 +148,12 @@ def drive_serving(plan: Plan) -> int | None:
         desired,
         phase="Failed",
         reason="RolloutFailed",
-        message=f"not available within {deadline.seconds}s; rolled back to v{previous}",
+        message=f"not available within {seconds}s; rolled back to v{previous}",
     )
     plan.event(
         "Warning",
         "RolledBack",
-        f"v{desired} did not become available within {deadline.seconds}s; "
-        f"serving v{previous} again",
+        f"v{desired} did not become available within {seconds}s; serving v{previous} again",
         desired,
     )
     back = last.serving if last is not None and last.version == previous else plan.spec.serving

@@ -518,3 +518,17 @@ def test_a_new_version_replacing_one_mid_rollout_rolls_back_to_production() -> N
     world.reconcile()
     assert world.phase(3) == "Failed"
     assert deployed(world) == [(1, None, 1)]
+
+
+def test_rollback_messages_give_the_deadline_in_seconds_past_a_day() -> None:
+    deadline = 86_400 + DEADLINE
+    world = promoted_world(serving__rolloutDeadlineSeconds=deadline)
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    world.tick(deadline + 1)
+    world.reconcile()
+    rolled_back = next(e for e in events(world) if e.reason == "RolledBack")
+    assert f"within {deadline}s" in rolled_back.message
+    assert f"within {deadline}s" in (world.versions[2].status.message or "")  # type: ignore[union-attr]
