@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bespoke_operator.local_run import ExitCode
+from bespoke_operator.cli.run import ExitCode
 from bespoke_operator.runtimes.local import processes
 from bespoke_operator.runtimes.local.runtime import LocalRuntime
 from bespoke_operator.runtimes.local.state import CustomizationState, ServingRecord
