@@ -264,3 +264,31 @@ async def test_a_late_deleted_event_of_an_older_namesake_keeps_the_new_one_remem
     # The new one is still the one handled: its echo is not reconciled again.
     await on_event(memo, body, "MODIFIED")
     assert _reconciles(memo, "success") == 1
+
+
+async def test_a_customization_deleted_during_a_pass_leaves_nothing_behind(
+    kube: FaultyKubernetes, api: KubeApi
+) -> None:
+    memo = _memo(api)
+    body = await _create(api)
+    await on_event(memo, body)
+    runtime = memo.controller.runtime
+    reconcile_and_record = runtime.reconcile_and_record
+
+    async def deleted_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        # The pass read the customization; it is deleted, and its DELETED event handled, before
+        # the pass ends.
+        outcome = await reconcile_and_record(*args, **kwargs)
+        await api.delete(MC_PATH)
+        await on_event(memo, body, "DELETED")
+        return outcome
+
+    runtime.reconcile_and_record = deleted_meanwhile
+    await _retry_now(memo)
+
+    assert _forgotten(memo)  # no periodic pass scheduled for it, no lock kept
+    ready = memo.controller.metrics.registry.get_sample_value(
+        "bespoke_customization_condition",
+        {"namespace": NAMESPACE, "customization": NAME, "type": "Ready"},
+    )
+    assert ready is None  # its series stay removed

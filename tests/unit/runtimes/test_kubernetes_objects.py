@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 
 from bespoke_operator.api import ModelCustomization
 from bespoke_operator.constants import TRAINING_HASH_ANNOTATION
-from bespoke_operator.reconcile import CreateVersion, decide
+from bespoke_operator.reconcile import CreateVersion, Observed, StopTrainer, decide
 from bespoke_operator.reconcile.serving import serving_shape
 from bespoke_operator.reconcile.trainer_config import trainer_shape
 from bespoke_operator.runtimes.kubernetes import objects
@@ -335,6 +336,30 @@ def test_a_pod_that_cannot_start_says_why(pod: dict[str, Any], reason: str | Non
         assert run.startup_problem is not None
         assert run.startup_problem.reason == reason
         assert run.startup_problem.message
+
+
+def test_the_start_up_deadline_counts_from_the_pod_not_from_a_job_that_waited() -> None:
+    # A Job held for an hour (Kueue, a full ResourceQuota) gets its pod late: a first, transient
+    # ErrImagePull of that pod must not fail the version at once for the Job's age.
+    world = InMemoryWorld(customization())
+    [version] = [a.version for a in world.reconcile().actions if isinstance(a, CreateVersion)]
+    job = {
+        **_job(None),
+        "metadata": {**_job(None)["metadata"], "creationTimestamp": START.isoformat()},
+    }
+    pod = _waiting_pod(reason="ErrImagePull")
+    pod_created = START + timedelta(hours=1)
+    pod["metadata"]["creationTimestamp"] = pod_created.isoformat()
+    [run] = trainer_runs([job], [pod])
+    assert run.created_at == pod_created
+    observed = Observed(
+        now=pod_created + timedelta(seconds=5), versions=(version,), trainer_runs=(run,)
+    )
+    decision = decide(world.mc, observed)
+    assert decision.status.trainer_start_deadline == pod_created + timedelta(
+        seconds=world.mc.spec.training.startup_deadline_seconds
+    )
+    assert not [a for a in decision.actions if isinstance(a, StopTrainer)]
 
 
 def test_a_started_pod_and_a_job_without_pod_are_told_apart() -> None:

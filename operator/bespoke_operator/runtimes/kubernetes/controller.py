@@ -64,6 +64,9 @@ class Controller:
         self._locks: dict[Key, asyncio.Lock] = {}
         # Key -> (uid, generation) last reconciled on its own event.
         self._handled: dict[Key, tuple[str | None, int | None]] = {}
+        # Key -> uid of a customization deleted while a pass over it ran: that pass records
+        # nothing (no gauges, no next check) and forgets it once it ends.
+        self._deleted_meanwhile: dict[Key, str | None] = {}
 
     def remembers(self, key: Key) -> bool:
         """Whether anything of `key` is kept (a due time, a handled generation, a lock)."""
@@ -120,7 +123,9 @@ class Controller:
         self.metrics.forget(*key)
         self.backoff.succeeded(key)
         lock = self._locks.get(key)
-        if lock is not None and not lock.locked():
+        if lock is not None and lock.locked():
+            self._deleted_meanwhile[key] = uid
+        elif lock is not None:
             del self._locks[key]
 
     async def reconcile(
@@ -145,6 +150,12 @@ class Controller:
                 at_least = self.settings.reconcile_interval_seconds
                 self.queue.schedule(key, self.backoff.failed(key, at_least=at_least))
                 raise
+            finally:
+                deleted = key in self._deleted_meanwhile
+                deleted_uid = self._deleted_meanwhile.pop(key, None)
+        if deleted:  # the pass read it before it was deleted: its result describes nothing
+            self.forget(key, uid=deleted_uid)
+            return outcome
         self.backoff.succeeded(key)
         if outcome is None:  # gone: nothing was reconciled
             return None

@@ -134,6 +134,9 @@ def _running(
     )
     if started:
         return TrainerRun(version, attempt, "Running", created_at=created)
+    # The start-up deadline runs from the pod's creation: a Job can wait long before it has one
+    # (Kueue, a full ResourceQuota), and a pod's first, transient pull error must get its time.
+    created = _timestamp(pod["metadata"].get("creationTimestamp")) or created
     problem = None
     for container in statuses:
         waiting = (container.get("state") or {}).get("waiting") or {}
