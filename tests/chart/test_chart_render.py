@@ -248,6 +248,22 @@ def test_operator_role_grants_what_the_operator_needs(render: Render) -> None:
     assert not {v for g, r, v in granted if r == "pods"} - {"get", "list", "watch"}
 
 
+def test_edit_role_can_approve_a_version_and_nothing_more_on_versions(render: Render) -> None:
+    # Aggregated into the built-in `edit` and `admin` roles: `kubectl annotate modelversion ...
+    # bespoke.dev/approved=true` needs `patch`; the spec is immutable, the status a subresource.
+    role = one(render(), "ClusterRole", "-edit")
+    assert role["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    on_versions = {
+        (resource, verb)
+        for rule in role["rules"]
+        if "bespoke.dev" in rule["apiGroups"]
+        for resource in rule["resources"]
+        if resource.startswith("modelversions")
+        for verb in rule["verbs"]
+    }
+    assert on_versions == {("modelversions", "patch")}
+
+
 def test_cluster_mode_binds_cluster_wide(render: Render) -> None:
     manifests = render()
     bound = {b["roleRef"]["name"] for b in by_kind(manifests, "ClusterRoleBinding")}

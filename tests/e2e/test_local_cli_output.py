@@ -18,11 +18,19 @@ from typing import Any
 import pytest
 import yaml
 
+from bespoke_operator.cli import app
 from bespoke_operator.cli.run import ExitCode
 from bespoke_operator.runtimes.local import processes
 from bespoke_operator.runtimes.local.runtime import LocalRuntime
 from bespoke_operator.runtimes.local.state import CustomizationState, ServingRecord
-from tests.e2e.test_local_cli_state import NAME, _bespoke, _no_traceback, _registry, _state
+from tests.e2e.test_local_cli_state import (
+    NAME,
+    _bespoke,
+    _no_traceback,
+    _registry,
+    _state,
+    runner,
+)
 
 ENDPOINT = "http://127.0.0.1:45678"
 
@@ -64,6 +72,24 @@ def test_version_prints_the_installed_version() -> None:
     result = _bespoke("--version")
     assert result.exit_code == ExitCode.OK
     assert result.stdout == f"bespoke {distribution_version('bespoke')}\n"
+
+
+def test_completion_is_enabled_and_completes_commands_and_options() -> None:
+    script = _bespoke("--show-completion", "bash")
+    assert script.exit_code == ExitCode.OK
+    assert "_BESPOKE_COMPLETE=complete_bash" in script.stdout
+    for words, expected in (("bespoke sta", {"status"}), ("bespoke status --o", {"--output"})):
+        completed = runner.invoke(
+            app,
+            [],
+            env={
+                "_BESPOKE_COMPLETE": "complete_bash",
+                "COMP_WORDS": words,
+                "COMP_CWORD": str(len(words.split()) - 1),
+            },
+            prog_name="bespoke",
+        )
+        assert set(completed.stdout.split()) == expected, words
 
 
 @pytest.mark.parametrize("output", ["json", "yaml"])
@@ -181,3 +207,11 @@ def test_a_rollback_serves_on_the_same_port(history: Path, monkeypatch: pytest.M
         for process in started:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_a_run_says_where_its_artifacts_go(history: Path) -> None:
+    # spec.storage.uri is the cluster's; a local run keeps artifacts in its state directory.
+    result = _bespoke("run", history, "--state-dir", _state(history))
+    assert result.exit_code == ExitCode.OK, result.output
+    artifacts = (_state(history) / NAME / "artifacts").resolve()
+    assert f"Artifacts go to {artifacts} (a local run's storage; " in result.stdout

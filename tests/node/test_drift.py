@@ -1,7 +1,7 @@
 """Drift in real pods: the support-tickets customization serves v1, drifted traffic through its
 Service gives a drift reading that the operator pod reads from the serving pod by its cluster DNS
-name, v2 trains on the labelled recent data and is gated against v1, and `serving.pinnedVersion`
-moves production back to v1.
+name, v2 trains on the labelled recent data warm-started from v1 and is gated against it, and
+`serving.pinnedVersion` moves production to the other version (for a promoted v2, a rollback).
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def test_drift_retrains_and_a_pin_rolls_back_in_real_pods(
     assert first.get("productionVersion") == 1, first
 
     # Drifted traffic through the Service, in requests the serving limits allow.
-    texts = [json.loads(line)["text"] for line in (EXAMPLE / "traffic" / "drifted.jsonl").open()]
+    rows = (EXAMPLE / "traffic" / "drifted.jsonl").read_text().splitlines()
+    texts = [json.loads(line)["text"] for line in rows]
     batch = customization["spec"]["serving"]["limits"]["maxTextsPerRequest"]
     for start in range(0, len(texts), batch):
         classify(node, texts[start : start + batch], team=TEAM)
@@ -95,7 +96,18 @@ def test_drift_retrains_and_a_pin_rolls_back_in_real_pods(
     assert v2["spec"].get("parentVersion") == 1
     assert v2["status"]["phase"] in ("Promoted", "Rejected"), v2["status"]
 
-    # A pin in the spec is a rollback: production goes to v1 and the Service answers with v1.
+    # v2 promoted rolls out; v2 rejected leaves v1. Either way a pin to the other version must
+    # move production and what the Service answers with (for a promoted v2, a rollback).
+    gated = wait_until(
+        lambda: (status().get("productionVersion"), status().get("phase")),
+        lambda s: s[1] == "Ready",
+        timeout_s=600,
+        interval=5,
+    )
+    snapshot(node, f"production v{gated[0]} after v2's gates")
+    expected = 2 if v2["status"]["phase"] == "Promoted" else 1
+    assert gated == (expected, "Ready")
+    target = 3 - expected
     node.kubectl(
         "patch",
         "mc",
@@ -104,20 +116,20 @@ def test_drift_retrains_and_a_pin_rolls_back_in_real_pods(
         TEAM,
         "--type=merge",
         "-p",
-        json.dumps({"spec": {"serving": {"pinnedVersion": 1}}}),
+        json.dumps({"spec": {"serving": {"pinnedVersion": target}}}),
     )
     pinned = wait_until(
         lambda: (status().get("productionVersion"), status().get("phase")),
-        lambda s: s == (1, "Ready"),
+        lambda s: s == (target, "Ready"),
         timeout_s=600,
         interval=5,
     )
     served = wait_until(
         lambda: {item["version"] for item in classify(node, texts[:4], team=TEAM)},
-        lambda versions: versions == {1},
+        lambda versions: versions == {target},
         timeout_s=600,
         interval=5,
     )
-    snapshot(node, "pinned to v1")
-    assert pinned == (1, "Ready")
-    assert served == {1}
+    snapshot(node, f"pinned to v{target}")
+    assert pinned == (target, "Ready")
+    assert served == {target}

@@ -26,6 +26,7 @@ from bespoke_trainer.artifacts import (
     write_json,
     write_reference,
 )
+from bespoke_trainer.checkpoint_mirror import CheckpointMirror
 from bespoke_trainer.config import (
     CAUSAL_LM_METRICS,
     CLASSIFICATION_METRICS,
@@ -114,9 +115,13 @@ def run(config: TrainerConfig) -> dict[str, Any]:
 
 def _run(config: TrainerConfig, paths: VersionPaths, cache: Path, dist: Dist) -> dict[str, Any]:
     data = prepare_data(config, cache)
+    # Object storage: checkpoints are mirrored next to the version, so a new pod resumes.
+    mirror = CheckpointMirror.for_version(paths.final_uri, paths.checkpoints, config.training_hash)
     try:
         if dist.is_main:
             claim_staging(paths, config.training_hash)
+            if mirror is not None:
+                mirror.pull()
         dist.barrier()  # no rank looks for checkpoints before the staging dir is this version's
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -176,12 +181,16 @@ def _run(config: TrainerConfig, paths: VersionPaths, cache: Path, dist: Dist) ->
         checkpoint_dir=paths.checkpoints,
         dist=dist,
         model_computes_loss=liger,
+        on_step=mirror.on_step if mirror is not None and dist.is_main else None,
     )
     if not dist.is_main:
         return {}
     final = _evaluate_on_test(model, tokenizer, data.test, config, data.labels)
     champion = _champion(config, data, cache)
-    return _write_version(config, paths, data, model, tokenizer, result, final, champion)
+    summary = _write_version(config, paths, data, model, tokenizer, result, final, champion)
+    if mirror is not None:
+        mirror.discard()
+    return summary
 
 
 def _encode_train(config: TrainerConfig, data: PreparedData, tokenizer: Any) -> Encoded:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated, Final
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -164,8 +164,19 @@ class Evaluation(ApiModel):
     fairness: FairnessLimits = section(FairnessLimits, "Fairness audit limits.")
     require_approval: bool = Field(
         default=False,
-        description="Hold a passing candidate in AwaitingApproval until a person approves it "
-        "(annotation bespoke.dev/approved=true on the ModelVersion, or serving.pinnedVersion).",
+        description="Hold a passing candidate in AwaitingApproval until a person approves it: "
+        "its number in approvedVersions (an approval in Git), or the annotation "
+        "bespoke.dev/approved=true on the ModelVersion (an approval by RBAC: `patch` on "
+        "modelversions, which the aggregated edit role grants).",
+    )
+    approved_versions: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Versions approved for production, as the annotation approves them: a "
+        "listed version that passes its gates is promoted, one awaiting approval is promoted "
+        "now. Approves only; it never serves a version that failed its gates "
+        "(serving.pinnedVersion is the override for that).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
 
     @model_validator(mode="after")

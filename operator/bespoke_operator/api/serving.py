@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from bespoke_operator.api._base import ApiModel, Quantity, section
 from bespoke_operator.api.rules import FieldRule
+from bespoke_operator.api.storage import SecretReference
 from bespoke_operator.api.training import Resources
 
 __all__ = [
@@ -83,6 +84,12 @@ class Serving(ApiModel):
     image: str | None = Field(
         default=None, max_length=512, description="Serving image. Omitted: the operator's default."
     )
+    secret_ref: SecretReference | None = Field(
+        default=None,
+        description="Credentials the serving pods read artifacts with (e.g. a read-only "
+        "s3:// key). Omitted: serving pods get no Secret; the trainer's storage.secretRef "
+        "(write keys, Hub token) never reaches the internet-facing pods.",
+    )
     batching: Batching = section(Batching, "Adaptive batching.")
     limits: RequestLimits = section(RequestLimits, "Request size limits.")
     merge_adapter: bool = Field(
@@ -92,8 +99,10 @@ class Serving(ApiModel):
     )
     pinned_version: int | None = Field(
         default=None,
-        description="Serve exactly this version, whatever the gates say: a rollback or an "
-        "approval that lives in Git.",
+        description="Break-glass override: serve exactly this version, whatever its gates and "
+        "requireApproval say, and promote nothing else while it is set (a rollback). Serving a "
+        "version that did not pass records a GatesBypassed Warning event. Approvals in Git go "
+        "in evaluation.approvedVersions instead.",
         json_schema_extra=_PINNED_RULE.schema,
     )
     rollout_deadline_seconds: int = Field(

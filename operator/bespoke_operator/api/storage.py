@@ -23,9 +23,11 @@ class Storage(ApiModel):
 
     uri: Uri = Field(
         description="Artifact root: pvc://claim/path, s3://bucket/prefix, or a local path. "
-        "Versions go to <uri>/versions/v<N>/."
+        "Versions go to <uri>/versions/v<N>/. A local run (`bespoke run`) keeps its artifacts in "
+        "its state directory instead (<state-dir>/<name>/artifacts) and ignores this field."
     )
     secret_ref: SecretReference | None = Field(
         default=None,
-        description="Credentials (e.g. AWS_ACCESS_KEY_ID) for s3:// or hf:// access.",
+        description="The trainer's credentials (e.g. AWS_ACCESS_KEY_ID, HF_TOKEN) for s3:// or "
+        "hf:// access. Serving pods do not get them (see serving.secretRef).",
     )

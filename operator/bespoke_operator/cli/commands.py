@@ -6,16 +6,18 @@ Exit codes (docs/cli.md): 0 done, 1 the command failed (bad file, missing state,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version as _distribution_version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
 
+from bespoke_operator import cluster_commands
 from bespoke_operator.cli import manifests
 from bespoke_operator.cli import run as local_run
 from bespoke_operator.cli.run import ExitCode, OutputFormat
@@ -163,6 +165,26 @@ def status(
     raise typer.Exit(code=code)
 
 
+_KUBECONFIG = typer.Option(
+    help="Kubeconfig for cluster commands (default: $KUBECONFIG, else ~/.kube/config).",
+    show_default=False,
+)
+_NAMESPACE = typer.Option(
+    "--namespace", "-n", help="Namespace (default: the kubeconfig context's).", show_default=False
+)
+
+_T = TypeVar("_T")
+
+
+def _on_cluster(call: Coroutine[Any, Any, _T]) -> _T:
+    """Runs a cluster call; a refusal or an unreachable server is one line on stderr."""
+    try:
+        return asyncio.run(call)
+    except cluster_commands.ClusterError as exc:
+        _err.print(str(exc), markup=False)
+        raise typer.Exit(code=ExitCode.FAILED) from exc
+
+
 @app.command()
 def versions(
     name: Annotated[
@@ -170,14 +192,70 @@ def versions(
     ],
     state_dir: Annotated[Path, _STATE_DIR] = Path(".bespoke"),
     output: Annotated[OutputFormat, _OUTPUT] = "table",
+    cluster: Annotated[
+        bool, typer.Option("--cluster", help="The cluster's versions (kubeconfig), not local.")
+    ] = False,
+    kubeconfig: Annotated[Path | None, _KUBECONFIG] = None,
+    namespace: Annotated[str | None, _NAMESPACE] = None,
 ) -> None:
-    """List a local customization's versions with metrics and gate verdicts."""
-    with _readable_state():
-        found = CustomizationState(state_dir, name).versions()
+    """List a customization's versions with metrics and gate verdicts (local, or --cluster)."""
+    if cluster:
+        target = cluster_commands.Target(kubeconfig, namespace)
+        found = _on_cluster(cluster_commands.versions(target, name))
+        where = f"namespace {target.resolved_namespace()}"
+    else:
+        with _readable_state():
+            found = CustomizationState(state_dir, name).versions()
+        where = str(state_dir)
     if not found:
-        _err.print(f"No versions of {name} in {state_dir}", markup=False)
+        _err.print(f"No versions of {name} in {where}", markup=False)
         raise typer.Exit(code=ExitCode.FAILED)
     local_run.print_versions(_out, found, output)
+
+
+@app.command()
+def get(
+    name: Annotated[
+        str | None, typer.Argument(help="Customization name (all when omitted).", metavar="NAME")
+    ] = None,
+    kubeconfig: Annotated[Path | None, _KUBECONFIG] = None,
+    namespace: Annotated[str | None, _NAMESPACE] = None,
+    output: Annotated[OutputFormat, _OUTPUT] = "table",
+) -> None:
+    """Show a cluster's customizations, as `bespoke status` shows local ones."""
+    target = cluster_commands.Target(kubeconfig, namespace)
+    found = _on_cluster(cluster_commands.customizations(target, name))
+    if not found:
+        _err.print(f"No customizations in namespace {target.resolved_namespace()}", markup=False)
+        raise typer.Exit(code=ExitCode.FAILED)
+    local_run.print_customizations(_out, found, output)
+
+
+@app.command()
+def approve(
+    name: Annotated[
+        str, typer.Argument(help="Customization name.", show_default=False, metavar="NAME")
+    ],
+    version: Annotated[
+        int,
+        typer.Argument(help="Version to approve.", show_default=False, min=1, metavar="VERSION"),
+    ],
+    kubeconfig: Annotated[Path | None, _KUBECONFIG] = None,
+    namespace: Annotated[str | None, _NAMESPACE] = None,
+) -> None:
+    """Approve a version on a cluster (annotation bespoke.dev/approved=true; needs `patch` on
+    modelversions). In Git, list it in spec.evaluation.approvedVersions instead."""
+    target = cluster_commands.Target(kubeconfig, namespace)
+    before = _on_cluster(cluster_commands.approve(target, name, version))
+    phase = (before.status.phase if before.status else None) or "Pending"
+    then = (
+        "the operator promotes it now"
+        if phase == "AwaitingApproval"
+        else f"it is {phase}: promoted once it passes its gates"
+        if phase not in ("Promoted", "Retired")
+        else f"it is already {phase}"
+    )
+    _out.print(f"Approved {before.metadata.name}: {then}", markup=False)
 
 
 @app.command()

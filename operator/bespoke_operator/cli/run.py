@@ -40,6 +40,7 @@ __all__ = [
     "ExitCode",
     "OutputFormat",
     "RunOptions",
+    "print_customizations",
     "print_status",
     "print_versions",
     "rollback",
@@ -167,6 +168,10 @@ def run(options: RunOptions, console: Console, errors: Console) -> int:
     console.print(
         f"[bold]{'Resuming' if admission.resumed else 'Running'}[/] {mc.metadata.name} "
         f"(state in {state.dir})"
+    )
+    console.print(
+        f"[dim]Artifacts go to {escape(str(state.artifacts))} (a local run's storage; "
+        "spec.storage.uri applies on a cluster)[/]"
     )
     _report_pin(console, options, admission)
     progress = _Progress()
@@ -385,7 +390,8 @@ def _print_list(console: Console, items: list[dict[str, Any]], output: OutputFor
     """The resources as `kubectl get -o json|yaml` prints them: a `List` with `items`."""
     document = {"apiVersion": "v1", "kind": "List", "items": items}
     text = json.dumps(document, indent=2) if output == "json" else kube_yaml.dump(document)
-    console.print(text.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+    # No markup, highlighting or emoji codes: `f:label:` in managedFields is not an emoji.
+    console.print(text.rstrip("\n"), markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 def print_versions(
@@ -437,9 +443,17 @@ def print_status(
             console.print(f"No customization {each} in {state_dir}", markup=False)
             return ExitCode.FAILED
         found.append(mc)
+    print_customizations(console, found, output)
+    return ExitCode.OK
+
+
+def print_customizations(
+    console: Console, found: list[ModelCustomization], output: OutputFormat = "table"
+) -> None:
+    """The customizations as `bespoke status` and `bespoke get` show them (see print_status)."""
     if output != "table":
         _print_list(console, [mc.model_dump(mode="json", by_alias=True) for mc in found], output)
-        return ExitCode.OK
+        return
     table = Table(title="Customizations")
     for column in ("name", "phase", "production", "metric", "drift"):
         table.add_column(column)
@@ -463,7 +477,6 @@ def print_status(
     console.print(table)
     for note in notes:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
-    return ExitCode.OK
 
 
 #: Decisions of a version that passed its gates; only such a version is offered for rollback.

@@ -9,7 +9,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bespoke_operator.api import ModelVersion
+from bespoke_operator.api import ModelCustomizationSpec, ModelVersion
 from bespoke_operator.constants import APPROVAL_ANNOTATION
 from bespoke_operator.reconcile.drift_report import DriftReport, drift_report
 
@@ -131,10 +131,14 @@ class Observed:
         )
 
 
-def approved_versions(versions: Iterable[ModelVersion]) -> frozenset[int]:
-    """Versions a person approved with the annotation `bespoke.dev/approved=true`."""
-    return frozenset(
+def approved_versions(
+    spec: ModelCustomizationSpec, versions: Iterable[ModelVersion]
+) -> frozenset[int]:
+    """Versions a person approved: listed in `spec.evaluation.approvedVersions` (in Git), or
+    annotated `bespoke.dev/approved=true` (by anyone RBAC lets patch the ModelVersion)."""
+    annotated = (
         v.spec.version
         for v in versions
         if v.metadata.annotations.get(APPROVAL_ANNOTATION, "").lower() == "true"
     )
+    return frozenset(spec.evaluation.approved_versions).union(annotated)

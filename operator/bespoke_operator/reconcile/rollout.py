@@ -204,6 +204,15 @@ def complete_rollout(plan: Plan, number: int) -> None:
     ):
         plan.event("Normal", "RolledOut", f"v{number} is serving")
     status = plan.statuses[number]
+    if plan.production != number and status.phase not in ("Promoted", "Retired"):
+        # Only spec.serving.pinnedVersion makes a version production that did not pass.
+        plan.event(
+            "Warning",
+            "GatesBypassed",
+            f"v{number} is production by spec.serving.pinnedVersion although it is "
+            f"{status.phase} ({status.reason}): its gates or approval were bypassed",
+            number,
+        )
     plan.update(
         number,
         phase="Promoted",

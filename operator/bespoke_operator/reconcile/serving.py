@@ -62,7 +62,7 @@ class ServingShape:
     image: str | None
     replicas: int
     resources: PodResources
-    #: The Secret whose keys become environment variables (storage credentials), if any.
+    #: The Secret whose keys become environment variables (`spec.serving.secretRef`), if any.
     secret_name: str | None
     #: Locations the pod reads (base model and artifacts): a runtime mounts what they need.
     reads: tuple[str, ...]
@@ -101,7 +101,8 @@ def serving_shape(
             gpus=resources.gpus,
             ephemeral_storage=resources.ephemeral_storage,
         ),
-        secret_name=spec.storage.secret_ref.name if spec.storage.secret_ref else None,
+        # The serving pods' own Secret, never the trainer's (storage.secretRef).
+        secret_name=serving.secret_ref.name if serving.secret_ref else None,
         reads=(spec.base_model.uri, artifact_uri),
         env=serving_env(
             spec,

@@ -218,7 +218,7 @@ def _conditions(
         bool(awaiting),
         "AwaitingApproval" if awaiting else "Idle",
         f"{', '.join(f'v{n}' for n in awaiting)} passed the gates; approve with the annotation "
-        f"{APPROVAL_ANNOTATION}=true or spec.serving.pinnedVersion"
+        f"{APPROVAL_ANNOTATION}=true or spec.evaluation.approvedVersions"
         if awaiting
         else "no version awaits approval",
     )

@@ -254,7 +254,7 @@ def _decide_gates(plan: Plan, number: int, summary: TrainerSummary) -> None:
             "Normal",
             "AwaitingApproval",
             f"v{number} passed the gates; approve with annotation {APPROVAL_ANNOTATION}=true "
-            "or serving.pinnedVersion",
+            "or spec.evaluation.approvedVersions",
         )
     else:
         plan.event("Normal", "Promoted", f"v{number} promoted: {message}")

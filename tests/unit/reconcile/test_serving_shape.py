@@ -54,8 +54,16 @@ def test_the_shape_carries_the_serving_spec_a_runtime_applies() -> None:
     )
     assert (shape.image, shape.replicas) == ("registry.example/serving:1", 3)
     assert shape.resources == PodResources(cpu="500m", memory="3Gi", gpus=1)
-    assert shape.secret_name == "store-keys"
+    # The trainer's storage Secret stays with the trainer: serving gets none by default.
+    assert shape.secret_name is None
     assert shape.reads == (mc.spec.base_model.uri, "s3://bucket/root/versions/v2")
+
+
+def test_serving_reads_with_its_own_secret_only() -> None:
+    serving = {"secretRef": {"name": "read-only-keys"}}
+    storage = {"uri": "s3://bucket/root", "secretRef": {"name": "store-keys"}}
+    mc = ModelCustomization.model_validate(customization(serving=serving, storage=storage))
+    assert serving_shape(mc, version=1, artifact_uri="/v1").secret_name == "read-only-keys"
 
 
 def test_without_an_image_in_the_spec_the_runtime_default_applies() -> None:

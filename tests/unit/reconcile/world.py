@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from bespoke_operator.api import ModelCustomization, ModelVersion
+from bespoke_operator.constants import APPROVAL_ANNOTATION
 from bespoke_operator.reconcile import (
     Action,
     CreateVersion,
@@ -32,6 +33,7 @@ from bespoke_operator.reconcile import (
     TrainerRun,
     TrainerSummary,
     Undeploy,
+    approved_versions,
     decide,
 )
 from bespoke_operator.reconcile.serving import ServingShape
@@ -88,13 +90,27 @@ class InMemoryWorld:
         return ModelCustomization.model_validate(body)
 
     def observed(self) -> Observed:
+        # `approved` are the versions a person annotated; the runtimes' own function reads the
+        # annotations and spec.evaluation.approvedVersions.
+        versions = tuple(
+            v.model_copy(
+                update={
+                    "metadata": v.metadata.model_copy(
+                        update={"annotations": {APPROVAL_ANNOTATION: "true"}}
+                    )
+                }
+            )
+            if v.spec.version in self.approved
+            else v
+            for v in self.versions.values()
+        )
         return Observed(
             now=self.now,
-            versions=tuple(self.versions.values()),
+            versions=versions,
             trainer_runs=tuple(self.runs.values()),
             serving=self.serving,
             drift=self.drift,
-            approved_versions=frozenset(self.approved),
+            approved_versions=approved_versions(self.mc.spec, versions),
         )
 
     def reconcile(self) -> Decision:

@@ -7,15 +7,17 @@ rules one at a time, on a clock the test moves.
 from __future__ import annotations
 
 import copy
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, cast
 
+import aiohttp
 import pytest
 
 from bespoke_operator.errors import ApiError
 from bespoke_operator.runtimes.kubernetes.client import KubeApi
-from bespoke_operator.runtimes.kubernetes.leader import LeaderElector
+from bespoke_operator.runtimes.kubernetes.leader import LeaderElector, standby_health
 from bespoke_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.asyncio
@@ -173,3 +175,20 @@ async def test_a_leader_that_sees_another_holder_stops_at_once(
     await a.keep()
     assert lost == ["a"]
     assert clock.now - 100.0 == SETTINGS.lease_retry_seconds
+
+
+async def test_a_standby_answers_its_liveness_probe_and_frees_the_port_when_it_leads() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    async with (
+        standby_health(port),
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/healthz") as answer,
+    ):
+        assert answer.status == 200
+        assert await answer.json() == {"leader": False}
+    # kopf's own liveness endpoint takes the port over once this process leads.
+    with socket.socket() as after:
+        after.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        after.bind(("0.0.0.0", port))

@@ -251,7 +251,7 @@ class KubernetesRuntime:
             trainer_runs=tuple(read.trainer_runs(jobs, pods)),
             serving=read.serving_state(deployment, endpoint),
             drift=drift,
-            approved_versions=approved_versions(versions),
+            approved_versions=approved_versions(mc.spec, versions),
         )
 
     async def _apply_round(

@@ -235,7 +235,7 @@ class LocalRuntime:
             trainer_runs=tuple(self._run(r) for r in self.state.runs()),
             serving=serving,
             drift=drift,
-            approved_versions=approved_versions(versions),
+            approved_versions=approved_versions(mc.spec, versions),
         )
 
     def _run(self, run: TrainerRunDir) -> TrainerRun:
