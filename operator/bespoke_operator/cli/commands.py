@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import typer
 from rich.console import Console
 
-from bespoke_operator import cluster_commands
+from bespoke_operator.cli import cluster as cluster_commands
 from bespoke_operator.cli import manifests
 from bespoke_operator.cli import run as local_run
 from bespoke_operator.cli.run import ExitCode, OutputFormat
