@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bespoke_operator.api.rules import RuleViolation
-    from bespoke_operator.validate import Problem
+    from bespoke_operator.cli.validate import Problem
 
 __all__ = [
     "ApiError",

@@ -86,8 +86,8 @@ def started(render: Render, unreachable_kubeconfig: Path) -> Iterator[tuple[Any,
     # plus what the image and the kubelet provide (PATH, HOME=/ for an unknown uid).
     metrics, liveness = free_port(), free_port()
     env["BESPOKE_METRICS_PORT"] = str(metrics)
-    if "BESPOKE_HEALTH_PORT" in env:  # a standby's /healthz: the liveness port
-        env["BESPOKE_HEALTH_PORT"] = str(liveness)
+    # A standby (leader election is on by default) answers on the same port as kopf's probe.
+    env["BESPOKE_HEALTH_PORT"] = str(liveness)
     env |= {
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "HOME": "/",

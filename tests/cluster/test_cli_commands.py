@@ -13,8 +13,8 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from bespoke_operator.cli import app
+from bespoke_operator.cli.run import ExitCode
 from bespoke_operator.constants import APPROVAL_ANNOTATION
-from bespoke_operator.local_run import ExitCode
 from bespoke_operator.reconcile import CreateVersion
 from tests.chart.chartlib import CHART_DIR, by_kind, find_tool, run_helm
 from tests.cluster.envtest_cluster import EnvtestCluster, wait_for

@@ -12,7 +12,7 @@ import yaml
 
 from bespoke_operator.api import ModelCustomization, ModelVersion
 from bespoke_operator.api.version import SPEC_IMMUTABLE
-from bespoke_operator.validate import validate_text
+from bespoke_operator.cli.validate import validate_text
 from tests.cluster.envtest_cluster import REPO_ROOT, EnvtestCluster
 from tests.unit.api.fixtures import FIXTURES, InvalidFixture, invalid_fixtures
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bespoke_operator.api import metrics as api
+from bespoke_operator.api import tasks as api
 from bespoke_trainer import config as trainer
 from bespoke_trainer.metrics import classification_metrics, fairness_audit
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from bespoke_operator.cli import app
-from bespoke_operator.local_run import ExitCode
+from bespoke_operator.cli.run import ExitCode
 from bespoke_operator.runtimes.local import processes
 from bespoke_operator.runtimes.local.runtime import LocalRuntime
 from bespoke_operator.runtimes.local.state import CustomizationState, ServingRecord

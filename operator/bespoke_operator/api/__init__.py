@@ -9,7 +9,7 @@ from bespoke_operator.api.customization import (
     ModelCustomizationStatus,
     check_update,
 )
-from bespoke_operator.api.metrics import METRICS_BY_TASK, headline_metric
+from bespoke_operator.api.tasks import METRICS_BY_TASK, headline_metric
 from bespoke_operator.api.version import (
     GateResult,
     ModelVersion,

@@ -17,7 +17,6 @@ from bespoke_operator.api.base_model import BaseModelSource
 from bespoke_operator.api.conditions import ObjectMeta
 from bespoke_operator.api.dataset import Augmentation, Columns, Dataset, DataSource, Split
 from bespoke_operator.api.evaluation import ChampionDelta, Evaluation, FairnessLimits, Gate
-from bespoke_operator.api.metrics import METRICS_BY_TASK, Task
 from bespoke_operator.api.monitoring import Monitoring, OnDrift
 from bespoke_operator.api.rules import Rule, RuleViolation, raise_violations, schema_rules
 from bespoke_operator.api.serving import Batching, RequestLimits, Serving, ServingResources
@@ -28,6 +27,7 @@ from bespoke_operator.api.status import (
     Rollout,
 )
 from bespoke_operator.api.storage import SecretReference, Storage
+from bespoke_operator.api.tasks import METRICS_BY_TASK, Task
 from bespoke_operator.api.training import (
     EarlyStopping,
     LoraSettings,

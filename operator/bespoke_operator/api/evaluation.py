@@ -14,8 +14,8 @@ from bespoke_operator.api._base import (
     parse_decimal,
     section,
 )
-from bespoke_operator.api.metrics import SHARE_METRICS, MetricName
 from bespoke_operator.api.rules import Rule, raise_violations, schema_rules
+from bespoke_operator.api.tasks import SHARE_METRICS, MetricName
 
 __all__ = [
     "ChampionDelta",

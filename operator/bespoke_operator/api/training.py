@@ -7,8 +7,8 @@ from typing import Annotated, Final, Literal
 from pydantic import Field, field_validator
 
 from bespoke_operator.api._base import BELOW_ONE, POSITIVE, ApiModel, Decimal, Quantity, section
-from bespoke_operator.api.metrics import MetricName
 from bespoke_operator.api.rules import FieldRule
+from bespoke_operator.api.tasks import MetricName
 
 __all__ = [
     "EarlyStopping",

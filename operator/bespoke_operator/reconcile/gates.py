@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from bespoke_operator.api import GateResult, ModelCustomizationSpec
 from bespoke_operator.api._base import parse_decimal
-from bespoke_operator.api.metrics import LOWER_IS_BETTER
+from bespoke_operator.api.tasks import LOWER_IS_BETTER
 
 __all__ = ["evaluate_gates", "format_number"]
 

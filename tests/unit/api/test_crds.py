@@ -10,8 +10,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bespoke_operator import manifests
 from bespoke_operator.api.crd import KINDS, CrdKind, crd, openapi_schema
+from bespoke_operator.cli import manifests
 
 KUBERNETES_VERSION = "1.34"
 _FORBIDDEN = {"$ref", "title", "anyOf", "allOf", "oneOf", "not", "const", "$defs"}

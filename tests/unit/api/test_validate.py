@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from bespoke_operator.api import ModelCustomization, check_update
 from bespoke_operator.cli import app
+from bespoke_operator.cli.validate import load_file, validate_text
 from bespoke_operator.errors import ResourceValidationError
-from bespoke_operator.validate import load_file, validate_text
 
 from .fixtures import FIXTURES, InvalidFixture, example_files, invalid_fixtures
 

@@ -18,7 +18,7 @@ from bespoke_operator.reconcile import CreateVersion, Observed, StopTrainer, dec
 from bespoke_operator.reconcile.serving import serving_shape
 from bespoke_operator.reconcile.trainer_config import trainer_shape
 from bespoke_operator.runtimes.kubernetes import objects
-from bespoke_operator.runtimes.kubernetes.observe import parse_versions, serving_state, trainer_runs
+from bespoke_operator.runtimes.kubernetes.read import parse_versions, serving_state, trainer_runs
 
 from ..api.fixtures import example_files
 from ..reconcile.world import START, InMemoryWorld, customization

@@ -48,7 +48,7 @@ from bespoke_operator.reconcile import (
 )
 from bespoke_operator.reconcile.schedule import drift_reading_due
 from bespoke_operator.reconcile.trainer_config import trainer_shape
-from bespoke_operator.runtimes.kubernetes import objects, observe
+from bespoke_operator.runtimes.kubernetes import objects, read
 from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
 
 __all__ = ["KubernetesRuntime", "Outcome", "status_patch", "unreconciled"]
@@ -141,7 +141,7 @@ class KubernetesRuntime:
 
     async def _drift_if_due(self, body: Mapping[str, Any]) -> DriftReport | None:
         try:
-            mc = ModelCustomization.model_validate(observe.without_server_fields(body))
+            mc = ModelCustomization.model_validate(read.without_server_fields(body))
         except ValidationError:
             return None  # the pass reports the invalid spec
         due = drift_reading_due(mc, mc.status, now=self.clock())
@@ -157,7 +157,7 @@ class KubernetesRuntime:
         """
         metadata = body.get("metadata", {})
         try:
-            mc = ModelCustomization.model_validate(observe.without_server_fields(body))
+            mc = ModelCustomization.model_validate(read.without_server_fields(body))
         except ValidationError as exc:
             message = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
@@ -225,7 +225,7 @@ class KubernetesRuntime:
         version_items = await self.api.list(
             resource_path(API_VERSION, VERSIONS, namespace), selector
         )
-        versions = observe.parse_versions(
+        versions = read.parse_versions(
             item for item in version_items if objects.owned_by(item, owner.uid)
         )
         trainer = f"{selector},{COMPONENT_LABEL}={TRAINER}"
@@ -248,8 +248,8 @@ class KubernetesRuntime:
         return Observed(
             now=self.clock(),
             versions=tuple(versions),
-            trainer_runs=tuple(observe.trainer_runs(jobs, pods)),
-            serving=observe.serving_state(deployment, endpoint),
+            trainer_runs=tuple(read.trainer_runs(jobs, pods)),
+            serving=read.serving_state(deployment, endpoint),
             drift=drift,
             approved_versions=approved_versions(mc.spec, versions),
         )
@@ -365,7 +365,7 @@ class KubernetesRuntime:
             )
             if found is None:
                 raise RuntimeError(f"ModelVersion {version_object} vanished before its trainer")
-            spec = observe.parse_versions([found])[0].spec
+            spec = read.parse_versions([found])[0].spec
         # Both owned by the customization, not the version: neither needs the version's uid, so
         # a new version, its config and its Job are written at once (one round trip to a Job).
         wanted = (

@@ -25,7 +25,7 @@ from bespoke_operator.constants import (
 from bespoke_operator.errors import ApiError
 from bespoke_operator.reconcile import version_name
 from bespoke_operator.runtimes.kubernetes.client import KubeApi, resource_path
-from bespoke_operator.runtimes.kubernetes.observe import parse_versions, without_server_fields
+from bespoke_operator.runtimes.kubernetes.read import parse_versions, without_server_fields
 
 __all__ = ["ClusterError", "Target", "approve", "customizations", "versions"]
 

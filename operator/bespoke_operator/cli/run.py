@@ -17,6 +17,8 @@ from rich.table import Table
 
 from bespoke_operator import kube_yaml
 from bespoke_operator.api import ModelCustomization, ModelVersion, ModelVersionStatus
+from bespoke_operator.cli.traffic import load_texts, replay
+from bespoke_operator.cli.validate import load_file
 from bespoke_operator.errors import (
     MissingLocationError,
     ResourceValidationError,
@@ -33,8 +35,6 @@ from bespoke_operator.runtimes.local.runtime import (
     prepare,
 )
 from bespoke_operator.runtimes.local.state import CustomizationState
-from bespoke_operator.traffic import load_texts, replay
-from bespoke_operator.validate import load_file
 
 __all__ = [
     "ExitCode",

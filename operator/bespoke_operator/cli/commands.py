@@ -17,12 +17,14 @@ from urllib.parse import urlsplit
 import typer
 from rich.console import Console
 
-from bespoke_operator import cluster_commands, local_run, manifests
+from bespoke_operator.cli import cluster as cluster_commands
+from bespoke_operator.cli import manifests
+from bespoke_operator.cli import run as local_run
+from bespoke_operator.cli.run import ExitCode, OutputFormat
+from bespoke_operator.cli.traffic import load_texts, replay
+from bespoke_operator.cli.validate import load_file
 from bespoke_operator.errors import ResourceValidationError, StateUnreadableError
-from bespoke_operator.local_run import ExitCode, OutputFormat
 from bespoke_operator.runtimes.local.state import CustomizationState
-from bespoke_operator.traffic import load_texts, replay
-from bespoke_operator.validate import load_file
 
 __all__ = ["app", "main"]
 
@@ -290,7 +292,7 @@ def stop(
 
 
 #: The flagship example of a checkout (the package is installed editable from it).
-_CHECKOUT_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support-tickets"
+_CHECKOUT_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "support-tickets"
 
 
 def _example_dir(given: Path | None) -> Path:
