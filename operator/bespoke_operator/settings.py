@@ -39,7 +39,8 @@ class OperatorSettings:
     #: `BESPOKE_RETRY_BASE_SECONDS`: the first retry delay of a failed pass; it doubles with
     #: every failure in a row of the same customization (full jitter), reset by a success.
     retry_base_seconds: float = 2.0
-    #: `BESPOKE_RETRY_CAP_SECONDS`: the longest retry delay, `Retry-After` included.
+    #: `BESPOKE_RETRY_CAP_SECONDS`: the longest retry delay, `Retry-After` included; at least the
+    #: base (unset: 300 s, or the base when that is higher).
     retry_cap_seconds: float = 300.0
     #: Seconds before a pass the API refused for good (e.g. a missing RBAC permission) is tried
     #: again: a person has to act first.
@@ -72,18 +73,28 @@ class OperatorSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
         """The settings from `environ` (default: the process environment); unset: defaults."""
         env = os.environ if environ is None else environ
-        interval = _number(
+        interval = _positive(
             env, "BESPOKE_RECONCILE_INTERVAL_SECONDS", cls.reconcile_interval_seconds
         )
+        base = _positive(env, "BESPOKE_RETRY_BASE_SECONDS", cls.retry_base_seconds)
+        cap = _positive(env, "BESPOKE_RETRY_CAP_SECONDS", max(cls.retry_cap_seconds, base))
+        if cap < base:
+            raise ValueError(
+                f"BESPOKE_RETRY_CAP_SECONDS ({cap:g}) is below BESPOKE_RETRY_BASE_SECONDS "
+                f"({base:g}): the longest retry delay must be at least the first; raise the cap "
+                "or lower the base"
+            )
         return cls(
             trainer_image=env.get("BESPOKE_TRAINER_IMAGE") or cls.trainer_image,
             serving_image=env.get("BESPOKE_SERVING_IMAGE") or cls.serving_image,
             reconcile_interval_seconds=interval,
-            resync_interval_seconds=_number(env, "BESPOKE_RESYNC_INTERVAL_SECONDS", 10 * interval),
+            resync_interval_seconds=_positive(
+                env, "BESPOKE_RESYNC_INTERVAL_SECONDS", 10 * interval
+            ),
             metrics_port=int(_number(env, "BESPOKE_METRICS_PORT", cls.metrics_port)),
             kubeconfig=env.get("KUBECONFIG") or None,
-            retry_base_seconds=_number(env, "BESPOKE_RETRY_BASE_SECONDS", cls.retry_base_seconds),
-            retry_cap_seconds=_number(env, "BESPOKE_RETRY_CAP_SECONDS", cls.retry_cap_seconds),
+            retry_base_seconds=base,
+            retry_cap_seconds=cap,
             **_leader_election(env),
         )
 
@@ -142,4 +153,14 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         value = -1.0
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name}={raw!r}: expected a number of 0 or more, e.g. {default:g}")
+    return value
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    """An interval or delay: 0 would spin (a timer that fires at once, a retry without pause)."""
+    value = _number(env, name, default)
+    if value <= 0:
+        raise ValueError(
+            f"{name}={env.get(name)!r}: expected more than 0 seconds, e.g. {default:g}"
+        )
     return value

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from bespoke_serving.counters import COUNTERS, ServingCounters
+
 __all__ = ["Problem", "RequestGuard", "RequestLimits", "check_classify", "check_generate"]
 
 Scope = MutableMapping[str, Any]
@@ -173,11 +175,13 @@ class RequestGuard:
         limits: RequestLimits,
         max_concurrent: int | None = None,
         retry_after_seconds: int = 1,
+        counters: ServingCounters = COUNTERS,
     ) -> None:
         self.app = app
         self.limits = limits
         self.max_concurrent = max_concurrent
         self.retry_after_seconds = retry_after_seconds
+        self.counters = counters
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -186,6 +190,7 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
+            self.counters.shed("concurrency")
             await _reject(send, self._overloaded())
             return
         self.in_flight += 1

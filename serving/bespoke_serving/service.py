@@ -2,8 +2,9 @@
 
 Routes: `POST /classify` (batched, see `BESPOKE_BATCHING`), `POST /generate`, `GET /drift`, and
 BentoML's `/healthz`, `/readyz` (ready only after load and warm-up) and `/metrics` (with
-Bespoke's drift gauges appended). Request limits and load shedding (503 + `Retry-After`) are
-enforced by `bespoke_serving.limits.RequestGuard`; every error response has one JSON shape
+Bespoke's drift gauges and shed/dropped counters, `bespoke_serving.counters`, appended). Request
+limits and load shedding (503 + `Retry-After`) are enforced by
+`bespoke_serving.limits.RequestGuard`; every error response has one JSON shape
 (`bespoke_serving.error_shape.ErrorShape`).
 
 Run: `bentoml serve bespoke_serving.service:Bespoke` with `BESPOKE_MODEL_URI` set.
@@ -22,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bespoke_serving.batching import MicroBatcher
+from bespoke_serving.counters import COUNTERS
 from bespoke_serving.error_shape import ErrorShape
 from bespoke_serving.errors import NotReadyError, OverloadedError, WrongTaskError
 from bespoke_serving.limits import RequestGuard
@@ -65,6 +67,13 @@ class Bespoke:
         from bespoke_serving.runtime import Runtime
 
         self.runtime = Runtime(SETTINGS)
+        info, runtime = self.runtime.info, self.runtime
+        COUNTERS.bind(
+            SETTINGS.namespace,
+            SETTINGS.customization,
+            info.version,
+            lambda: runtime.capture.dropped if runtime.capture is not None else 0,
+        )
         self.batcher = MicroBatcher(
             self.runtime.classify, SETTINGS.max_batch_size, SETTINGS.max_queued_texts
         )
@@ -74,7 +83,7 @@ class Bespoke:
         return self.runtime.ready
 
     def __metrics__(self, content: str) -> str:
-        return content + self.runtime.collector.exposition()
+        return content + self.runtime.collector.exposition() + COUNTERS.exposition()
 
     # bentoml's decorators are untyped; the signatures below are what they expose. Both
     # variants take the same body, so clients and the OpenAPI document do not change.
@@ -99,7 +108,10 @@ class Bespoke:
             """Label, score and serving version for each text."""
             try:
                 return await self.batcher(texts)
-            except (NotReadyError, OverloadedError, WrongTaskError) as exc:
+            except OverloadedError as exc:
+                COUNTERS.shed("queue")
+                raise _http_error(exc) from exc
+            except (NotReadyError, WrongTaskError) as exc:
                 raise _http_error(exc) from exc
 
     @bentoml.api  # type: ignore[untyped-decorator]

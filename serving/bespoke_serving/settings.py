@@ -16,9 +16,10 @@
 - Overload: `BESPOKE_MAX_CONCURRENT_REQUESTS` (64) `/classify` and `/generate` requests in the
   service at once; `BESPOKE_MAX_QUEUED_TEXTS` (1024) texts waiting for the model (greedy
   batching); beyond either, a request is answered 503 at once with `Retry-After:
-  BESPOKE_RETRY_AFTER_SECONDS` (1) instead of queueing until the pod runs out of memory.
-  `BESPOKE_CAPTURE_QUEUE_SIZE` (10000): captured records waiting to be written; beyond it new
-  records are dropped (and counted), never the request.
+  BESPOKE_RETRY_AFTER_SECONDS` (1) instead of queueing until the pod runs out of memory
+  (counted: `bespoke_requests_shed_total`). `BESPOKE_CAPTURE_QUEUE_SIZE` (10000): captured
+  records waiting to be written; beyond it new records are dropped (counted:
+  `bespoke_capture_dropped_total`), never the request.
 - `BESPOKE_CAPTURE_WINDOW_SIZE`: rows kept in memory for drift, monitoring.windowSize (1000).
 - `BESPOKE_CAPTURE_URI`: directory (path, `file://`, `pvc://`) for captured JSONL; unset = off.
 - `BESPOKE_CAPTURE_MAX_BYTES` (64 MiB), `BESPOKE_CAPTURE_MAX_FILES` (10): JSONL rotation.

@@ -192,6 +192,22 @@ def _stages() -> list[tuple[str, tuple[str, str, str], dict[str, Any]]]:
     failing.finish(1, TrainerRun(1, 1, "Failed", summary=bad))
     failing.reconcile()
     snap("core: training failed, nothing serves", ("Degraded", "Failed", "Failed"), failing)
+
+    changed = InMemoryWorld(customization())
+    changed.reconcile()
+    changed.finish(1, **good)
+    changed.reconcile()
+    changed.become_available()
+    changed.reconcile()
+    changed.document["spec"]["training"]["epochs"] = 6
+    changed.document["metadata"]["generation"] = 2
+    changed.reconcile()
+    oom = TrainerSummary(outcome="Failed", reason="OutOfMemory", message="oom", exitCode=5)
+    changed.finish(2, TrainerRun(2, 1, "Failed", summary=oom))
+    changed.reconcile()
+    snap(
+        "core: spec change's training failed, v1 serves", ("Degraded", "Failed", "Failed"), changed
+    )
     return stages
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bespoke_serving.counters import ServingCounters
 from bespoke_serving.error_shape import ErrorShape
 from bespoke_serving.limits import RequestGuard, RequestLimits
 
@@ -163,3 +164,37 @@ def test_successful_responses_pass_through_untouched() -> None:
         {b"content-type": b"text/plain"},
         b"# metrics\n",
     )
+
+
+def _samples(counters: ServingCounters) -> dict[tuple[str, str], float]:
+    return {
+        (sample.name, sample.labels.get("reason", "")): sample.value
+        for family in counters.registry.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def test_shed_requests_are_counted_on_metrics_by_reason() -> None:
+    held = HeldApp()
+    counters = ServingCounters()
+    counters.bind("team-b", "reviews", 3, lambda: 0)
+    guard = RequestGuard(held, RequestLimits(), max_concurrent=1, counters=counters)
+
+    async def scenario() -> None:
+        inside = asyncio.create_task(_request(guard))
+        while held.entered < 1:
+            await asyncio.sleep(0)
+        await _request(guard)
+        await _request(guard)
+        held.release.set()
+        await inside
+
+    asyncio.run(scenario())
+    assert _samples(counters) == {
+        ("bespoke_requests_shed_total", "concurrency"): 2,
+        ("bespoke_requests_shed_total", "queue"): 0,
+        ("bespoke_capture_dropped_total", ""): 0,
+    }
+    labels = 'customization="reviews",namespace="team-b",reason="concurrency",version="3"'
+    assert f"bespoke_requests_shed_total{{{labels}}} 2.0" in counters.exposition()

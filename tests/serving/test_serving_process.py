@@ -115,6 +115,10 @@ def test_metrics_carry_drift_gauges_matching_drift(served: Served) -> None:
     assert f"bespoke_drift_share_ratio{{{labels}}}" in metrics
     # BentoML's own request metrics are still there.
     assert "bentoml_service_request_total" in metrics or "request_total" in metrics
+    # So are the shed and dropped counters, from zero, with the version's labels.
+    shed = 'customization="reviews",namespace="team-b",reason="concurrency",version="1"'
+    assert f"bespoke_requests_shed_total{{{shed}}} 0.0" in metrics
+    assert f"bespoke_capture_dropped_total{{{labels}}} 0.0" in metrics
 
 
 def test_real_prometheus_scrapes_the_drift_gauges(served: Served, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from version_factory import build_causal_lm_version
 
 from bespoke_serving.capture import CaptureRecord, JsonlSink, TrafficCapture
+from bespoke_serving.counters import ServingCounters
 from bespoke_serving.runtime import NotReadyError, Runtime, WrongTaskError
 from bespoke_serving.settings import ServingSettings, SettingsError
 from bespoke_serving.uris import local_dir
@@ -101,6 +102,12 @@ def test_a_full_capture_queue_drops_new_records_and_counts_them(tmp_path: Path) 
     for i in range(5):
         capture.submit([f"t{i}"], ["positive"], [0.9])
     assert capture.dropped == 2  # t3 and t4: three were waiting on the stuck disk
+    counters = ServingCounters()
+    counters.bind("team-b", "reviews", 1, lambda: capture.dropped)
+    assert (
+        'bespoke_capture_dropped_total{customization="reviews",namespace="team-b",version="1"} 2.0'
+        in counters.exposition()
+    )
     sink.release.set()
     assert capture.flush()
     assert capture.snapshot()["text"].tolist() == ["t0", "t1", "t2"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +14,8 @@ from bespoke_operator.constants import APPROVAL_ANNOTATION
 from bespoke_operator.reconcile.drift_report import DriftReport, drift_report
 
 __all__ = [
+    "RUN_FAILURES",
+    "STARTUP_FAILURES",
     "DriftReport",
     "Observed",
     "ServingState",
@@ -45,12 +47,29 @@ class TrainerSummary(BaseModel):
 TrainerState = Literal["Running", "Succeeded", "Failed"]
 
 
+#: Waiting reasons of a container that will not start by waiting longer (see the kubelet's
+#: images and kuberuntime packages); a slow pull (ContainerCreating, PodInitializing) is not one.
+STARTUP_FAILURES: Final = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+#: Failures that retrying the same version cannot fix, but a change of where or how it runs can
+#: (training.image, resources, gradientCheckpointing, storage.secretRef...): a version that
+#: failed with one of them is trained again, as a new version, once those fields change.
+RUN_FAILURES: Final = STARTUP_FAILURES | {"OutOfMemory", "Unschedulable"}
+
+
 @dataclass(frozen=True)
 class StartupProblem:
     """Why a trainer pod cannot start: the kubelet's or the scheduler's reason and message.
 
-    `reason` is one of ImagePullBackOff, ErrImagePull, InvalidImageName,
-    CreateContainerConfigError, CreateContainerError (a container waiting) or Unschedulable.
+    `reason` is one of `STARTUP_FAILURES` (a container waiting) or Unschedulable.
     """
 
     reason: str

@@ -65,7 +65,13 @@ class Plan:
         self.production = self.previous.production_version
         if self.production is not None and self.production not in self.specs:
             self.production = None
+        # A rollout of a version deleted by hand is over; one whose previous version is gone
+        # has nothing to go back to.
         self.rollout = self.previous.rollout
+        if self.rollout is not None and self.rollout.version not in self.specs:
+            self.rollout = None
+        if self.rollout is not None and self.rollout.previous_version not in (None, *self.specs):
+            self.rollout = self.rollout.model_copy(update={"previous_version": None})
         self.drift = self.previous.drift
         self.ledger = self.previous.retraining
         self.pin_problem: str | None = None

@@ -76,7 +76,18 @@ def drive_serving(plan: Plan) -> int | None:
             plan.last_available = last
         _deploy(plan, desired, shape)
         return desired
+    seconds = plan.spec.serving.rollout_deadline_seconds
+    deadline = timedelta(seconds=seconds)
     if last is not None and (last.version, last.serving_hash) == (desired, shape_hash):
+        rollout = plan.rollout
+        if (
+            rollout is not None
+            and (rollout.version, rollout.serving_hash) == (desired, shape_hash)
+            and plan.now - rollout.started_at <= deadline
+        ):
+            # A rollback on its way back (old pods ready, the rolled-back ones not yet).
+            _deploy(plan, desired, shape)
+            return desired
         # What served before is what is wanted and it is unavailable: an outage, not a rollout.
         plan.rollout = None
         plan.degraded = (
@@ -94,7 +105,13 @@ def drive_serving(plan: Plan) -> int | None:
             # replaces was available; during an outage it is applied and waited for.
             previous = desired if healthy else None
         else:
-            current = serving.version if serving is not None and healthy else plan.production
+            # A new version replacing one that is itself down (no pod ready) cannot be blamed
+            # either: there is nothing healthy to go back to, so it is applied and waited for.
+            # Mid-rollout, the ready pods are production's (maxUnavailable 0).
+            if serving is None or not (healthy or serving.ready_replicas > 0):
+                current = None
+            else:
+                current = serving.version if healthy else plan.production
             previous = current if current != desired else None
         rollout = Rollout(
             version=desired,
@@ -103,14 +120,13 @@ def drive_serving(plan: Plan) -> int | None:
             serving_hash=shape_hash,
         )
         plan.rollout = rollout
-    deadline = timedelta(seconds=plan.spec.serving.rollout_deadline_seconds)
     if plan.now - rollout.started_at <= deadline:
         _deploy(plan, desired, shape)
         return desired
     previous = rollout.previous_version
     if previous is None:
         # Nothing that was available to go back to: keep applying, say why it does not serve.
-        plan.overdue = f"v{desired} not available within {deadline.seconds}s" + (
+        plan.overdue = f"v{desired} not available within {seconds}s" + (
             "; what served before was unavailable too" if plan.production is not None else ""
         )
         if plan.production is not None:
@@ -122,28 +138,42 @@ def drive_serving(plan: Plan) -> int | None:
         plan.failed_serving_hash = shape_hash
         message = (
             f"the serving change ({_describe_shape(shape)}) was not available within "
-            f"{deadline.seconds}s; v{desired} serves again as it was at "
+            f"{seconds}s; v{desired} serves again as it was at "
             f"{last.available_at.isoformat()} ({_describe_shape(last.serving)})"
         )
         plan.event("Warning", "RolledBack", message, desired)
-        _deploy(plan, desired, last.serving)
+        _roll_back(plan, desired, last.serving)
         return desired
     plan.update(
         desired,
         phase="Failed",
         reason="RolloutFailed",
-        message=f"not available within {deadline.seconds}s; rolled back to v{previous}",
+        message=f"not available within {seconds}s; rolled back to v{previous}",
     )
     plan.event(
         "Warning",
         "RolledBack",
-        f"v{desired} did not become available within {deadline.seconds}s; "
-        f"serving v{previous} again",
+        f"v{desired} did not become available within {seconds}s; serving v{previous} again",
         desired,
     )
     back = last.serving if last is not None and last.version == previous else plan.spec.serving
-    _deploy(plan, previous, back)
+    _roll_back(plan, previous, back)
     return previous
+
+
+def _roll_back(plan: Plan, number: int, serving: Serving) -> None:
+    """Deploys what served before, tracked as a rollout of its own within the deadline.
+
+    The rolled-back Deployment takes a while to settle (its old pods serve meanwhile): without
+    a rollout the next pass would read it as an outage of production.
+    """
+    plan.rollout = Rollout(
+        version=number,
+        previous_version=None,
+        started_at=plan.now,
+        serving_hash=serving_hash(serving),
+    )
+    _deploy(plan, number, serving)
 
 
 def _deploy(plan: Plan, number: int, serving: Serving) -> None:
@@ -163,7 +193,15 @@ def _describe_shape(serving: Serving) -> str:
 
 
 def complete_rollout(plan: Plan, number: int) -> None:
-    if plan.spec.serving.enabled and (plan.production != number or plan.rollout is not None):
+    rollout, last = plan.rollout, plan.last_available
+    returning = (
+        rollout is not None
+        and last is not None
+        and (rollout.version, rollout.serving_hash) == (last.version, last.serving_hash)
+    )
+    if plan.spec.serving.enabled and (
+        plan.production != number or (rollout is not None and not returning)
+    ):
         plan.event("Normal", "RolledOut", f"v{number} is serving")
     status = plan.statuses[number]
     if plan.production != number and status.phase not in ("Promoted", "Retired"):

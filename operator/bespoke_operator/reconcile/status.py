@@ -48,12 +48,16 @@ def customization_status(plan: Plan) -> ModelCustomizationStatus:
     # Reconciling is the work a spec change asked for (kstatus: InProgress). The operator's own
     # drift retrain is shown by the Training condition and leaves Ready as it is.
     generation_work = [n for n in in_flight if plan.specs[n].trigger != "Drift"]
+    # The operator's own rollouts: a drift retrain's, and a rollback to what last served.
     own_rollout = (
         rolling
         and plan.rollout is not None
-        and plan.specs[plan.rollout.version].trigger == "Drift"
         and plan.last_available is not None
         and plan.rollout.serving_hash == plan.last_available.serving_hash
+        and (
+            plan.specs[plan.rollout.version].trigger == "Drift"
+            or plan.rollout.version == plan.last_available.version
+        )
     )
     reconciling = stalled_reason is None and (
         bool(generation_work) or (rolling and not own_rollout)
@@ -105,8 +109,9 @@ def _stalled(plan: Plan, *, served: bool, busy: bool) -> tuple[str | None, str]:
     """Why the customization cannot progress without a person, and what to do; (None, "") if not.
 
     A failed serving change stalls even while the last available shape serves: the spec asks for
-    something the operator could not make available. An outage of what served is `Degraded`,
-    never Stalled: it heals without a spec change.
+    something the operator could not make available; so does a version a spec change asked for
+    (trigger Initial or SpecChange) that failed or was rejected. An outage of what served is
+    `Degraded`, never Stalled: it heals without a spec change.
     """
     if plan.failed_serving_hash is not None:
         last = plan.last_available
@@ -121,17 +126,21 @@ def _stalled(plan: Plan, *, served: bool, busy: bool) -> tuple[str | None, str]:
             f"{plan.overdue}; the Deployment stays applied: fix spec.serving (image, resources) "
             "or the cluster and it rolls out"
         )
-    if served or busy:
-        return None, ""
     latest = plan.phase(plan.latest)
     awaiting = any(s.phase == "AwaitingApproval" for s in plan.statuses.values())
-    if plan.pin_problem:
+    spec = plan.specs.get(plan.latest)
+    # What a spec change asked for failed: stalled even while an older version serves. A drift
+    # retrain is the operator's own work: its failure shows on the Training condition only.
+    asked = spec is not None and spec.trigger != "Drift"
+    if (served or busy) and not asked:
+        return None, ""
+    if not (served or busy) and plan.pin_problem:
         return "PinnedVersionUnavailable", plan.pin_problem
-    if latest == "Failed":
-        status = plan.statuses[plan.latest]
+    status = plan.statuses.get(plan.latest)
+    if latest == "Failed" and status is not None and status.reason != "Superseded":
         return status.reason or "TrainingFailed", status.message or ""
-    if latest == "Rejected" and not awaiting:
-        return "GatesFailed", plan.statuses[plan.latest].message or ""
+    if latest == "Rejected" and not awaiting and status is not None:
+        return "GatesFailed", status.message or ""
     return None, ""
 
 

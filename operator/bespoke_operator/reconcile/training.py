@@ -13,7 +13,7 @@ from bespoke_operator.constants import APPROVAL_ANNOTATION
 from bespoke_operator.reconcile.actions import StartTrainer, StopTrainer
 from bespoke_operator.reconcile.gates import evaluate_gates, format_number
 from bespoke_operator.reconcile.hashing import training_hash
-from bespoke_operator.reconcile.observed import TrainerRun, TrainerSummary
+from bespoke_operator.reconcile.observed import RUN_FAILURES, TrainerRun, TrainerSummary
 from bespoke_operator.reconcile.plan import Plan, artifacts
 from bespoke_operator.reconcile.trainer_config import trainer_config
 
@@ -30,21 +30,6 @@ __all__ = [
 PERMANENT_EXIT_CODES: Final = frozenset({2, 3, 5, 7})
 
 
-#: Failures that retrying the same version cannot fix, but a change of where or how it runs can
-#: (training.image, resources, gradientCheckpointing, storage.secretRef...): a version that
-#: failed with one of them is trained again, as a new version, once those fields change.
-_RUN_FAILURES: Final = frozenset(
-    {
-        "OutOfMemory",
-        "Unschedulable",
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "InvalidImageName",
-        "ErrImageNeverPull",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-    }
-)
 _OOM_HINT: Final = (
     "; lower training.batchSize (raise training.gradientAccumulationSteps to keep the "
     "effective batch), set training.gradientCheckpointing: true, or raise "
@@ -160,7 +145,7 @@ def _progress_version(plan: Plan, number: int) -> None:
     counted = sum(1 for r in runs if not r.disrupted)
     retry_limit = plan.specs[number].snapshot.training.retry_limit
     permanent = summary is not None and (
-        summary.exit_code in PERMANENT_EXIT_CODES or reason in _RUN_FAILURES
+        summary.exit_code in PERMANENT_EXIT_CODES or reason in RUN_FAILURES
     )
     if reason == "OutOfMemory" and "training.batchSize" not in message:
         message += _OOM_HINT
@@ -206,7 +191,7 @@ def _cannot_start(plan: Plan, number: int, run: TrainerRun) -> bool:
 def _run_failure_addressed(plan: Plan, latest: ModelVersionSpec) -> bool:
     """Whether the latest version failed in a way a change of where it runs fixes, now changed."""
     status = plan.statuses.get(latest.version)
-    if status is None or status.phase != "Failed" or status.reason not in _RUN_FAILURES:
+    if status is None or status.phase != "Failed" or status.reason not in RUN_FAILURES:
         return False
     before = latest.snapshot
     return (before.training, before.storage) != (plan.spec.training, plan.spec.storage)

@@ -50,3 +50,29 @@ def test_leader_election_reads_its_lease_and_refuses_timings_that_could_overlap(
         OperatorSettings.from_env({"BESPOKE_LEASE_RENEW_DEADLINE_SECONDS": "20"})
     with pytest.raises(ValueError, match="BESPOKE_LEADER_ELECTION='maybe'"):
         OperatorSettings.from_env({"BESPOKE_LEADER_ELECTION": "maybe"})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "BESPOKE_RECONCILE_INTERVAL_SECONDS",
+        "BESPOKE_RESYNC_INTERVAL_SECONDS",
+        "BESPOKE_RETRY_BASE_SECONDS",
+        "BESPOKE_RETRY_CAP_SECONDS",
+    ],
+)
+def test_an_interval_of_zero_is_refused_naming_the_variable(name: str) -> None:
+    with pytest.raises(ValueError, match=f"{name}='0': expected more than 0 seconds"):
+        OperatorSettings.from_env({name: "0"})
+
+
+def test_a_retry_cap_below_the_base_is_refused_naming_both() -> None:
+    with pytest.raises(
+        ValueError, match="BESPOKE_RETRY_CAP_SECONDS \\(5\\) is below BESPOKE_RETRY_BASE"
+    ):
+        OperatorSettings.from_env(
+            {"BESPOKE_RETRY_BASE_SECONDS": "10", "BESPOKE_RETRY_CAP_SECONDS": "5"}
+        )
+    # A base above the default cap raises the cap with it when the cap is not set.
+    settings = OperatorSettings.from_env({"BESPOKE_RETRY_BASE_SECONDS": "600"})
+    assert settings.retry_cap_seconds == 600

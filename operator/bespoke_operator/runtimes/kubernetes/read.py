@@ -10,13 +10,14 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from pydantic import ValidationError
 
 from bespoke_operator.api import ModelVersion
 from bespoke_operator.constants import ATTEMPT_LABEL, VERSION_LABEL
 from bespoke_operator.reconcile import ServingState, StartupProblem, TrainerRun, TrainerSummary
+from bespoke_operator.reconcile.observed import STARTUP_FAILURES
 from bespoke_operator.runtimes.kubernetes.objects import SERVING_HASH_ANNOTATION, TRAINER_CONTAINER
 
 __all__ = [
@@ -103,20 +104,6 @@ def _run(
         summary = TrainerSummary(outcome="Failed", reason=reason, message=failed.get("message", ""))
     disrupted = pod is not None and _condition(pod, "DisruptionTarget") is not None
     return TrainerRun(version, attempt, state, summary=summary, disrupted=disrupted)  # type: ignore[arg-type]
-
-
-#: Waiting reasons of a container that will not start by waiting longer (see the kubelet's
-#: images and kuberuntime packages); a slow pull (ContainerCreating, PodInitializing) is not one.
-STARTUP_FAILURES: Final = frozenset(
-    {
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "InvalidImageName",
-        "ErrImageNeverPull",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-    }
-)
 
 
 def _running(

@@ -162,7 +162,9 @@ def test_champion_delta_against_production(
         # Production is untouched: v1 still serves, nothing redeploys elsewhere.
         assert decision.status.production_version == 1
         assert {d.version for d in actions_of(decision, Deploy)} == {1}
-        assert decision.status.phase == "Ready"
+        # The spec change asked for a version that was rejected: stalled until a person acts.
+        assert decision.status.phase == "Failed"
+        assert world.condition("Stalled") == "True"
 
 
 def test_approval_holds_a_passing_candidate_until_approved() -> None:
@@ -225,7 +227,9 @@ def test_rollout_that_never_becomes_available_rolls_back() -> None:
     world.become_available()
     decision = world.reconcile()
     assert decision.status.production_version == 1
-    assert decision.status.phase == "Ready"
+    # v1 serves again, but what the spec change asked for failed: Stalled/RolloutFailed.
+    assert decision.status.phase == "Failed"
+    assert world.condition("Serving") == "True"
     assert world.phase(1) == "Promoted"
 
 
@@ -268,15 +272,16 @@ def test_disrupted_trainer_restarts_without_using_a_retry() -> None:
     assert actions_of(decision, StartTrainer) == [StartTrainer(1, 2)]
 
 
-def test_failure_after_production_keeps_serving_and_does_not_stall() -> None:
+def test_failure_after_production_keeps_serving_and_stalls() -> None:
     world = promoted_world()
     _retrain_with_new_spec(world)
     bad = TrainerSummary(outcome="Failed", reason="OutOfMemory", message="oom", exitCode=5)
     world.finish(2, TrainerRun(2, 1, "Failed", summary=bad))
     decision = world.reconcile()
     assert world.phase(2) == "Failed"
-    assert decision.status.phase == "Ready"
-    assert world.condition("Stalled") == "False"
+    assert decision.status.phase == "Failed"
+    assert world.condition("Stalled") == "True"
+    assert world.condition("Serving") == "True"
     assert decision.status.production_version == 1
 
 

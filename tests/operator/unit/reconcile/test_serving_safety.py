@@ -223,7 +223,7 @@ def test_a_new_version_that_never_becomes_available_rolls_back_to_the_previous()
     world.become_available()
     world.reconcile()
     assert world.last is not None
-    assert world.last.status.phase == "Ready"
+    assert world.last.status.phase == "Failed"  # Stalled: what the spec asked for failed
     assert world.last.status.production_version == 1
     assert_kstatus_consistent(world)
 
@@ -334,3 +334,201 @@ def test_versions_carry_a_ready_condition_whose_reason_is_their_phase() -> None:
 
     assert ready(1) == ("True", "Promoted")
     assert ready(2) == ("False", "Rejected")
+
+
+def test_a_rollout_whose_previous_version_was_deleted_by_hand_stays_applied() -> None:
+    world = promoted_world()
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    assert deployed(world) == [(2, None, 1)]
+    del world.versions[1]  # kubectl delete modelversion sentiment-v1
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    # Nothing to go back to: v2 stays applied and is not failed.
+    assert deployed(world) == [(2, None, 1)]
+    assert world.phase(2) == "Promoted"
+    world.become_available()
+    world.reconcile()
+    assert world.last is not None
+    assert world.last.status.production_version == 2
+    assert world.last.status.phase == "Ready"
+
+
+def test_a_spec_change_whose_training_fails_stalls_while_the_old_version_serves() -> None:
+    world = promoted_world()
+    world.document["spec"]["training"]["epochs"] = 6
+    world.document["metadata"]["generation"] = 2
+    world.reconcile()
+    oom = TrainerSummary(outcome="Failed", reason="OutOfMemory", message="CUDA OOM", exitCode=5)
+    world.finish(2, TrainerRun(2, 1, "Failed", summary=oom))
+    world.reconcile()
+    assert world.phase(2) == "Failed"
+    assert condition(world, "Stalled") == ("True", "OutOfMemory")
+    assert condition(world, "Ready") == ("False", "OutOfMemory")
+    assert condition(world, "Reconciling") == ("False", "OutOfMemory")
+    # v1 still serves: production and the Serving condition say so.
+    assert world.last is not None
+    assert world.last.status.production_version == 1
+    assert condition(world, "Serving")[0] == "True"
+
+
+def test_a_spec_change_whose_version_is_rejected_stalls_while_the_old_version_serves() -> None:
+    world = promoted_world()
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.1, macroF1=0.1, evalLoss=2.0)
+    world.reconcile()
+    assert world.phase(2) == "Rejected"
+    assert condition(world, "Stalled") == ("True", "GatesFailed")
+    assert condition(world, "Ready") == ("False", "GatesFailed")
+
+
+def test_a_spec_change_whose_rollout_fails_stalls_after_the_rollback() -> None:
+    world = promoted_world()
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    world.become_available()
+    world.reconcile()
+    assert world.last is not None
+    assert world.last.status.production_version == 1
+    assert condition(world, "Stalled") == ("True", "RolloutFailed")
+    assert condition(world, "Ready") == ("False", "RolloutFailed")
+    assert_kstatus_consistent(world)
+
+
+def test_a_drift_retrain_that_fails_keeps_ready_true() -> None:
+    world = promoted_world(monitoring__onDrift={"action": "retrain", "cooldownSeconds": 0})
+    _drift(world, 0.9)
+    world.reconcile()
+    world.drift = None
+    oom = TrainerSummary(outcome="Failed", reason="OutOfMemory", message="CUDA OOM", exitCode=5)
+    world.finish(2, TrainerRun(2, 1, "Failed", summary=oom))
+    world.reconcile()
+    assert world.phase(2) == "Failed"
+    assert condition(world, "Ready") == ("True", "Serving")
+    assert condition(world, "Stalled")[0] == "False"
+
+
+def _new_version_rolled_back(world: InMemoryWorld) -> None:
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    assert deployed(world) == [(1, None, 1)]
+    assert "RolledBack" in world.reasons()
+
+
+def test_a_rollback_in_progress_is_not_an_outage() -> None:
+    world = promoted_world()
+    _new_version_rolled_back(world)
+    # The rolled-back Deployment settles: old pods ready, new ones not yet.
+    world.reconcile()
+    assert condition(world, "Degraded")[0] == "False"
+    world.become_available()
+    world.reconcile()
+    assert "Degraded" not in world.reasons()
+    assert "Recovered" not in world.reasons()
+    assert world.last is not None
+    assert world.last.status.rollout is None
+    assert world.last.status.production_version == 1
+
+
+def test_a_rollback_that_never_becomes_available_is_an_outage() -> None:
+    world = promoted_world()
+    _new_version_rolled_back(world)
+    world.outage()
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    assert condition(world, "Degraded") == ("True", "ServingUnavailable")
+    assert deployed(world) == [(1, None, 1)]
+
+
+def test_a_shape_rollback_in_progress_is_not_an_outage() -> None:
+    world = promoted_world()
+    world.document["spec"]["serving"]["replicas"] = 40
+    world.reconcile()
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    assert deployed(world) == [(1, None, 1)]
+    world.reconcile()
+    assert condition(world, "Degraded")[0] == "False"
+    assert "Degraded" not in world.reasons()
+
+
+def test_a_drift_retrain_rolled_back_keeps_ready_true_on_the_way_back() -> None:
+    world = promoted_world(monitoring__onDrift={"action": "retrain", "cooldownSeconds": 0})
+    _drift(world, 0.9)
+    world.reconcile()
+    world.drift = None
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    assert deployed(world) == [(1, None, 1)]
+    assert condition(world, "Ready") == ("True", "Serving")
+    assert condition(world, "Reconciling")[0] == "False"
+    assert condition(world, "Degraded")[0] == "False"
+
+
+def test_a_new_version_rolled_out_during_an_outage_is_not_blamed() -> None:
+    world = promoted_world()
+    world.outage()
+    world.reconcile()
+    assert condition(world, "Degraded")[0] == "True"
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    assert deployed(world) == [(2, None, 1)]
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    # v1 was down too: v2 stays applied and is not failed; production is degraded.
+    assert world.phase(2) == "Promoted"
+    assert deployed(world) == [(2, None, 1)]
+    assert condition(world, "Degraded")[0] == "True"
+    world.become_available()
+    world.reconcile()
+    assert world.last is not None
+    assert world.last.status.production_version == 2
+    assert world.last.status.phase == "Ready"
+
+
+def test_a_new_version_replacing_one_mid_rollout_rolls_back_to_production() -> None:
+    world = promoted_world()
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    assert deployed(world) == [(2, None, 1)]
+    # v3 arrives while v2 rolls out (v1's pods still serve): v3 can be blamed.
+    world.document["spec"]["training"]["epochs"] = 7
+    world.reconcile()
+    world.finish(3, accuracy=0.96, macroF1=0.96)
+    world.reconcile()
+    assert deployed(world) == [(3, None, 1)]
+    world.tick(DEADLINE + 1)
+    world.reconcile()
+    assert world.phase(3) == "Failed"
+    assert deployed(world) == [(1, None, 1)]
+
+
+def test_rollback_messages_give_the_deadline_in_seconds_past_a_day() -> None:
+    deadline = 86_400 + DEADLINE
+    world = promoted_world(serving__rolloutDeadlineSeconds=deadline)
+    world.document["spec"]["training"]["epochs"] = 6
+    world.reconcile()
+    world.finish(2, accuracy=0.95, macroF1=0.95)
+    world.reconcile()
+    world.tick(deadline + 1)
+    world.reconcile()
+    rolled_back = next(e for e in events(world) if e.reason == "RolledBack")
+    assert f"within {deadline}s" in rolled_back.message
+    assert f"within {deadline}s" in (world.versions[2].status.message or "")  # type: ignore[union-attr]

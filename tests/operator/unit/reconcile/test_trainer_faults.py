@@ -19,6 +19,7 @@ from bespoke_operator.reconcile import (
     TrainerRun,
     TrainerSummary,
 )
+from bespoke_operator.reconcile.observed import STARTUP_FAILURES
 
 from .world import InMemoryWorld, actions_of, customization
 
@@ -104,6 +105,18 @@ def test_fixing_the_image_trains_again_as_a_new_version() -> None:
     assert [c.version.spec.version for c in created] == [2]
     assert created[0].version.spec.snapshot.training.image == "registry.example/trainer:1"
     assert actions_of(decision, StartTrainer) == [StartTrainer(2, 1)]
+
+
+@pytest.mark.parametrize("reason", sorted(STARTUP_FAILURES | {"Unschedulable"}))
+def test_every_reason_a_pod_cannot_start_trains_again_once_training_changes(reason: str) -> None:
+    """The reasons the Kubernetes reader reports and those a spec change retrains are one set."""
+    world = stuck_world(reason, training__image="registry.example/trainer:typo")
+    world.tick(STARTUP)
+    world.reconcile()
+    assert world.phase(1) == "Failed"
+    world.document["spec"]["training"]["image"] = "registry.example/trainer:1"
+    decision = world.reconcile()
+    assert [c.version.spec.version for c in actions_of(decision, CreateVersion)] == [2]
 
 
 def _oom(world: InMemoryWorld) -> None:
