@@ -1,7 +1,8 @@
 """Operator scale: create-to-Job latency and memory of Bespoke vs a no-op kopf operator.
 
 Both operators run as `kopf run` subprocesses against the same real kube-apiserver + etcd (the
-envtest harness of tests/cluster), each in its own fresh namespace, one after the other. For each
+envtest harness of tests/operator/cluster), each in its own fresh namespace, one after the other.
+For each
 size N the benchmark creates N ModelCustomizations as fast as the API server takes them and
 records, from a watch on Jobs, when each customization's Job appeared. Latency = Job seen − create
 request sent. Memory is the operator process's RSS (VmRSS from /proc), peak over the run. One
@@ -43,7 +44,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.cluster.envtest_cluster import EnvtestCluster
+from tests.operator.cluster.envtest_cluster import EnvtestCluster
 
 GROUP_PATH = "/apis/bespoke.dev/v1alpha1"
 EXAMPLE = REPO / "examples" / "text-classification-lora.yaml"

@@ -1,6 +1,7 @@
 """`helm install` into a real API server, which validates every object, and Pod Security admission.
 
-The API server is the envtest harness's etcd + kube-apiserver (tests/cluster/envtest_cluster.py,
+The API server is the envtest harness's etcd + kube-apiserver
+(tests/operator/cluster/envtest_cluster.py,
 binaries from hack/envtest.sh), started once for this module; `BESPOKE_TEST_KUBECONFIG` points at
 another cluster instead. Without either the tests skip (fail with `BESPOKE_ENVTEST_REQUIRED=1`).
 
@@ -95,9 +96,9 @@ def _kubeconfig() -> Iterator[str]:
         yield given
         return
     try:
-        envtest = importlib.import_module("tests.cluster.envtest_cluster")
+        envtest = importlib.import_module("tests.operator.cluster.envtest_cluster")
     except ImportError:
-        _skip_or_fail("the envtest harness (tests/cluster/envtest_cluster.py) is not here")
+        _skip_or_fail("the envtest harness (tests/operator/cluster/envtest_cluster.py) is not here")
     try:
         envtest.find_binaries(controller_manager=False)
     except envtest.BinariesMissingError as missing:

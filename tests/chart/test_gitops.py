@@ -147,7 +147,7 @@ def test_the_real_engines_compute_every_fixtures_expected_health() -> None:
 
 def _stages() -> list[tuple[str, tuple[str, str, str], dict[str, Any]]]:
     """The statuses the operator's own core (decide) writes at each stage, as objects."""
-    from tests.unit.reconcile.world import InMemoryWorld, customization
+    from tests.operator.unit.reconcile.world import InMemoryWorld, customization
 
     good = {"accuracy": 0.93, "macroF1": 0.91, "evalLoss": 0.2}
     stages: list[tuple[str, tuple[str, str, str], dict[str, Any]]] = []

@@ -55,9 +55,9 @@ def envtest() -> Iterator[Any]:
     if importlib.util.find_spec("bespoke_operator.handlers") is None:
         pytest.skip("the operator's handlers are not built yet")
     try:
-        harness = importlib.import_module("tests.cluster.envtest_cluster")
+        harness = importlib.import_module("tests.operator.cluster.envtest_cluster")
     except ImportError:
-        _skip_or_fail("the envtest harness (tests/cluster/envtest_cluster.py) is not here")
+        _skip_or_fail("the envtest harness (tests/operator/cluster/envtest_cluster.py) is not here")
     try:
         harness.find_binaries(controller_manager=False)
     except harness.BinariesMissingError as missing:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from bespoke_operator.reconcile import PERMANENT_EXIT_CODES, Observed, StartTrainer, decide
 from bespoke_operator.runtimes.kubernetes import objects
 from bespoke_trainer import errors
-from tests.unit.reconcile.world import START, InMemoryWorld, customization
+from tests.operator.unit.reconcile.world import START, InMemoryWorld, customization
 
 
 def _trainer_errors() -> list[type[errors.TrainerError]]:

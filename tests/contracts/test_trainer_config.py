@@ -13,8 +13,8 @@ from bespoke_operator.reconcile import CreateVersion, Observed, StartTrainer, de
 from bespoke_operator.reconcile.hashing import OPERATOR_ONLY_TRAINING_FIELDS
 from bespoke_operator.reconcile.trainer_config import trainer_config
 from bespoke_trainer.config import TrainerConfig, load_config
-from tests.unit.api.fixtures import example_files
-from tests.unit.reconcile.world import START
+from tests.operator.unit.api.fixtures import example_files
+from tests.operator.unit.reconcile.world import START
 
 
 def _first_config(path: Path) -> tuple[ModelCustomization, dict[str, object]]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.chart.chartlib import find_tool
-from tests.cluster.envtest_cluster import REPO_ROOT
 from tests.node.images import build_and_load, build_and_load_venv_images
 from tests.node.node_cluster import NodeCluster, PrerequisiteError
+from tests.operator.cluster.envtest_cluster import REPO_ROOT
 
 _started: list[NodeCluster] = []
 _timings: dict[str, float] = {}

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.cluster.envtest_cluster import REPO_ROOT
 from tests.node.node_cluster import BASE_IMAGE, NodeCluster, NodeError, node_cache
+from tests.operator.cluster.envtest_cluster import REPO_ROOT
 
 __all__ = ["build_and_load", "build_and_load_venv_images", "chart_image"]
 

@@ -40,8 +40,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.cluster.envtest_cluster import K8S_VERSION, REPO_ROOT
-from tests.cluster.envtest_cluster import binary_dir as envtest_dir
+from tests.operator.cluster.envtest_cluster import K8S_VERSION, REPO_ROOT
+from tests.operator.cluster.envtest_cluster import binary_dir as envtest_dir
 
 __all__ = [
     "BASE_IMAGE",

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.envtest_cluster import REPO_ROOT
 from tests.node.node_cluster import NodeCluster, wait_until
 from tests.node.test_loop import classify, volumes
 from tests.node.test_operator_pod import helm_install, namespace, snapshot
+from tests.operator.cluster.envtest_cluster import REPO_ROOT
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 

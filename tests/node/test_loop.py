@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.envtest_cluster import REPO_ROOT
 from tests.node.node_cluster import NodeCluster, wait_until
 from tests.node.test_operator_pod import helm_install, leader, namespace, operator_pods, snapshot
+from tests.operator.cluster.envtest_cluster import REPO_ROOT
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 

@@ -1,2 +1,2 @@
-"""Operator handler and fault tests against kmock (fast; no cluster)."""
+"""The operator's tests by level: unit, kopf (handlers on kmock), cluster (real API), e2e (CLI)."""
 # ruff: noqa: A005  # tests.operator is only ever imported as a subpackage, never as `operator`

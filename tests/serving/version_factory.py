@@ -17,11 +17,10 @@ import pandas as pd
 import torch
 from peft import LoraConfig, PeftConfig, PeftModel, TaskType
 from peft import get_peft_model as _get_peft_model
+from tests.tiny_models import tiny_bert
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    BertConfig,
-    BertModel,
     GPT2Config,
     GPT2LMHeadModel,
     PreTrainedModel,
@@ -70,16 +69,7 @@ def obvious_texts(count: int, seed: int) -> pd.DataFrame:
 def tiny_bert_base(directory: Path) -> Path:
     """A 2-layer random BERT sharing MiniLM's tokenizer, saved as a base model."""
     tokenizer = AutoTokenizer.from_pretrained(MINILM_DIR)
-    torch.manual_seed(0)
-    config = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        vocab_size=tokenizer.vocab_size,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(directory)
+    tiny_bert(tokenizer.vocab_size).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 

@@ -6,53 +6,32 @@ import functools
 from pathlib import Path
 
 import pytest
+from tests import tiny_models
 from trainer_helpers import ConfigFactory, build_config, save_tokenizer
 
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer BERT encoder (no head) with a word-level tokenizer."""
-    import torch
-    from transformers import BertConfig, BertModel
-
     directory = tmp_path_factory.mktemp("tiny-bert")
     tok = save_tokenizer(directory, causal=False)
-    torch.manual_seed(0)
-    config = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        vocab_size=len(tok),
-        max_position_embeddings=128,
-        pad_token_id=tok.pad_token_id,
-    )
-    BertModel(config).save_pretrained(str(directory))
+    tiny_models.tiny_bert(len(tok), pad_token_id=tok.pad_token_id).save_pretrained(str(directory))
     return directory
 
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer Llama causal LM with a word-level tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     directory = tmp_path_factory.mktemp("tiny-llama")
     tok = save_tokenizer(directory, causal=True)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
+    model = tiny_models.tiny_causal_lm(
+        len(tok),
         num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        vocab_size=len(tok),
-        max_position_embeddings=128,
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
         bos_token_id=tok.cls_token_id,
     )
-    LlamaForCausalLM(config).save_pretrained(str(directory))
+    model.save_pretrained(str(directory))
     return directory
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from tests.tiny_models import tiny_causal_lm
+from transformers import LlamaForCausalLM
 
 from bespoke_trainer.config import LoraSettings, MethodConfig, TrainingConfig
 from bespoke_trainer.distributed import Dist
@@ -28,18 +29,9 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 def _tiny_llama(dtype: torch.dtype, device: str) -> LlamaForCausalLM:
     """A seeded, randomly initialised 2-layer Llama (grouped-query attention, 64 tokens)."""
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=0,
-    )
-    return LlamaForCausalLM(config).to(device=device, dtype=dtype)
+    model = tiny_causal_lm(64)
+    assert isinstance(model, LlamaForCausalLM)
+    return model.to(device=device, dtype=dtype)
 
 
 def _lora_llama(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from tests.tiny_models import tiny_causal_lm
 
 from bespoke_trainer import lm_loss
 from bespoke_trainer.config import LoraSettings, MethodConfig
@@ -19,19 +19,10 @@ from bespoke_trainer.modeling import LoadedModel, apply_method
 
 
 def _lora_llama(*, tied: bool = False) -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=97,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        pad_token_id=0,
-        tie_word_embeddings=tied,
-    )
+    # The default max_position_embeddings (2048) as before: only the rotary cache depends on it.
+    base = tiny_causal_lm(97, tie_word_embeddings=tied, max_position_embeddings=2048)
     method = MethodConfig(type="lora", lora=LoraSettings(r=4, alpha=8, dropout=0.0))
-    return apply_method(LoadedModel(LlamaForCausalLM(config), None), "causal-lm", method)  # type: ignore[arg-type]
+    return apply_method(LoadedModel(base, None), "causal-lm", method)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("chunk_elements", [97 * 5, 2**27])  # 5 tokens a chunk, or one chunk

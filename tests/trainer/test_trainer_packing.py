@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from tests.tiny_models import tiny_causal_lm
 
 from bespoke_trainer.batching import epoch_batches, pack_batch, real_tokens
 from bespoke_trainer.encoding import IGNORE_INDEX, Encoded, batch_loss, collate
@@ -17,22 +17,8 @@ PAD = 0
 
 
 def _tiny(kind: str, attn: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    shape: dict[str, Any] = {
-        "vocab_size": VOCAB,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 256,
-        "pad_token_id": PAD,
-        "attn_implementation": attn,
-    }
-    model: torch.nn.Module = (
-        LlamaForCausalLM(LlamaConfig(**shape))
-        if kind == "llama"
-        else Qwen2ForCausalLM(Qwen2Config(**shape))
+    model = tiny_causal_lm(
+        VOCAB, family=kind, max_position_embeddings=256, attn_implementation=attn
     )
     model.eval()
     return model

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.tiny_models import word_level_tokenizer
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
 
 # Words for the planted-bias and overfit datasets, so the tiny tokenizer knows them.
@@ -37,30 +39,8 @@ def corpus() -> list[str]:
 
 
 def save_tokenizer(directory: Path, *, causal: bool) -> Any:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[EOS]"]
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(corpus(), trainers.WordLevelTrainer(special_tokens=specials))
-    if not causal:
-        tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]",
-            special_tokens=[
-                ("[CLS]", tok.token_to_id("[CLS]")),
-                ("[SEP]", tok.token_to_id("[SEP]")),
-            ],
-        )
-    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
-        tokenizer_object=tok,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        eos_token="[EOS]",
-    )
+    """The word-level tokenizer over the example data, saved into `directory`."""
+    fast = word_level_tokenizer(corpus(), causal=causal)
     fast.save_pretrained(str(directory))
     return fast
 

@@ -3,7 +3,8 @@
 A rule carries one message. The CRD generator puts the CEL expression and the message into
 `x-kubernetes-validations`; the pydantic models run the Python check and raise the same message,
 so `bespoke validate`, the local runtime and the API server reject a file for the same reason in
-the same words. `tests/unit/api/test_schema_agrees.py` evaluates both forms over many specs.
+the same words. `tests/operator/unit/api/test_schema_agrees.py` evaluates both forms over many
+specs.
 """
 
 from __future__ import annotations

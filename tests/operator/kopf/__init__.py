@@ -1,0 +1,1 @@
+"""Operator handler and fault tests against kmock (fast; no cluster)."""
