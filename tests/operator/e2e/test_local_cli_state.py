@@ -19,6 +19,7 @@ from typer.testing import CliRunner, Result
 from bespoke_operator import kube_yaml
 from bespoke_operator.api import ModelCustomizationStatus, ModelVersion, ModelVersionStatus
 from bespoke_operator.cli import app
+from bespoke_operator.cli.run import ExitCode
 from bespoke_operator.reconcile import CreateVersion, decide
 from bespoke_operator.runtimes.local.runtime import LocalRuntime, prepare
 from bespoke_operator.runtimes.local.state import CustomizationState
@@ -110,6 +111,11 @@ def history(tmp_path: Path) -> Path:
     )
 
 
+#: How a run over `history` ends: its latest version (v4, a spec change) was rejected by its
+#: gates, so the customization is Stalled/GatesFailed while an earlier version serves.
+HISTORY_ENDS = ExitCode.NOT_READY
+
+
 def _bespoke(*args: str | Path) -> Result:
     return runner.invoke(app, [str(a) for a in args])
 
@@ -166,7 +172,7 @@ def test_rollback_pin_survives_rerunning_the_same_file(history: Path) -> None:
     generation = _stored(history)["metadata"]["generation"]
 
     again = _bespoke("run", history, "--state-dir", _state(history))
-    assert again.exit_code == 0, again.output
+    assert again.exit_code == HISTORY_ENDS, again.output
     assert "Serving v1 as pinned by `bespoke rollback`" in again.stdout
     assert _pinned(history) == 1
     assert _stored(history)["metadata"]["generation"] == generation  # nothing changed
@@ -179,7 +185,7 @@ def test_an_edited_file_replaces_the_rollback_pin(history: Path) -> None:
     _write_file(history, document)
 
     edited = _bespoke("run", history, "--state-dir", _state(history))
-    assert edited.exit_code == 0, edited.output
+    assert edited.exit_code == HISTORY_ENDS, edited.output
     assert "changed since `bespoke rollback` pinned v1" in edited.stdout
     assert _pinned(history) is None  # the file has no pin: the gates decide again
     assert _stored(history)["spec"]["serving"]["limits"]["maxTextsPerRequest"] == 16
@@ -188,14 +194,14 @@ def test_an_edited_file_replaces_the_rollback_pin(history: Path) -> None:
     # and an edit brings the file's back.
     document["spec"]["serving"]["pinnedVersion"] = 2
     _write_file(history, document)
-    assert _bespoke("run", history, "--state-dir", _state(history)).exit_code == 0
+    assert _bespoke("run", history, "--state-dir", _state(history)).exit_code == HISTORY_ENDS
     assert _pinned(history) == 2
     assert _bespoke("rollback", NAME, "1", "--state-dir", _state(history)).exit_code == 0
-    assert _bespoke("run", history, "--state-dir", _state(history)).exit_code == 0
+    assert _bespoke("run", history, "--state-dir", _state(history)).exit_code == HISTORY_ENDS
     assert _pinned(history) == 1
     document["spec"]["serving"]["limits"]["maxTextsPerRequest"] = 8
     _write_file(history, document)
-    assert _bespoke("run", history, "--state-dir", _state(history)).exit_code == 0
+    assert _bespoke("run", history, "--state-dir", _state(history)).exit_code == HISTORY_ENDS
     assert _pinned(history) == 2
 
 
@@ -254,7 +260,7 @@ def test_resumed_run_prints_only_new_trainer_lines(history: Path) -> None:
     log.parent.mkdir(parents=True)
     log.write_text(OLD_LOG_LINE + "\n")
     resumed = _bespoke("run", history, "--state-dir", _state(history))
-    assert resumed.exit_code == 0, resumed.output
+    assert resumed.exit_code == HISTORY_ENDS, resumed.output
     assert "from before" not in resumed.output
     assert f"{_state(history) / NAME / 'runs'}/*/trainer.log" in resumed.stdout
 
