@@ -185,13 +185,20 @@ def test_rerun_resumes_and_rejected_candidate_keeps_production(
 def test_interrupted_run_continues_from_the_checkpoint(tmp_path: Path, env: dict[str, str]) -> None:
     file = _example(tmp_path, epochs=4)
     state = tmp_path / "state"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bespoke_operator", "run", str(file), "--state-dir", str(state)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # A shell without job control starts background commands with SIGINT ignored, and a child
+    # inherits an ignored signal: while it starts, this process takes a handler (reset to the
+    # default in the child), so the run gets a terminal's Ctrl-C whoever runs the suite.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bespoke_operator", "run", str(file), "--state-dir", str(state)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     log = state / "support-tickets" / "runs" / "v1-1" / "trainer.log"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and not (
