@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bespoke_operator import kube_yaml
 from bespoke_operator.cli import app
 from bespoke_operator.cli.run import ExitCode
 from bespoke_operator.runtimes.local import processes
@@ -217,3 +218,23 @@ def test_a_run_says_where_its_artifacts_go(history: Path) -> None:
     assert result.exit_code == ExitCode.NOT_READY, result.output
     artifacts = (_state(history) / NAME / "artifacts").resolve()
     assert f"Artifacts go to {artifacts} (a local run's storage; " in result.stdout
+
+
+def test_a_local_run_honours_approved_versions_in_the_file(tmp_path: Path) -> None:
+    # v1 passed its gates and awaits approval; the file approves it, as Git would on a cluster.
+    file = _registry(tmp_path, [("AwaitingApproval", "AwaitingApproval", True)], production=None)
+    document = yaml.safe_load(file.read_text())
+    document["spec"]["evaluation"]["requireApproval"] = True
+    file.write_text(kube_yaml.dump(document))
+    # A run waits for the approval (from another shell) until its --timeout.
+    held = _bespoke("run", file, "--state-dir", _state(file), "--timeout", "1")
+    assert held.exit_code == ExitCode.NOT_READY, held.output
+
+    document["spec"]["evaluation"]["approvedVersions"] = [1]
+    file.write_text(kube_yaml.dump(document))
+    approved = _bespoke("run", file, "--state-dir", _state(file))
+    assert approved.exit_code == ExitCode.OK, approved.output
+    assert "Approved: v1 approved for production" in approved.stdout
+    versions = _bespoke("versions", NAME, "--state-dir", _state(file), "-o", "json")
+    [v1] = json.loads(versions.stdout)["items"]
+    assert (v1["status"]["phase"], v1["status"]["reason"]) == ("Promoted", "Approved")
