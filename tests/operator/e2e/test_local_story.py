@@ -173,13 +173,19 @@ def test_rerun_resumes_and_rejected_candidate_keeps_production(
     document["spec"]["evaluation"]["gates"] = [{"metric": "accuracy", "min": "0.9999"}]
     file.write_text(kube_yaml.dump(document))
     rejected = _bespoke("run", str(file), "--state-dir", str(state), "--keep-serving", env=env)
-    assert rejected.returncode == 0, rejected.stdout + rejected.stderr
+    # The spec change failed its gates: the customization is Stalled (exit 3, not Ready) until
+    # the file changes, while production keeps serving the earlier version.
+    assert rejected.returncode == 3, rejected.stdout + rejected.stderr
     versions = _versions(state)
     assert versions[3]["spec"]["trigger"] == "SpecChange"
     assert versions[3]["status"]["phase"] == "Rejected"
     status = json.loads((state / "support-tickets" / "customization.json").read_text())["status"]
     assert status["productionVersion"] == production
-    assert status["phase"] == "Ready"
+    assert status["phase"] == "Failed"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Stalled"]["status"] == "True"
+    assert conditions["Stalled"]["reason"] == "GatesFailed"
+    assert conditions["Reconciling"]["status"] == "False"
 
 
 def test_interrupted_run_continues_from_the_checkpoint(tmp_path: Path, env: dict[str, str]) -> None:
