@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -40,7 +39,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.operator.cluster.envtest_cluster import K8S_VERSION, REPO_ROOT
+from tests.operator.cluster.envtest_cluster import (
+    K8S_VERSION,
+    REPO_ROOT,
+    die_with_parent,
+    terminate_group,
+)
 from tests.operator.cluster.envtest_cluster import binary_dir as envtest_dir
 
 __all__ = [
@@ -70,7 +74,6 @@ INSTALL_HINT = (
     "as root: apt-get install containerd runc containernetworking-plugins mmdebstrap conntrack "
     "iptables buildah podman, then run `hack/envtest.sh` and `hack/node.sh` (or `make test-node`)"
 )
-_PR_SET_PDEATHSIG = 1
 _T = TypeVar("_T")
 
 
@@ -101,12 +104,6 @@ def wait_until(
         time.sleep(interval)
         result = probe()
     return result
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _run(args: Sequence[str], *, check: bool = True, timeout: float = 120) -> str:
@@ -333,11 +330,11 @@ class NodeCluster:
         # restarts the containers killed next.
         for proc in reversed(self._processes):
             if proc.name != "containerd":
-                _terminate(proc.popen)
+                terminate_group(proc.popen, STOP_TIMEOUT_S)
         if self.socket.exists():
             self._kill_leftover_containers()
         for proc in self._processes:
-            _terminate(proc.popen)
+            terminate_group(proc.popen, STOP_TIMEOUT_S)
         self._processes.clear()
         # The kubelet's volume mounts, and containerd's sandbox /dev/shm mounts.
         self._unmount_under(self.work_dir)
@@ -399,7 +396,7 @@ class NodeCluster:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (only a prctl before exec)
+                preexec_fn=die_with_parent,  # noqa: PLW1509 (only a prctl before exec)
                 cwd=self.work_dir,
             )
         proc = _Process(name, popen, log_path)
@@ -802,19 +799,6 @@ state = "{self._containerd_dir / "state"}"
                     directory.rmdir()
             with contextlib.suppress(OSError):
                 top.rmdir()
-
-
-def _terminate(popen: subprocess.Popen[bytes]) -> None:
-    if popen.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(popen.pid, signal.SIGTERM)
-    try:
-        popen.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(popen.pid, signal.SIGKILL)
-        popen.wait(timeout=STOP_TIMEOUT_S)
 
 
 __all__ += ["REPO_ROOT"]

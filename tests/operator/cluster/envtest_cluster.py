@@ -45,9 +45,11 @@ __all__ = [
     "EnvtestCluster",
     "EnvtestError",
     "binary_dir",
+    "die_with_parent",
     "find_binaries",
     "require_binaries",
     "running_cluster",
+    "terminate_group",
     "wait_for",
 ]
 
@@ -116,7 +118,7 @@ def _free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Runs in the child between fork and exec: the kernel kills it when the test runner dies,
     # which covers the one case finalizers and atexit cannot (SIGKILL of pytest).
     if sys.platform == "linux":
@@ -335,7 +337,7 @@ class EnvtestCluster:
             self._client = None
         # Reverse order: clients of etcd go first so they do not log connection errors.
         for proc in reversed(self._processes):
-            _terminate(proc.popen)
+            terminate_group(proc.popen)
         self._processes.clear()
         if self._owns_work_dir and self.work_dir is not None:
             if os.environ.get("BESPOKE_ENVTEST_KEEP") == "1":
@@ -362,7 +364,7 @@ class EnvtestCluster:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 # Only a prctl call runs before exec, which is safe even with threads running.
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                preexec_fn=die_with_parent,  # noqa: PLW1509
                 cwd=self.work_dir,
             )
         proc = _Process(name, popen, log_path)
@@ -675,18 +677,18 @@ class EnvtestCluster:
                 raise EnvtestError(f"Creating {path} failed: {answer.status} {answer.message}")
 
 
-def _terminate(popen: subprocess.Popen[bytes]) -> None:
+def terminate_group(popen: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
     """Stop a child and everything it started: SIGTERM to its group, SIGKILL if it lingers."""
     if popen.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(popen.pid, signal.SIGTERM)
     try:
-        popen.wait(timeout=STOP_TIMEOUT_S)
+        popen.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(popen.pid, signal.SIGKILL)
-        popen.wait(timeout=STOP_TIMEOUT_S)
+        popen.wait(timeout=timeout_s)
 
 
 @contextlib.contextmanager
